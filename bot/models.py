@@ -1,0 +1,61 @@
+"""Plain data passed between pipeline stages (no I/O here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class Item:
+    """One feed entry, normalized: what `sources` produces and `detect` classifies."""
+
+    key: str  # stable key: guid, else link, else a content hash (rss2email's order)
+    title: str
+    link: str | None
+    summary_html: str = ""
+    content_html: str = ""
+    categories: list[str] = field(default_factory=list)
+    author: str | None = None
+    published_at: datetime | None = None  # aware UTC
+    updated_at: datetime | None = None  # aware UTC
+    language: str | None = None
+    content_hash: str = ""
+    # Filled by detect.
+    is_flash: bool = False
+    label: str | None = None  # e.g. "FLASH INFO"
+    headline: str = ""  # title with the label removed
+
+
+@dataclass
+class FeedResult:
+    """The outcome of fetching and parsing one source."""
+
+    status: int | None = None  # HTTP status (None for local files or network errors)
+    not_modified: bool = False
+    items: list[Item] = field(default_factory=list)
+    error: str | None = None  # a clear, per-source message when the poll failed
+    etag: str | None = None
+    last_modified: str | None = None
+    ttl_seconds: int | None = None
+    max_age: int | None = None
+    retry_after: float | None = None  # seconds the server asked us to wait
+    permanent_url: str | None = None  # new URL after a permanent redirect
+    hub_url: str | None = None  # WebSub hub declared by the feed
+    topic_url: str | None = None  # WebSub self URL
+    feed_title: str | None = None
+    bozo: str | None = None  # feedparser's complaint, when it still got entries
+    elapsed: float = 0.0
+
+
+@dataclass
+class Event:
+    """What storing one parsed item meant; the pipeline queues deliveries from these."""
+
+    item_id: int
+    # flash: new Flash Info item to alert | held: flash waiting for approval | update: an alerted
+    # flash item changed | new: non-flash item stored (digest material) | baseline: recorded on a
+    # source's first poll, no alert | duplicate: same story already alerted from another source
+    kind: str
+    source: str
+    title: str
+    is_flash: bool = False

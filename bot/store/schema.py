@@ -1,0 +1,190 @@
+"""The database schema (SQLAlchemy Core tables); portable between SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+# Bump with every migration in bot/store/migrate.py.
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out; stored naive UTC (SQLite keeps no zone, PostgreSQL is fine)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database; use bot.store.utcnow()")
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def _ts(name: str, **kw) -> Column:
+    return Column(name, UTCDateTime(), **kw)
+
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+sources = Table(
+    "sources", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("interval", Integer, nullable=False, default=60),
+    Column("all_flash", Boolean, nullable=False, default=False),
+    Column("respect_ttl", Boolean, nullable=False, default=False),
+    Column("alert_on_first_poll", Boolean, nullable=False, default=False),
+    Column("category", String(200)),
+    Column("origin", String(16), nullable=False, default="config"),  # config | cli | opml
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("pause_reason", Text),
+    Column("baselined", Boolean, nullable=False, default=False),
+    # Fetch state.
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("ttl_seconds", Integer),  # RSS <ttl>, in seconds
+    Column("max_age", Integer),  # Cache-Control: max-age
+    Column("last_status", Integer),
+    _ts("last_polled_at"),
+    _ts("last_success_at"),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    _ts("next_poll_at"),
+    _ts("retry_after_until"),
+    # WebSub push.
+    Column("hub_url", Text),
+    Column("topic_url", Text),
+    Column("websub_secret", String(128)),
+    Column("websub_state", String(16)),  # pending | active | denied
+    _ts("websub_lease_until"),
+    _ts("created_at"),
+)
+
+items = Table(
+    "items", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False),  # guid, else link, else content hash
+    Column("title", Text, nullable=False, default=""),
+    Column("headline", Text, nullable=False, default=""),  # title without the Flash label
+    Column("label", String(100)),  # the matched Flash prefix/category, e.g. "FLASH INFO"
+    Column("link", Text),
+    Column("summary_html", Text),
+    Column("content_html", Text),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("author", Text),
+    Column("language", String(16)),
+    _ts("published_at"),
+    _ts("updated_at"),
+    Column("content_hash", String(64), nullable=False),
+    Column("revision", Integer, nullable=False, default=0),  # bumped by each update of a flash item
+    Column("is_flash", Boolean, nullable=False, default=False),
+    Column("baseline", Boolean, nullable=False, default=False),  # seen on a source's first poll
+    # Alert lifecycle: none (not flash / not alerted) | held | approved | cancelled | queued
+    Column("alert_state", String(16), nullable=False, default="none"),
+    Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
+    Column("also_sources", JSON, nullable=False, default=list),
+    Column("norm_title", Text, nullable=False, default=""),
+    # Latency trail.
+    _ts("detected_at"),
+    _ts("first_telegram_at"),
+    _ts("first_email_at"),
+    _ts("last_email_at"),
+    UniqueConstraint("source_id", "key", name="uq_items_source_key"),
+    Index("ix_items_detected", "detected_at"),
+    Index("ix_items_norm_title", "norm_title"),
+)
+
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), unique=True),  # NULL once the subscriber is erased
+    # pending | active | unsubscribed | suppressed | deleted
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("mode", String(8), nullable=False, default="both"),  # instant | digest | both
+    Column("language", String(8), nullable=False, default="fr"),
+    Column("topics", JSON, nullable=False, default=list),
+    Column("origin", String(16), nullable=False, default="web"),  # web | operator | import
+    Column("bounces", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
+    _ts("created_at"),
+    _ts("confirmed_at"),
+    _ts("unsubscribed_at"),
+    _ts("last_digest_at"),
+    Index("ix_subscribers_status", "status"),
+)
+
+digests = Table(
+    "digests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_key", String(64), nullable=False, unique=True),  # e.g. "2026-11-29"
+    _ts("created_at"),
+)
+
+# One row per message to one recipient on one channel: the outbox.
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE")),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE")),
+    Column("channel", String(32), nullable=False),  # email | telegram
+    Column("recipient", String(320), nullable=False),  # subscriber id as text, or the channel name
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("revision", Integer, nullable=False, default=0),  # 0 = alert, n = nth update/correction
+    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | confirm
+    # pending | sending | sent | retry | failed | cancelled
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    _ts("next_attempt_at"),
+    _ts("created_at"),
+    _ts("sent_at"),
+    Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
+    UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
+    UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+)
+
+# Which items went into which subscriber's digest: an item at most once per subscriber.
+digest_items = Table(
+    "digest_items", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+)
+
+# Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).
+channel_state = Table(
+    "channel_state", metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("last_error", Text),
+    _ts("updated_at"),
+)
+
+# Sliding-window counters for web abuse limits (per IP, per address).
+rate_events = Table(
+    "rate_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bucket", String(400), nullable=False),
+    _ts("at", nullable=False),
+    Index("ix_rate_events_bucket", "bucket", "at"),
+)
