@@ -1,0 +1,156 @@
+"""The daily newsletter: which items go to whom, when a run is due, and queuing it exactly once."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine
+
+from . import logs
+from .store import digests as store
+from .store.db import utcnow
+
+log = logging.getLogger("flashbot.digest")
+# A subscriber with no digest yet gets the last day's news, not the whole archive.
+FIRST_WINDOW = timedelta(days=1)
+FIRST_START_KEY = "first_started_at"
+
+
+def trigger(cfg) -> CronTrigger:
+    """The digest CronTrigger in the bot's time zone."""
+    return CronTrigger.from_crontab(cfg.digest.schedule, timezone=ZoneInfo(cfg.bot.timezone))
+
+
+def last_fire(cfg, now: datetime) -> datetime | None:
+    """The latest scheduled digest time at or before `now` (None if none within a year)."""
+    trig = trigger(cfg)
+    for back in (timedelta(hours=1), timedelta(days=1), timedelta(days=8), timedelta(days=32), timedelta(days=367)):
+        fire, last = trig.get_next_fire_time(None, now - back), None
+        while fire is not None and fire <= now:
+            last = fire
+            fire = trig.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if last is not None:
+            return last
+    return None
+
+
+def run_key(cfg, fire: datetime) -> str:
+    """The digests.run_key of a scheduled run: its local date (plus time if it fires more than daily)."""
+    local = fire.astimezone(ZoneInfo(cfg.bot.timezone))
+    minute, hour = cfg.digest.schedule.split()[:2]
+    once_a_day = not any(c in minute + hour for c in ",-/*")
+    return local.date().isoformat() if once_a_day else local.strftime("%Y-%m-%dT%H:%M")
+
+
+def topic_match(topics: list[str], item: Mapping) -> bool:
+    """Whether an item is in a subscriber's topics (no topics = everything)."""
+    try:
+        from .topics import matches  # the delivery owner's rule, shared with instant alerts
+    except ImportError:
+        matches = None
+    if matches is not None:
+        return matches(topics, item)
+    if not topics:
+        return True
+    tags = {c.casefold() for c in (item.get("categories") or [])}
+    if item.get("source_category"):
+        tags.add(item["source_category"].casefold())
+    return bool(tags & {t.casefold() for t in topics})
+
+
+def order_items(chosen: list[Mapping]) -> list[Mapping]:
+    """Flash Info first, then grouped by source and category, newest first inside a group."""
+    def key(it: Mapping):
+        category = (it.get("source_category") or next(iter(it.get("categories") or []), "") or "").casefold()
+        return (not it.get("is_flash"), (it.get("source_name") or "").casefold(), category,
+                -it["known_at"].timestamp())
+    return sorted(chosen, key=key)
+
+
+def select_for(subscriber: Mapping, candidates: list[Mapping], already: set[int], now: datetime,
+               max_items: int, match: Callable[[list[str], Mapping], bool] = topic_match) -> list[Mapping]:
+    """The items of one subscriber's digest: new since their previous digest, in topic, never twice."""
+    since = subscriber.get("last_digest_at") or now - FIRST_WINDOW
+    picked = [it for it in candidates
+              if since < it["known_at"] <= now and it["id"] not in already and match(subscriber.get("topics") or [], it)]
+    # Keep the Flash Info items and the newest others when over the cap, then order for reading.
+    picked.sort(key=lambda it: (not it.get("is_flash"), -it["known_at"].timestamp()))
+    return order_items(picked[:max_items])
+
+
+def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, only_email: str | None = None) -> dict:
+    """Queue one digest run: a 'digest' delivery per subscriber with news; nothing if `key` ran already."""
+    now = now or utcnow()
+    result = {"run_key": key, "digest_id": None, "queued": 0, "empty": 0, "existed": False}
+    if cfg.email is None:
+        result["skipped"] = "email: off ([email] section absent)"
+        return result
+    with engine.begin() as conn:
+        digest_id = store.create_digest(conn, key, now)
+        if digest_id is None:
+            result["existed"] = True
+            return result
+        result["digest_id"] = digest_id
+        earliest = now - FIRST_WINDOW
+        for batch in store.digest_subscribers(engine, cfg.delivery.batch_size, only_email):
+            earliest = min([earliest] + [s["last_digest_at"] for s in batch if s["last_digest_at"]])
+        candidates = store.candidate_items(conn, earliest)
+        ids = [c["id"] for c in candidates]
+        for batch in store.digest_subscribers(engine, cfg.delivery.batch_size, only_email):
+            seen = store.already_digested(conn, [s["id"] for s in batch], ids)
+            done = []
+            for sub in batch:
+                chosen = select_for(sub, candidates, {i for s, i in seen if s == sub["id"]}, now, cfg.digest.max_items)
+                if not chosen:
+                    result["empty"] += 1
+                    continue
+                store.queue_subscriber_digest(conn, digest_id, sub["id"], [c["id"] for c in chosen], now)
+                done.append(sub["id"])
+            store.mark_digested(conn, done, now)
+            result["queued"] += len(done)
+    logs.event(log, "digest_queued", run_key=key, queued=result["queued"], empty=result["empty"])
+    return result
+
+
+def note_first_start(engine: Engine, now: datetime | None = None) -> datetime:
+    """Remember when this bot first ran: digests scheduled before that are not 'missed'."""
+    value = store.set_meta_once(engine, FIRST_START_KEY, (now or utcnow()).isoformat())
+    return datetime.fromisoformat(value)
+
+
+def send_due(engine: Engine, cfg, now: datetime | None = None) -> dict | None:
+    """Queue the latest scheduled digest unless it ran already (the cron job and catch-up at start).
+
+    A run missed while the bot was down is queued once when it comes back; older missed runs are
+    folded into it (each subscriber's window starts at their previous digest), never sent twice.
+    """
+    if not cfg.digest.enabled:
+        return None
+    now = now or utcnow()
+    fire = last_fire(cfg, now)
+    first_start = note_first_start(engine, now)
+    if fire is None or fire < first_start:
+        return None
+    key = run_key(cfg, fire)
+    if store.digest_exists(engine, key):
+        return None
+    return queue_digest(engine, cfg, key, now)
+
+
+def send_now(engine: Engine, cfg, now: datetime | None = None) -> dict:
+    """An operator's `digest --send`: a run of its own; items already digested are still skipped."""
+    now = now or utcnow()
+    return queue_digest(engine, cfg, f"manual-{now.strftime('%Y%m%dT%H%M%S.%f')}", now)
+
+
+def preview_items(engine: Engine, cfg, subscriber: Mapping, now: datetime | None = None) -> list[Mapping]:
+    """What this subscriber's digest would hold right now (nothing is recorded)."""
+    now = now or utcnow()
+    since = subscriber.get("last_digest_at") or now - FIRST_WINDOW
+    with engine.connect() as conn:
+        candidates = store.candidate_items(conn, since)
+        seen = store.already_digested(conn, [subscriber["id"]], [c["id"] for c in candidates])
+    return select_for(subscriber, candidates, {i for _, i in seen}, now, cfg.digest.max_items)

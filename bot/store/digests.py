@@ -1,0 +1,138 @@
+"""Digest storage: candidate items, digest subscribers, and queuing one digest run atomically."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .schema import deliveries, digest_items, digests, items, meta, sources, subscribers
+
+DIGEST_MODES = ("digest", "both")
+# Items that never belong in a newsletter: held for approval, cancelled by an operator.
+_EXCLUDED_ALERT_STATES = ("held", "cancelled")
+
+
+def item_time():
+    """When an item became known: detected, else published, else updated."""
+    return func.coalesce(items.c.detected_at, items.c.published_at, items.c.updated_at)
+
+
+def candidate_items(conn: Connection, since: datetime, limit: int = 5000) -> list[dict]:
+    """Items newer than `since` fit for a digest (no baseline, duplicate, held or cancelled one)."""
+    q = (
+        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+               item_time().label("known_at"))
+        .join(sources, sources.c.id == items.c.source_id)
+        .where(item_time() > since, items.c.baseline.is_(False), items.c.duplicate_of.is_(None),
+               items.c.alert_state.notin_(_EXCLUDED_ALERT_STATES))
+        .order_by(item_time().desc())
+        .limit(limit)
+    )
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    for r in rows:  # SQLite hands back func.coalesce() of UTCDateTime columns as naive strings
+        r["known_at"] = max(t for t in (r["detected_at"], r["published_at"], r["updated_at"]) if t)
+    return rows
+
+
+def digest_subscribers(engine: Engine, batch: int = 500, only_email: str | None = None) -> Iterator[list[dict]]:
+    """Active subscribers whose mode includes the digest, in batches (memory stays flat)."""
+    after = 0
+    while True:
+        q = (select(subscribers).where(subscribers.c.id > after, subscribers.c.status == "active",
+                                       subscribers.c.mode.in_(DIGEST_MODES), subscribers.c.email.is_not(None))
+             .order_by(subscribers.c.id).limit(batch))
+        if only_email is not None:
+            q = q.where(func.lower(subscribers.c.email) == only_email.lower())
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1]["id"]
+
+
+def subscriber_by_email(engine: Engine, email: str) -> dict | None:
+    """One subscriber row by address (case-insensitive), whatever its status."""
+    with engine.connect() as conn:
+        row = conn.execute(select(subscribers).where(func.lower(subscribers.c.email) == email.lower())).first()
+    return dict(row._mapping) if row else None
+
+
+def already_digested(conn: Connection, subscriber_ids: list[int], item_ids: list[int]) -> set[tuple[int, int]]:
+    """(subscriber_id, item_id) pairs that went into an earlier digest."""
+    if not subscriber_ids or not item_ids:
+        return set()
+    q = select(digest_items.c.subscriber_id, digest_items.c.item_id).where(
+        digest_items.c.subscriber_id.in_(subscriber_ids), digest_items.c.item_id.in_(item_ids))
+    return {(r[0], r[1]) for r in conn.execute(q)}
+
+
+def digest_exists(engine: Engine, run_key: str) -> bool:
+    """Whether a digest run with this key was already queued."""
+    with engine.connect() as conn:
+        return conn.execute(select(digests.c.id).where(digests.c.run_key == run_key)).first() is not None
+
+
+def create_digest(conn: Connection, run_key: str, now: datetime) -> int | None:
+    """Insert the run's row inside the caller's transaction; None when the key exists already."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(insert(digests).values(run_key=run_key, created_at=now)).inserted_primary_key[0]
+    except IntegrityError:
+        return None
+
+
+def queue_subscriber_digest(conn: Connection, digest_id: int, subscriber_id: int, item_ids: list[int], now: datetime) -> int:
+    """One pending email delivery of kind 'digest' plus its digest_items rows; returns the delivery id."""
+    delivery_id = conn.execute(insert(deliveries).values(
+        digest_id=digest_id, item_id=None, channel="email", recipient=str(subscriber_id),
+        subscriber_id=subscriber_id, revision=0, kind="digest", state="pending", attempts=0,
+        next_attempt_at=now, created_at=now,
+    )).inserted_primary_key[0]
+    conn.execute(insert(digest_items), [
+        {"subscriber_id": subscriber_id, "item_id": i, "delivery_id": delivery_id} for i in item_ids])
+    return delivery_id
+
+
+def mark_digested(conn: Connection, subscriber_ids: list[int], now: datetime) -> None:
+    """Record the digest time of these subscribers (the start of their next digest window)."""
+    if subscriber_ids:
+        conn.execute(update(subscribers).where(subscribers.c.id.in_(subscriber_ids)).values(last_digest_at=now))
+
+
+def digest_items_of(conn: Connection, delivery_id: int) -> list[int]:
+    """Item ids in one digest delivery."""
+    return [r[0] for r in conn.execute(select(digest_items.c.item_id).where(digest_items.c.delivery_id == delivery_id))]
+
+
+def get_meta(engine: Engine, key: str) -> str | None:
+    """A value of the meta table."""
+    with engine.connect() as conn:
+        row = conn.execute(select(meta.c.value).where(meta.c.key == key)).first()
+    return row[0] if row else None
+
+
+def set_meta_once(engine: Engine, key: str, value: str) -> str:
+    """Store key=value unless the key exists; return the stored value."""
+    with engine.begin() as conn:
+        row = conn.execute(select(meta.c.value).where(meta.c.key == key)).first()
+        if row:
+            return row[0]
+        conn.execute(insert(meta).values(key=key, value=value))
+        return value
+
+
+def digest_counts(engine: Engine, digest_id: int) -> dict[str, int]:
+    """Delivery states of one digest run."""
+    q = select(deliveries.c.state, func.count()).where(deliveries.c.digest_id == digest_id).group_by(deliveries.c.state)
+    with engine.connect() as conn:
+        return {r[0]: r[1] for r in conn.execute(q)}
+
+
+def latest_digests(engine: Engine, limit: int = 10) -> list[dict]:
+    """The most recent digest runs (for the CLI)."""
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(digests).order_by(digests.c.id.desc()).limit(limit))]
+

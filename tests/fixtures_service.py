@@ -1,0 +1,62 @@
+"""Service-area fixtures: a migrated database, configs built from dicts, rows inserted directly."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from bot.config import parse_config
+from bot.store import open_db
+from bot.store.schema import items, sources, subscribers
+
+
+def build_config(tmp_path: Path, **sections):
+    """A validated Config whose database lives in tmp_path; sections override the defaults."""
+    data = {"bot": {"database": str(tmp_path / "svc.db"), "timezone": "Europe/Paris"}}
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(name), dict):
+            data[name] = {**data[name], **value}
+        else:
+            data[name] = value
+    return parse_config(data, tmp_path, env={})
+
+
+@pytest.fixture
+def svc_config(tmp_path):
+    """Factory: svc_config(email={...}, digest={...}) -> Config."""
+    return lambda **sections: build_config(tmp_path, **sections)
+
+
+@pytest.fixture
+def svc_engine(tmp_path):
+    """A fresh migrated SQLite database."""
+    engine = open_db(f"sqlite:///{tmp_path / 'svc.db'}")
+    yield engine
+    engine.dispose()
+
+
+def add_source(engine, name="src", **kw) -> int:
+    """Insert a source row directly; returns its id."""
+    values = {"name": name, "url": f"http://127.0.0.1/{name}.xml", "interval": 60, "origin": "config",
+              "baselined": True, "created_at": datetime.now(timezone.utc), **kw}
+    with engine.begin() as conn:
+        return conn.execute(insert(sources).values(**values)).inserted_primary_key[0]
+
+
+def add_item(engine, source_id, key, detected_at, is_flash=False, **kw) -> int:
+    """Insert an item row directly; returns its id."""
+    values = {"source_id": source_id, "key": key, "title": key, "headline": key, "link": f"http://x/{key}",
+              "content_hash": key, "categories": [], "is_flash": is_flash, "detected_at": detected_at,
+              "published_at": detected_at, "alert_state": "queued" if is_flash else "none", **kw}
+    with engine.begin() as conn:
+        return conn.execute(insert(items).values(**values)).inserted_primary_key[0]
+
+
+def add_subscriber(engine, email, mode="both", language="fr", status="active", **kw) -> int:
+    """Insert a subscriber row directly; returns its id."""
+    values = {"email": email, "mode": mode, "language": language, "status": status, "topics": [],
+              "origin": "operator", "token_nonce": "n0", "created_at": datetime.now(timezone.utc), **kw}
+    with engine.begin() as conn:
+        return conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
