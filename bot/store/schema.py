@@ -46,6 +46,9 @@ sources = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("url", Text, nullable=False),
+    # The URL as written in config.toml: a permanent redirect changes `url` but not this, so
+    # sync_sources only resets `url` when the operator edits the config.
+    Column("config_url", Text),
     Column("interval", Integer, nullable=False, default=60),
     Column("all_flash", Boolean, nullable=False, default=False),
     Column("respect_ttl", Boolean, nullable=False, default=False),

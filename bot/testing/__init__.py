@@ -1,0 +1,1 @@
+"""Real local stand-ins (feed server, SMTP server, Telegram Bot API) used by tests, demo and benchmarks."""
