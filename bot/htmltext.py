@@ -1,0 +1,259 @@
+"""Feed HTML made safe for email (nh3 allowlist, absolute URLs, no chrome) and turned into plain text."""
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import nh3
+
+from bot.htmlchrome import remove_chrome
+from bot.htmldom import BLOCK, Node, parse, serialize
+
+TEXT_TAGS = {"p", "br", "a", "b", "strong", "i", "em", "u", "s", "strike", "del", "ins", "code",
+             "pre", "blockquote", "q", "cite", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+             "img", "figure", "figcaption", "hr", "sub", "sup", "small", "mark", "abbr", "span",
+             "div", "table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption", "dl", "dt",
+             "dd", "time"}
+# Containers kept in the first pass only so that chrome can be recognised by class.
+CHROME_CONTAINERS = {"section", "article", "aside", "header", "footer", "nav", "main", "center"}
+# Dropped together with everything inside them (never shown as text either).
+DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "applet", "form", "svg",
+                     "math", "noscript", "template", "textarea", "select", "button", "canvas",
+                     "audio", "video", "head", "title", "frameset", "frame", "noembed", "noframes"}
+_ATTRS_FINAL = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"},
+                "ol": {"start"}, "td": {"colspan"}, "th": {"colspan"}, "abbr": {"title"}}
+SCHEMES = {"http", "https", "mailto"}
+
+
+def _base(url: str | None) -> str | None:
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _dims(tag: str, attr: str, value: str) -> str | None:
+    # Only plain numbers survive as width/height/start (no CSS smuggled through them).
+    if attr in ("width", "height", "start", "colspan"):
+        v = value.strip().removesuffix("px")
+        return v if v.isdigit() and len(v) <= 5 else None
+    return value
+
+
+def sanitize(html: str | None, base_url: str | None = None) -> str:
+    """Allowlist-clean feed HTML: no active content, absolute http(s) URLs, no page chrome."""
+    if not html or not html.strip():
+        return ""
+    base = _base(base_url)
+    relative = ("rewrite_with_base", base) if base else "deny"
+    attrs = {k: set(v) for k, v in _ATTRS_FINAL.items()}
+    attrs["*"] = {"class", "id"}
+    first = nh3.clean(html, tags=TEXT_TAGS | CHROME_CONTAINERS, clean_content_tags=DROP_WITH_CONTENT,
+                      attributes=attrs, attribute_filter=_dims, url_schemes=SCHEMES,
+                      url_relative=relative, strip_comments=True, link_rel=None)
+    tree = remove_chrome(parse(first))
+    # Second pass: the final allowlist (no class/id/containers), whatever the tree step did.
+    return nh3.clean(serialize(tree), tags=TEXT_TAGS, clean_content_tags=DROP_WITH_CONTENT,
+                     attributes=_ATTRS_FINAL, attribute_filter=_dims, url_schemes=SCHEMES,
+                     url_relative="deny", link_rel="noopener noreferrer").strip()
+
+
+@dataclass
+class Para:
+    """One paragraph of plain text: hard lines plus the prefixes added by lists and quotes."""
+
+    lines: list[str]
+    first: str = ""
+    rest: str = ""
+    pre: bool = False
+    tight: bool = False  # joined to the previous paragraph by a single newline (list items)
+
+
+@dataclass
+class _Conv:
+    refs: dict[str, int] = field(default_factory=dict)
+    with_refs: bool = True
+
+    def blocks(self, node: Node, pre: bool = False) -> list[Para]:
+        out: list[Para] = []
+        inline: list[str] = []
+
+        def flush() -> None:
+            para = self._para("".join(inline), pre)
+            inline.clear()
+            if para:
+                out.append(para)
+
+        for c in node.children:
+            if isinstance(c, str) or (c.tag not in BLOCK):
+                inline.append(self.inline(c, pre))
+            else:
+                flush()
+                out.extend(self.block(c, pre))
+        flush()
+        return out
+
+    @staticmethod
+    def _para(text: str, pre: bool) -> Para | None:
+        if pre:
+            lines = text.strip("\n").split("\n")
+            return Para(lines, pre=True) if text.strip() else None
+        lines = [ln.strip() for ln in text.split("\n")]
+        while lines and not lines[-1]:
+            lines.pop()
+        while lines and not lines[0]:
+            lines.pop(0)
+        return Para(lines) if lines else None
+
+    def inline(self, c: Node | str, pre: bool) -> str:
+        if isinstance(c, str):
+            return c if pre else re.sub(r"[ \t\r\n\f\v]+", " ", c)
+        if c.tag == "br":
+            return "\n"
+        if c.tag == "img":
+            alt = " ".join(c.attrs.get("alt", "").split())
+            return f"[{alt}]" if alt else ""
+        inner = "".join(self.inline(k, pre) for k in c.children)
+        if c.tag == "a" and self.with_refs:
+            return inner + self._ref(c.attrs.get("href", ""), inner)
+        return inner
+
+    def _ref(self, href: str, text: str) -> str:
+        shown = " ".join(text.split())
+        if not href or not shown:
+            return f" {href}" if href and not shown else ""
+        bare = href.split("://", 1)[-1].removeprefix("mailto:").rstrip("/")
+        if shown.rstrip("/") in (href.rstrip("/"), bare):
+            return ""  # the link text is the URL already
+        n = self.refs.setdefault(href, len(self.refs) + 1)
+        return f" [{n}]"
+
+    def block(self, c: Node, pre: bool) -> list[Para]:
+        tag = c.tag
+        if tag == "hr":
+            return [Para(["* * *"])]
+        if tag in ("ul", "ol"):
+            return self._list(c, pre)
+        if tag == "tr":
+            cells = [" ".join(self.inline(k, pre).split()) for k in c.children if isinstance(k, Node)]
+            cells = [x for x in cells if x]
+            return [Para([" | ".join(cells)], tight=True)] if cells else []
+        paras = self.blocks(c, pre or tag == "pre")
+        if tag == "blockquote":
+            for p in paras:
+                p.first, p.rest = "> " + p.first, "> " + p.rest
+        elif tag in ("h1", "h2") and len(paras) == 1 and not paras[0].pre:
+            width = min(max(len(x) for x in paras[0].lines), 72)
+            paras[0].lines.append(("=" if tag == "h1" else "-") * width)
+        elif tag == "dd":
+            for p in paras:
+                p.first, p.rest = "    " + p.first, "    " + p.rest
+        return paras
+
+    def _list(self, c: Node, pre: bool) -> list[Para]:
+        out: list[Para] = []
+        start = c.attrs.get("start", "1")
+        n = int(start) if start.isdigit() else 1
+        for li in (k for k in c.children if isinstance(k, Node)):
+            paras = self.blocks(li, pre) if li.tag == "li" else self.block(li, pre)
+            if not paras:
+                continue
+            mark = f"{n}. " if c.tag == "ol" else "- "
+            n += 1
+            pad = " " * len(mark)
+            for i, p in enumerate(paras):
+                p.first = (mark if i == 0 else pad) + p.first
+                p.rest = pad + p.rest
+                p.tight = i == 0 and bool(out)
+            out.extend(paras)
+        return out
+
+
+def _wrap(p: Para, width: int) -> str:
+    lines: list[str] = []
+    for i, line in enumerate(p.lines):
+        lead = p.first if i == 0 else p.rest
+        if p.pre or width <= 0 or not line:
+            lines.append((lead + line).rstrip() if line else lead.rstrip())
+            continue
+        # Long words (URLs) are never broken; they overflow the line instead.
+        lines.extend(textwrap.wrap(line, width=max(width, len(lead) + 20), initial_indent=lead,
+                                   subsequent_indent=p.rest, break_long_words=False,
+                                   break_on_hyphens=False) or [lead.rstrip()])
+    return "\n".join(lines)
+
+
+def _join(paras: list[Para], width: int) -> str:
+    out: list[str] = []
+    prev: Para | None = None
+    for p in paras:
+        if prev is not None:
+            if p.tight:
+                out.append("\n")
+            else:
+                quote = re.match(r"^(?:> )*", p.first).group(0) if prev.rest.startswith(">") else ""
+                out.append("\n" + quote.rstrip() + "\n")
+        out.append(_wrap(p, width))
+        prev = p
+    return "".join(out)
+
+
+def to_text(html: str | None, base_url: str | None = None, width: int = 72, refs: bool = True) -> str:
+    """Plain text keeping every word (link text stays; URLs listed as [n] references at the end)."""
+    conv = _Conv(with_refs=refs)
+    body = _join(conv.blocks(parse(sanitize(html, base_url))), width)
+    if conv.refs:
+        body += "\n\n" + "\n".join(f"[{n}] {url}" for url, n in conv.refs.items())
+    return body.strip("\n")
+
+
+def paragraphs(html: str | None, base_url: str | None = None) -> list[str]:
+    """The text paragraphs of the HTML, unwrapped, without link references."""
+    conv = _Conv(with_refs=False)
+    return [" ".join(x for x in p.lines if x) if not p.pre else "\n".join(p.lines)
+            for p in conv.blocks(parse(sanitize(html, base_url)))]
+
+
+def cut_words(text: str, n: int, ellipsis: str = "…") -> str:
+    """At most n characters, cut at a word boundary, with an ellipsis when something was cut."""
+    if len(text) <= n:
+        return text
+    room = max(n - len(ellipsis), 1)
+    head = text[:room + 1]
+    cut = head.rsplit(None, 1)[0] if " " in head.strip() else text[:room]
+    return cut[:room].rstrip(" ,;:.-–—(«\"'") + ellipsis
+
+
+def lead(html: str | None, n: int = 300, base_url: str | None = None) -> str:
+    """A short plain-text lead: the first whole paragraphs fitting in n characters (else one cut)."""
+    out: list[str] = []
+    size = 0
+    for p in paragraphs(html, base_url):
+        if out and size + len(p) + 2 > n:
+            break
+        out.append(p)
+        size += len(p) + 2
+    text = "\n\n".join(out)
+    return cut_words(text, n)
+
+
+def lead_html(clean_html: str, n: int) -> tuple[str, bool]:
+    """The first top-level blocks of sanitized HTML up to about n text characters; (html, was_cut)."""
+    root = parse(clean_html)
+    while len([c for c in root.children if isinstance(c, Node)]) == 1 and not any(
+            isinstance(c, str) and c.strip() for c in root.children):
+        only = next(c for c in root.children if isinstance(c, Node))
+        if only.tag not in ("div", "span"):
+            break
+        root = only
+    kept, size = [], 0
+    for c in root.children:
+        length = len(c if isinstance(c, str) else c.text())
+        if kept and size + length > n:
+            return "".join(serialize(k) for k in kept), True
+        kept.append(c)
+        size += length
+    return clean_html, False
