@@ -60,3 +60,31 @@ def add_subscriber(engine, email, mode="both", language="fr", status="active", *
               "origin": "operator", "token_nonce": "n0", "created_at": datetime.now(timezone.utc), **kw}
     with engine.begin() as conn:
         return conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
+
+
+class ServedApp:
+    """An ASGI app served by a real uvicorn on 127.0.0.1 inside the running loop."""
+
+    def __init__(self, app):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.task = None
+
+    async def __aenter__(self):
+        import asyncio
+
+        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.should_exit = True
+        await self.task
+        self.sock.close()
