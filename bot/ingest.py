@@ -1,0 +1,118 @@
+"""Poll due sources concurrently, detect Flash Info, store items and return what happened.
+
+Each source is isolated: its fetch, parse and store run in their own task, every exception is
+turned into that source's error string, and a slow or broken source never delays the others
+beyond its own fetch deadline.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from sqlalchemy import Engine
+
+from .config import Config
+from .detect import detect
+from .feedparse import parse_feed
+from .models import Event, FeedResult, Item
+from .sources import fetch_feed, is_http
+from .store import utcnow
+from .store import sources as store_sources
+from .store.items import store_items
+from .store.sources import sync_sources  # noqa: F401 - public interface: bot.ingest.sync_sources
+
+
+@dataclass
+class PollReport:
+    """What polling one source did."""
+
+    source: str
+    result: FeedResult
+    events: list[Event] = field(default_factory=list)
+    error: str | None = None
+    source_id: int | None = None
+
+
+def prepare(items: list[Item], cfg: Config, source) -> list[Item]:
+    """Detect Flash Info on parsed items and add the source's category."""
+    out = []
+    for it in items:
+        if source["category"] and source["category"] not in it.categories:
+            it = dataclasses.replace(it, categories=[*it.categories, source["category"]])
+        out.append(detect(it, cfg.flash, all_flash=bool(source["all_flash"])))
+    return out
+
+
+def _store_result(engine: Engine, cfg: Config, source, result: FeedResult, now: datetime) -> list[Event]:
+    """Record the fetch state and store the items (runs in a worker thread)."""
+    if result.error:
+        store_sources.record_failure(engine, source, result, cfg, now)
+        return []
+    events: list[Event] = []
+    if not result.not_modified:
+        events = store_items(engine, cfg, source, prepare(result.items, cfg, source), now)
+    store_sources.record_success(engine, source, result, cfg, now)
+    return events
+
+
+async def refresh_source(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_id: int,
+                         db_lock: asyncio.Lock | None = None) -> PollReport:
+    """Fetch, parse, detect and store one source; never raises."""
+    name = f"source #{source_id}"
+    result = FeedResult()
+    try:
+        source = store_sources.get_source(engine, source_id)
+        name = source["name"]
+        result = await fetch_feed(client, cfg, source["url"], source["etag"], source["last_modified"])
+        async with db_lock or _nolock():
+            events = await asyncio.to_thread(_store_result, engine, cfg, source, result, utcnow())
+        return PollReport(name, result, events, result.error, source_id)
+    except Exception as exc:  # noqa: BLE001 - one source's failure must never stop the others
+        error = f"internal error while polling: {type(exc).__name__}: {exc}"[:500]
+        result.error = result.error or error
+        return PollReport(name, result, [], result.error, source_id)
+
+
+class _nolock:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_ids: list[int]) -> list[PollReport]:
+    """Refresh the given sources concurrently (bounded by fetch.concurrency)."""
+    sem = asyncio.Semaphore(cfg.fetch.concurrency)
+    db_lock = asyncio.Lock()  # one writer at a time: SQLite serializes writes anyway
+
+    async def one(sid: int) -> PollReport:
+        async with sem:
+            return await refresh_source(engine, cfg, client, sid, db_lock)
+    return list(await asyncio.gather(*(one(s) for s in source_ids)))
+
+
+async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, now: datetime | None = None) -> list[PollReport]:
+    """Poll every active source whose next poll is due."""
+    ids = await asyncio.to_thread(store_sources.due_source_ids, engine, now)
+    return await poll_sources(engine, cfg, client, ids)
+
+
+async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient) -> list[PollReport]:
+    """Poll every active source now (except those a server asked to wait via Retry-After)."""
+    ids = await asyncio.to_thread(store_sources.due_source_ids, engine, None, True)
+    return await poll_sources(engine, cfg, client, ids)
+
+
+def ingest_bytes(engine: Engine, cfg: Config, source_id: int, body: bytes, headers: dict) -> list[Event]:
+    """Ingest a feed document pushed to us (WebSub) for a source; return its events."""
+    source = store_sources.get_source(engine, source_id)
+    base = source["url"] if is_http(source["url"]) else None
+    result = parse_feed(body, dict(headers or {}), base)  # same base as polling: same item keys
+    if result.error:
+        raise ValueError(f"{source['name']}: pushed content rejected: {result.error}")
+    now = utcnow()
+    return store_items(engine, cfg, source, prepare(result.items, cfg, source), now)

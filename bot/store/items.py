@@ -1,0 +1,138 @@
+"""Items table: store a poll's items and decide what each one means (flash, update, duplicate, ...).
+
+An item is alerted at most once ever: its alert_state leaves `none` once (to `queued`, or to
+`held` when approval is required). Later edits of an alerted item become `update` events with a
+bumped revision. The same story from another source within the dedupe window is stored as a
+`duplicate` of the first one, which records the second source in `also_sources`.
+"""
+from __future__ import annotations
+
+import difflib
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.engine import RowMapping
+
+from ..config import Config
+from ..detect import norm_title
+from ..models import Event, Item
+from .db import retry_locked, utcnow
+from .schema import items, sources
+
+ALERTED = ("queued", "approved")  # states in which subscribers got (or are getting) the alert
+_CHUNK = 400  # keys per IN (...) query, under SQLite's variable limit
+
+
+def _values(item: Item) -> dict:
+    return {
+        "title": item.title, "headline": item.headline or item.title, "label": item.label, "link": item.link,
+        "summary_html": item.summary_html, "content_html": item.content_html, "categories": list(item.categories),
+        "author": item.author, "language": item.language, "published_at": item.published_at,
+        "updated_at": item.updated_at, "content_hash": item.content_hash,
+        "norm_title": norm_title(item.headline or item.title),
+    }
+
+
+def _existing(conn: Connection, source_id: int, keys: list[str]) -> dict[str, RowMapping]:
+    found: dict[str, RowMapping] = {}
+    for i in range(0, len(keys), _CHUNK):
+        q = select(items).where(and_(items.c.source_id == source_id, items.c.key.in_(keys[i:i + _CHUNK])))
+        found.update({r["key"]: r for r in conn.execute(q).mappings()})
+    return found
+
+
+def find_duplicate(conn: Connection, cfg: Config, source_id: int, ntitle: str, now: datetime) -> RowMapping | None:
+    """An alerted/held flash item from another source within the window with a similar title."""
+    if not ntitle or cfg.flash.dedupe_window_hours <= 0:
+        return None
+    since = now - timedelta(hours=cfg.flash.dedupe_window_hours)
+    q = select(items).where(and_(
+        items.c.source_id != source_id, items.c.is_flash.is_(True), items.c.duplicate_of.is_(None),
+        items.c.alert_state.in_(ALERTED + ("held",)), items.c.detected_at >= since,
+    )).order_by(items.c.detected_at)
+    best, best_ratio = None, 0.0
+    for row in conn.execute(q).mappings():
+        m = difflib.SequenceMatcher(None, ntitle, row["norm_title"], autojunk=False)
+        if m.real_quick_ratio() < cfg.flash.similarity or m.quick_ratio() < cfg.flash.similarity:
+            continue
+        ratio = m.ratio()
+        if ratio >= cfg.flash.similarity and ratio > best_ratio:
+            best, best_ratio = row, ratio
+    return best
+
+
+def _alert(conn: Connection, cfg: Config, source: RowMapping, item_id: int, item: Item, now: datetime) -> Event:
+    """Turn a stored flash item into an alert, a held alert, or a duplicate of an earlier one."""
+    ev = lambda kind: Event(item_id, kind, source["name"], item.headline or item.title, True)  # noqa: E731
+    dup = find_duplicate(conn, cfg, source["id"], norm_title(item.headline or item.title), now)
+    if dup is not None:
+        also = list(dup["also_sources"] or [])
+        if source["name"] not in also:
+            also.append(source["name"])
+        conn.execute(update(items).where(items.c.id == dup["id"]).values(also_sources=also))
+        conn.execute(update(items).where(items.c.id == item_id).values(duplicate_of=dup["id"]))
+        return ev("duplicate")
+    state = "held" if cfg.flash.require_approval else "queued"
+    conn.execute(update(items).where(items.c.id == item_id).values(alert_state=state, detected_at=now))
+    return ev(state if state == "held" else "flash")
+
+
+def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, old: RowMapping | None,
+               baseline: bool, now: datetime) -> Event | None:
+    vals = _values(item)
+    if old is None:
+        res = conn.execute(insert(items).values(
+            source_id=source["id"], key=item.key, is_flash=item.is_flash, baseline=baseline, detected_at=now,
+            alert_state="none", also_sources=[], revision=0, **vals))
+        item_id = res.inserted_primary_key[0]
+        if baseline:
+            return Event(item_id, "baseline", source["name"], vals["headline"], item.is_flash)
+        if item.is_flash:
+            return _alert(conn, cfg, source, item_id, item, now)
+        return Event(item_id, "new", source["name"], vals["headline"], False)
+    if old["content_hash"] == item.content_hash and old["is_flash"] == (item.is_flash or old["alert_state"] != "none"):
+        return None
+    if old["alert_state"] in ALERTED:
+        # An alerted item stays flash even if an edit drops its label: the edit is a correction.
+        vals.update(is_flash=True, revision=old["revision"] + 1)
+        conn.execute(update(items).where(items.c.id == old["id"]).values(**vals))
+        return Event(old["id"], "update", source["name"], vals["headline"], True)
+    vals["is_flash"] = item.is_flash or old["alert_state"] != "none"
+    conn.execute(update(items).where(items.c.id == old["id"]).values(**vals))
+    never_alerted = old["alert_state"] == "none" and not old["baseline"] and old["duplicate_of"] is None
+    if item.is_flash and never_alerted:  # an ordinary story was relabelled Flash Info
+        return _alert(conn, cfg, source, old["id"], item, now)
+    return None
+
+
+def store_items(engine: Engine, cfg: Config, source: RowMapping, parsed: list[Item],
+                now: datetime | None = None) -> list[Event]:
+    """Save a poll's items for a source; return one Event per new or meaningfully changed item."""
+    now = now or utcnow()
+    baseline = not source["baselined"] and not source["alert_on_first_poll"]
+    unique: dict[str, Item] = {}
+    for it in parsed:  # a feed listing one key twice: the first (newest) entry wins
+        unique.setdefault(it.key, it)
+
+    def run() -> list[Event]:
+        with engine.begin() as conn:
+            old = _existing(conn, source["id"], list(unique))
+            events = [_store_one(conn, cfg, source, it, old.get(k), baseline, now) for k, it in unique.items()]
+            return [e for e in events if e is not None]
+    return retry_locked(run)
+
+
+def get_item(engine: Engine, item_id: int) -> RowMapping | None:
+    """One item with its source name (as `source_name`)."""
+    q = select(items, sources.c.name.label("source_name")).join(sources, sources.c.id == items.c.source_id)
+    with engine.connect() as conn:
+        return conn.execute(q.where(items.c.id == item_id)).mappings().first()
+
+
+def recent_items(engine: Engine, limit: int = 50, flash_only: bool = False) -> list[RowMapping]:
+    """Most recently detected items with their source name, newest first."""
+    q = select(items, sources.c.name.label("source_name")).join(sources, sources.c.id == items.c.source_id)
+    if flash_only:
+        q = q.where(items.c.is_flash.is_(True))
+    with engine.connect() as conn:
+        return list(conn.execute(q.order_by(items.c.detected_at.desc(), items.c.id.desc()).limit(limit)).mappings())

@@ -1,0 +1,173 @@
+"""Sources table: config sync, CLI changes, and the fetch state (backoff, pause, next poll)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+
+from ..config import Config, SourceConfig
+from ..models import FeedResult
+from .db import retry_locked, utcnow
+from .schema import sources
+
+REMOVED_FROM_CONFIG = "no longer in config.toml"
+_SETTINGS = ("interval", "all_flash", "respect_ttl", "alert_on_first_poll", "category")
+
+
+class SourceError(ValueError):
+    """A CLI-level problem with a source (unknown name, duplicate, ...)."""
+
+
+def sync_sources(engine: Engine, cfg: Config) -> None:
+    """Upsert [[sources]] into the database; sources gone from the file are paused, CLI ones kept."""
+    def run() -> None:
+        now = utcnow()
+        with engine.begin() as conn:
+            rows = {r.name: r for r in conn.execute(select(sources)).mappings()}
+            for sc in cfg.sources:
+                _upsert_config_source(conn, rows.get(sc.name), sc, now)
+            names = {s.name for s in cfg.sources}
+            for name, row in rows.items():
+                if row["origin"] == "config" and name not in names and not row["paused"]:
+                    conn.execute(update(sources).where(sources.c.id == row["id"]).values(
+                        paused=True, pause_reason=REMOVED_FROM_CONFIG))
+    retry_locked(run)
+
+
+def _upsert_config_source(conn, row: RowMapping | None, sc: SourceConfig, now: datetime) -> None:
+    values = {k: getattr(sc, k) for k in _SETTINGS}
+    if row is None:
+        conn.execute(insert(sources).values(name=sc.name, url=sc.url, config_url=sc.url, origin="config",
+                                            created_at=now, **values))
+        return
+    if row["config_url"] != sc.url:  # the operator edited the URL: start over with its state
+        values.update(url=sc.url, config_url=sc.url, etag=None, last_modified=None, next_poll_at=None,
+                      consecutive_failures=0)
+    if row["origin"] == "config" and row["paused"] and row["pause_reason"] == REMOVED_FROM_CONFIG:
+        values.update(paused=False, pause_reason=None)
+    if row["origin"] != "config":
+        values["origin"] = "config"
+    if any(row[k] != v for k, v in values.items()):
+        conn.execute(update(sources).where(sources.c.id == row["id"]).values(**values))
+
+
+def add_source(engine: Engine, name: str, url: str, interval: int = 60, origin: str = "cli", **settings) -> int:
+    """Add a source from the CLI or an OPML import; return its id."""
+    name = name.strip()
+    if not name or not url.strip():
+        raise SourceError("a source needs a name and a URL")
+    if interval < 1:
+        raise SourceError("interval must be at least 1 second")
+    with engine.begin() as conn:
+        if conn.execute(select(sources.c.id).where(sources.c.name == name)).first():
+            raise SourceError(f"a source named {name!r} already exists")
+        res = conn.execute(insert(sources).values(name=name, url=url.strip(), interval=interval, origin=origin,
+                                                  created_at=utcnow(), **settings))
+        return res.inserted_primary_key[0]
+
+
+def get_source(engine: Engine, name_or_id: str | int) -> RowMapping:
+    """One source by name or id; SourceError when unknown."""
+    cond = sources.c.id == name_or_id if isinstance(name_or_id, int) else sources.c.name == name_or_id
+    with engine.connect() as conn:
+        row = conn.execute(select(sources).where(cond)).mappings().first()
+    if row is None:
+        raise SourceError(f"no source named {name_or_id!r} (see `flashbot sources list`)")
+    return row
+
+
+def remove_source(engine: Engine, name: str) -> None:
+    """Delete a source and its items (a config source comes back at the next sync: edit config.toml)."""
+    row = get_source(engine, name)
+    with engine.begin() as conn:
+        conn.execute(delete(sources).where(sources.c.id == row["id"]))
+
+
+def set_paused(engine: Engine, name: str, paused: bool, reason: str | None = None) -> None:
+    """Pause or resume a source; resuming clears the failure count so it is polled at once."""
+    row = get_source(engine, name)
+    values = {"paused": paused, "pause_reason": reason if paused else None}
+    if not paused:
+        values.update(consecutive_failures=0, next_poll_at=None, retry_after_until=None)
+    with engine.begin() as conn:
+        conn.execute(update(sources).where(sources.c.id == row["id"]).values(**values))
+
+
+def list_sources(engine: Engine) -> list[RowMapping]:
+    """All sources, by name."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(sources).order_by(sources.c.name)).mappings())
+
+
+def due_source_ids(engine: Engine, now: datetime | None = None, force: bool = False) -> list[int]:
+    """Ids of active sources whose next poll is due (force: all active ones, still honouring Retry-After)."""
+    now = now or utcnow()
+    cond = [sources.c.paused.is_(False),
+            or_(sources.c.retry_after_until.is_(None), sources.c.retry_after_until <= now)]
+    if not force:
+        cond.append(or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= now))
+    with engine.connect() as conn:
+        q = select(sources.c.id).where(and_(*cond)).order_by(sources.c.next_poll_at.is_not(None), sources.c.next_poll_at)
+        return [r[0] for r in conn.execute(q)]
+
+
+def poll_interval(row: RowMapping, result: FeedResult | None, cfg: Config, now: datetime) -> int:
+    """Seconds until the next poll after a success: the interval, slowed by TTL hints only if asked."""
+    interval = int(row["interval"])
+    if row["respect_ttl"]:
+        ttl = (result.ttl_seconds if result else None) or row["ttl_seconds"] or 0
+        age = (result.max_age if result else None) or row["max_age"] or 0
+        interval = max(interval, ttl, age)
+    lease = row["websub_lease_until"]
+    if row["websub_state"] == "active" and lease and lease > now and cfg.websub.enabled:
+        interval = max(interval, cfg.websub.fallback_interval)  # push delivers; polling is a fallback
+    return interval
+
+
+def backoff_seconds(row: RowMapping, failures: int, cfg: Config) -> int:
+    """Exponential backoff after `failures` consecutive failures, capped by fetch.max_backoff."""
+    base = max(int(row["interval"]), 1)
+    return int(min(cfg.fetch.max_backoff, base * 2 ** min(failures - 1, 30)))
+
+
+def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
+    """Store the fetch state of a successful poll (200 or 304) and schedule the next one."""
+    values = {
+        "last_status": result.status, "last_polled_at": now, "last_success_at": now, "last_error": None,
+        "consecutive_failures": 0, "baselined": True, "retry_after_until": None,
+        "etag": result.etag, "last_modified": result.last_modified, "max_age": result.max_age,
+    }
+    if not result.not_modified:
+        values["ttl_seconds"] = result.ttl_seconds
+        if result.hub_url:
+            values.update(hub_url=result.hub_url, topic_url=result.topic_url or row["url"])
+    if result.permanent_url and result.permanent_url != row["url"]:
+        values["url"] = result.permanent_url
+    values["next_poll_at"] = now + timedelta(seconds=poll_interval(row, result, cfg, now))
+    _update(engine, row["id"], values)
+
+
+def record_failure(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
+    """Count a failure, back off exponentially, pause after fetch.max_failures (or at once on 410 Gone)."""
+    failures = int(row["consecutive_failures"] or 0) + 1
+    delay = backoff_seconds(row, failures, cfg)
+    values = {"last_status": result.status, "last_polled_at": now, "last_error": result.error,
+              "consecutive_failures": failures}
+    if result.retry_after is not None:
+        wait = min(result.retry_after, max(cfg.fetch.max_backoff, row["interval"]))
+        values["retry_after_until"] = now + timedelta(seconds=wait)
+        delay = max(delay, wait)
+    values["next_poll_at"] = now + timedelta(seconds=delay)
+    if result.status == 410:
+        values.update(paused=True, pause_reason=f"the feed is gone (HTTP 410): {result.error}")
+    elif failures >= cfg.fetch.max_failures:
+        values.update(paused=True, pause_reason=f"{failures} consecutive failures; last error: {result.error}")
+    _update(engine, row["id"], values)
+
+
+def _update(engine: Engine, source_id: int, values: dict) -> None:
+    def run() -> None:
+        with engine.begin() as conn:
+            conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
+    retry_locked(run)
