@@ -1,0 +1,1 @@
+"""Flashbot benchmarks: `make bench` (quick) or `BENCH_FULL=1 make bench`; never part of `make test`."""
