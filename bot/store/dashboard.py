@@ -1,0 +1,187 @@
+"""Read models and operator actions behind the /admin dashboard and `flashbot stats`.
+
+Every listing is one bounded query (LIMIT, grouped counts), never a query per row.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from statistics import median
+
+from sqlalchemy import Engine, func, or_, select, update
+
+from .db import utcnow
+from .schema import channel_state, deliveries, items, sources, subscribers
+
+ACTIVE_STATES = ("pending", "retry", "sending")
+
+
+def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, dict[str, int]]:
+    """{channel: {state: n}} for deliveries created since `since` (all when None)."""
+    q = select(deliveries.c.channel, deliveries.c.state, func.count()).group_by(deliveries.c.channel, deliveries.c.state)
+    if since is not None:
+        q = q.where(deliveries.c.created_at >= since)
+    out: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for ch, st, n in conn.execute(q):
+            out.setdefault(ch, {})[st] = n
+    return out
+
+
+def recent_items(engine: Engine, limit: int = 50) -> list[dict]:
+    """The newest items with their source name and per-state delivery counts."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(items.c.id, items.c.title, items.c.headline, items.c.label, items.c.link, items.c.is_flash,
+                   items.c.alert_state, items.c.revision, items.c.published_at, items.c.detected_at,
+                   items.c.first_telegram_at, items.c.first_email_at, sources.c.name.label("source_name"))
+            .select_from(items.join(sources, sources.c.id == items.c.source_id))
+            .order_by(items.c.detected_at.desc(), items.c.id.desc()).limit(limit)).mappings().all()
+        result = [dict(r) for r in rows]
+        ids = [r["id"] for r in result]
+        per_item: dict[int, dict[str, int]] = {}
+        if ids:
+            for item_id, st, n in conn.execute(
+                    select(deliveries.c.item_id, deliveries.c.state, func.count())
+                    .where(deliveries.c.item_id.in_(ids)).group_by(deliveries.c.item_id, deliveries.c.state)):
+                per_item.setdefault(item_id, {})[st] = n
+    for r in result:
+        r["counts"] = per_item.get(r["id"], {})
+        r["running"] = any(r["counts"].get(s) for s in ACTIVE_STATES)
+    return result
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+def latency(engine: Engine, since: datetime | None = None, limit: int = 1000) -> dict[str, dict]:
+    """Latency of the first delivery per channel, from publication and from detection (seconds)."""
+    since = since or utcnow() - timedelta(days=1)
+    with engine.connect() as conn:
+        rows = conn.execute(select(items.c.published_at, items.c.detected_at, items.c.first_telegram_at,
+                                   items.c.first_email_at)
+                            .where(items.c.is_flash.is_(True), items.c.detected_at >= since)
+                            .order_by(items.c.detected_at.desc()).limit(limit)).all()
+    out: dict[str, dict] = {}
+    for channel, idx in (("telegram", 2), ("email", 3)):
+        for origin, o_idx in (("published", 0), ("detected", 1)):
+            vals = sorted(v for r in rows if (v := _seconds(r[o_idx], r[idx])) is not None)
+            out.setdefault(channel, {})[origin] = (
+                {"n": len(vals), "median": median(vals), "max": vals[-1]} if vals else {"n": 0})
+    return out
+
+
+def latency_samples(engine: Engine, since: datetime | None = None, limit: int = 5000) -> dict[str, list[float]]:
+    """Detection→first-delivery seconds per channel for flash items detected since `since`."""
+    since = since or utcnow() - timedelta(days=1)
+    with engine.connect() as conn:
+        rows = conn.execute(select(items.c.detected_at, items.c.first_telegram_at, items.c.first_email_at)
+                            .where(items.c.detected_at >= since, items.c.is_flash.is_(True))
+                            .order_by(items.c.detected_at.desc()).limit(limit)).all()
+    return {"telegram": [v for r in rows if (v := _seconds(r[0], r[1])) is not None],
+            "email": [v for r in rows if (v := _seconds(r[0], r[2])) is not None]}
+
+
+def item_counts(engine: Engine) -> dict[bool, int]:
+    """{is_flash: n} over stored items."""
+    with engine.connect() as conn:
+        return {bool(f): n for f, n in conn.execute(select(items.c.is_flash, func.count()).group_by(items.c.is_flash))}
+
+
+def source_list(engine: Engine) -> list[dict]:
+    """Every source with its polling state, by name."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(sources.c.id, sources.c.name, sources.c.url, sources.c.paused, sources.c.pause_reason,
+                   sources.c.last_status, sources.c.last_error, sources.c.consecutive_failures,
+                   sources.c.last_polled_at, sources.c.last_success_at, sources.c.next_poll_at,
+                   sources.c.websub_state).order_by(sources.c.name)).mappings()]
+
+
+def source_categories(engine: Engine) -> list[str]:
+    """Distinct source categories, offered as topics on the sign-up and preferences pages."""
+    with engine.connect() as conn:
+        return [c for (c,) in conn.execute(select(sources.c.category).distinct()
+                                           .where(sources.c.category.is_not(None)).order_by(sources.c.category)) if c]
+
+
+def failing_sources(engine: Engine) -> list[dict]:
+    """Sources that are paused or whose last poll failed."""
+    return [s for s in source_list(engine) if s["paused"] or s["consecutive_failures"] or s["last_error"]]
+
+
+def set_source_paused(engine: Engine, source_id: int, paused: bool, reason: str | None = None) -> bool:
+    """Pause or resume a source (resume clears the failure streak and polls it at once)."""
+    values: dict = {"paused": paused, "pause_reason": reason if paused else None}
+    if not paused:
+        values.update(consecutive_failures=0, next_poll_at=utcnow(), retry_after_until=None)
+    with engine.begin() as conn:
+        return conn.execute(update(sources).where(sources.c.id == source_id).values(**values)).rowcount == 1
+
+
+def failures(engine: Engine, limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+    """Failed deliveries (newest first) with item title and recipient address, and their total."""
+    where = deliveries.c.state == "failed"
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(deliveries).where(where)).scalar_one()
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.channel, deliveries.c.kind, deliveries.c.recipient,
+                   deliveries.c.attempts, deliveries.c.last_error, deliveries.c.created_at, deliveries.c.item_id,
+                   items.c.title, subscribers.c.email)
+            .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id)
+                         .outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+            .where(where).order_by(deliveries.c.id.desc()).limit(limit).offset(offset)).mappings().all()
+    return [dict(r) for r in rows], total
+
+
+def retry_deliveries(engine: Engine, ids: list[int]) -> int:
+    """Put failed deliveries back in the queue, due now, with a fresh attempt budget."""
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "failed")
+            # Never revive a message to someone who has since left.
+            .where(or_(deliveries.c.subscriber_id.is_(None), ~deliveries.c.subscriber_id.in_(
+                select(subscribers.c.id).where(subscribers.c.status != "active"))))
+            .values(state="pending", attempts=0, next_attempt_at=utcnow())).rowcount
+
+
+def held_items(engine: Engine, limit: int = 100) -> list[dict]:
+    """Flash items waiting for an editor's approval."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(items.c.id, items.c.title, items.c.label, items.c.link, items.c.detected_at,
+                   sources.c.name.label("source_name"))
+            .select_from(items.join(sources, sources.c.id == items.c.source_id))
+            .where(items.c.alert_state == "held").order_by(items.c.detected_at).limit(limit)).mappings()]
+
+
+def mark_approved(engine: Engine, item_id: int) -> bool:
+    """held → approved; False when the item was not held (already handled by someone else)."""
+    with engine.begin() as conn:
+        return conn.execute(update(items).where(items.c.id == item_id, items.c.alert_state == "held")
+                            .values(alert_state="approved")).rowcount == 1
+
+
+def cancel_item(engine: Engine, item_id: int) -> int:
+    """Cancel an alert: item → cancelled and its queued deliveries stop; return deliveries cancelled."""
+    with engine.begin() as conn:
+        conn.execute(update(items).where(items.c.id == item_id).values(alert_state="cancelled"))
+        return conn.execute(update(deliveries)
+                            .where(deliveries.c.item_id == item_id, deliveries.c.state.in_(("pending", "retry")))
+                            .values(state="cancelled", last_error="cancelled by operator",
+                                    next_attempt_at=None)).rowcount
+
+
+def channel_states(engine: Engine) -> list[dict]:
+    """Per-channel operational state (paused after a Telegram 403, …)."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(channel_state).order_by(channel_state.c.channel)).mappings()]
+
+
+def resume_channel(engine: Engine, channel: str) -> bool:
+    """Un-pause a channel the bot paused (e.g. once it is re-added to the Telegram channel)."""
+    with engine.begin() as conn:
+        return conn.execute(update(channel_state).where(channel_state.c.channel == channel)
+                            .values(paused=False, last_error=None, updated_at=utcnow())).rowcount == 1

@@ -1,0 +1,126 @@
+"""The Starlette application: shared context, page rendering, error pages and the app factory."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..config import Config
+from ..tokens import secret_key
+from .i18n import CATALOGS, translator
+from .mailer import Mailer, SMTPMailer
+from .security import AdminSession, Csrf, SecurityHeaders
+
+log = logging.getLogger("flashbot.web")
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+@dataclass
+class Web:
+    """Everything a request handler needs, stored on app.state.web."""
+
+    cfg: Config
+    engine: Engine
+    key: str
+    env: Environment
+    csrf: Csrf
+    admin: AdminSession
+    mailer: Mailer | None
+    scheduler_alive: Callable[[], bool] | None
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking store call off the event loop (the scheduler shares this loop)."""
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    def lang(self, request: Request, preferred: str | None = None) -> str:
+        """?lang= wins, then the subscriber's language, then [bot] language."""
+        asked = request.query_params.get("lang")
+        for choice in (asked, preferred, self.cfg.bot.language):
+            if choice in CATALOGS:
+                return choice
+        return "fr"
+
+    def render(self, request: Request, name: str, ctx: dict | None = None, status: int = 200,
+               lang: str | None = None) -> HTMLResponse:
+        """Render templates/web/<name> with the translator, CSRF field and common values."""
+        lang = lang or self.lang(request)
+        full = {"_": translator(lang), "lang": lang, "bot_name": self.cfg.bot.name, "request": request,
+                "csrf_field": self.csrf.field_for(request), "public_url": self.cfg.bot.public_url,
+                "notice": request.query_params.get("notice", "")[:200], **(ctx or {})}
+        response = HTMLResponse(self.env.get_template(f"web/{name}").render(full), status_code=status)
+        self.csrf.set_cookie(request, response)
+        return response
+
+    def message(self, request: Request, title_key: str, body_key: str, status: int = 200,
+                lang: str | None = None, **extra: Any) -> HTMLResponse:
+        """A simple page with a title and one paragraph (errors, confirmations)."""
+        return self.render(request, "message.html", {"title_key": title_key, "body_key": body_key, **extra},
+                           status=status, lang=lang)
+
+
+def web(request: Request) -> Web:
+    """The Web context of the running app."""
+    return request.app.state.web
+
+
+def make_env(cfg: Config) -> Environment:
+    """Jinja2 environment: operator overrides first, then the bundled templates; HTML autoescaped."""
+    paths = [str(BUNDLED_TEMPLATES)]
+    if cfg.bot.templates:
+        paths.insert(0, str(cfg.resolve(cfg.bot.templates)))
+    return Environment(loader=ChoiceLoader([FileSystemLoader(p) for p in paths]),
+                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    w = web(request)
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        return w.message(request, "not_found_title", "not_found_body", status=404)
+    if status == 405:
+        return Response("Method Not Allowed", status_code=405, headers=getattr(exc, "headers", None))
+    return w.message(request, "error_title", "error_body", status=status)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log only: error pages never show internals or secrets.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return web(request).message(request, "error_title", "error_body", status=500)
+
+
+async def _stylesheet(request: Request) -> Response:
+    css = (BUNDLED_TEMPLATES / "web" / "style.css").read_text(encoding="utf-8")
+    return Response(css, media_type="text/css", headers={"cache-control": "public, max-age=3600"})
+
+
+def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], bool] | None = None,
+               mailer: Mailer | None = None) -> Starlette:
+    """The web app: sign-up, confirm, unsubscribe, preferences, /admin, /healthz and /metrics."""
+    from . import admin, metrics, public
+
+    key = secret_key(engine, cfg.web.secret_key)
+    secure = cfg.bot.public_url.startswith("https://")
+    if mailer is None and cfg.email is not None:
+        mailer = SMTPMailer(cfg.email)
+    if cfg.email is None:
+        log.warning("[email] is off: the sign-up page cannot send confirmation mails")
+    state = Web(cfg=cfg, engine=engine, key=key, env=make_env(cfg), csrf=Csrf(key, secure),
+                admin=AdminSession(key, cfg.web.admin_password, secure), mailer=mailer,
+                scheduler_alive=scheduler_alive)
+    routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *metrics.routes(state)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash})
+    app.state.web = state
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,117 @@
+"""GET /healthz (database + scheduler liveness) and GET /metrics (Prometheus, computed at scrape time)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..store import dashboard
+from ..store import subscribers as subs
+
+if TYPE_CHECKING:
+    from .app import Web
+
+log = logging.getLogger("flashbot.web.metrics")
+LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def histogram(values: list[float], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative Prometheus buckets (with +Inf) and the sum, from raw samples."""
+    out = [(str(b), float(sum(1 for v in values if v <= b))) for b in buckets]
+    out.append(("+Inf", float(len(values))))
+    return out, float(sum(values))
+
+
+class StoreCollector(Collector):
+    """Reads current figures from the database on every scrape (no in-process counters to lose)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every Flashbot metric family."""
+        items = GaugeMetricFamily("flashbot_items", "Stored feed items", labels=["flash"])
+        for is_flash, n in sorted(dashboard.item_counts(self.engine).items()):
+            items.add_metric(["true" if is_flash else "false"], n)
+        yield items
+        dels = GaugeMetricFamily("flashbot_deliveries", "Delivery rows by channel and state", labels=["channel", "state"])
+        for channel, states in sorted(dashboard.delivery_counts(self.engine).items()):
+            for state, n in sorted(states.items()):
+                dels.add_metric([channel, state], n)
+        yield dels
+        lat = HistogramMetricFamily("flashbot_send_latency_seconds",
+                                    "Detection to first delivery of Flash items of the last 24 h", labels=["channel"])
+        for channel, values in sorted(dashboard.latency_samples(self.engine).items()):
+            buckets, total = histogram(values)
+            lat.add_metric([channel], buckets, total)
+        yield lat
+        yield from self._sources()
+        people = GaugeMetricFamily("flashbot_subscribers", "Subscribers by status", labels=["status"])
+        for status, modes in sorted(subs.counts(self.engine).items()):
+            people.add_metric([status], sum(modes.values()))
+        yield people
+
+    def _sources(self) -> Iterator[Metric]:
+        failing = GaugeMetricFamily("flashbot_source_consecutive_failures", "Consecutive failed polls", labels=["source"])
+        paused = GaugeMetricFamily("flashbot_source_paused", "1 when the source is paused", labels=["source"])
+        errors = GaugeMetricFamily("flashbot_sources_in_error", "Sources whose last poll failed")
+        n_err = 0
+        for s in dashboard.source_list(self.engine):
+            failing.add_metric([s["name"]], s["consecutive_failures"] or 0)
+            paused.add_metric([s["name"]], 1 if s["paused"] else 0)
+            n_err += 1 if s["consecutive_failures"] else 0
+        errors.add_metric([], n_err)
+        yield from (failing, paused, errors)
+        chan = GaugeMetricFamily("flashbot_channel_paused", "1 when a channel is paused", labels=["channel"])
+        for c in dashboard.channel_states(self.engine):
+            chan.add_metric([c["channel"]], 1 if c["paused"] else 0)
+        yield chan
+
+
+def routes(w: Web) -> list[Route]:
+    """/healthz and /metrics, bound to a registry of this app instance only."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(w.engine))
+
+    def _scrape() -> bytes:
+        return generate_latest(registry)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            body = await w.db(_scrape)
+        except Exception:  # noqa: BLE001 - a scrape must answer, not crash
+            log.exception("metrics scrape failed")
+            return Response("metrics unavailable\n", status_code=503, media_type="text/plain")
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def _ping() -> None:
+        with w.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def healthz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await w.db(_ping)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = f"error: {type(exc).__name__}"
+        if w.scheduler_alive is None:
+            checks["scheduler"] = "not running in this process"
+        else:
+            try:
+                checks["scheduler"] = "ok" if w.scheduler_alive() else "stalled"
+            except Exception as exc:  # noqa: BLE001
+                checks["scheduler"] = f"error: {type(exc).__name__}"
+        healthy = checks["database"] == "ok" and checks["scheduler"] in ("ok", "not running in this process")
+        return JSONResponse({"status": "ok" if healthy else "fail", "checks": checks},
+                            status_code=200 if healthy else 503)
+
+    return [Route("/metrics", metrics, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])]

@@ -1,0 +1,145 @@
+"""Web fixtures: a real SMTP inbox (aiosmtpd on 127.0.0.1:0), a config, a database, the app and a client."""
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from bot.config import parse_config
+from bot.store import open_db
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+class _PortZeroController(Controller):
+    """aiosmtpd's Controller on an ephemeral port (it needs the real port to self-test)."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class _Handler:
+    def __init__(self, inbox: "Inbox") -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.inbox.lock:
+            self.inbox.messages.append(msg)
+            self.inbox.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+class Inbox:
+    """A real SMTP server on 127.0.0.1 that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.lock = threading.Lock()
+        self.controller = _PortZeroController(_Handler(self), hostname="127.0.0.1", port=0)
+
+    def start(self) -> "Inbox":
+        """Start listening."""
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.controller.port
+
+    def wait(self, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+        """Block until `count` messages arrived (or fail)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} mails, got {len(self.messages)}")
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Messages whose To: is this address."""
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+def mail_text(msg: EmailMessage) -> str:
+    """The text/plain part of a message."""
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def mail_link(msg: EmailMessage, purpose: str) -> str:
+    """The first /<purpose>/<token> link in a message's text part."""
+    m = re.search(rf"https?://\S+/{purpose}/[A-Za-z0-9_.\-]+", mail_text(msg))
+    assert m, f"no {purpose} link in mail"
+    return m.group(0)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF hidden field of the first form of a page."""
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no csrf field"
+    return m.group(1)
+
+
+def make_web_config(tmp_path: Path, smtp_port: int | None = None, **web: object) -> object:
+    """A validated config for web tests (email on when smtp_port is given)."""
+    data: dict = {"bot": {"database": str(tmp_path / "web.db"), "public_url": "http://testserver"},
+                  "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789", **web}}
+    if smtp_port is not None:
+        data["email"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "Flashbot <alerts@example.org>",
+                         "tls": "none", "timeout": 5}
+    return parse_config(data, tmp_path, env={})
+
+
+@pytest.fixture
+def smtp_inbox():
+    """A started Inbox, stopped after the test."""
+    inbox = Inbox().start()
+    yield inbox
+    inbox.stop()
+
+
+@pytest.fixture
+def web_config(tmp_path, smtp_inbox):
+    """Config with email to the test inbox, an admin password and a fixed secret key."""
+    return make_web_config(tmp_path, smtp_inbox.port)
+
+
+@pytest.fixture
+def web_engine(web_config):
+    """The migrated test database."""
+    engine = open_db(web_config.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def web_app(web_config, web_engine):
+    """The Starlette app under test."""
+    from bot.web import create_app
+
+    return create_app(web_config, web_engine)
+
+
+@pytest.fixture
+async def web_client(web_app):
+    """An httpx client talking to the app in-process (ASGI transport), as if from 127.0.0.1."""
+    transport = httpx.ASGITransport(app=web_app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
