@@ -172,7 +172,19 @@ class _Conv:
         return out
 
 
+# French spacing: never wrap between « and the word after it, or before » : ; ? !
+_GLUE = re.compile(r"(?<=«) | (?=[»:;?!])")
+_GLUE_CHAR = "\ue000"  # a private-use stand-in for the glued space while wrapping
+
+
 def _wrap(p: Para, width: int) -> str:
+    if not p.pre and width > 0:
+        p = Para([_GLUE.sub(_GLUE_CHAR, x) for x in p.lines], p.first, p.rest, p.pre, p.tight)
+        return _wrap_lines(p, width).replace(_GLUE_CHAR, " ")
+    return _wrap_lines(p, width)
+
+
+def _wrap_lines(p: Para, width: int) -> str:
     lines: list[str] = []
     for i, line in enumerate(p.lines):
         lead = p.first if i == 0 else p.rest

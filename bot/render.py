@@ -1,0 +1,228 @@
+"""Jinja2 rendering of alert emails, correction emails, digests and Telegram posts."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import css_inline
+from jinja2 import (BaseLoader, ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
+                    TemplateNotFound, select_autoescape)
+from markupsafe import Markup
+
+import bot
+from bot import telegram_html as tg
+from bot.config import Config, ConfigError
+from bot.htmltext import cut_words, lead, lead_html, sanitize, to_text
+from bot.render_i18n import STRINGS, format_day, format_when, pick_language
+
+BUNDLED = Path(bot.__file__).resolve().parent.parent / "templates"
+# The only names ever rendered or included: a template name never comes from outside.
+TEMPLATES = frozenset({
+    "email_base.html", "email_alert.html", "email_alert.txt", "email_update.html",
+    "email_update.txt", "email_digest.html", "email_digest.txt", "telegram_post.html",
+    "telegram_update.html", "email_footer.txt",
+})
+ALERT_MAX_CHARS = 12000  # longer articles are shown as their lead with a "read more" link
+UPDATE_LEAD_CHARS = 1200
+DIGEST_LEAD_CHARS = 280
+SUBJECT_MAX = 200
+HEADLINE_MAX = 500
+_INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # bidi controls, BOM
+
+
+class RenderedEmail(NamedTuple):
+    """One rendered email: a one-line subject and the two alternative parts."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class _KnownNames(BaseLoader):
+    """Refuses any template name outside TEMPLATES (no path traversal, no arbitrary files)."""
+
+    def __init__(self, inner: BaseLoader) -> None:
+        self.inner = inner
+
+    def get_source(self, environment, template):
+        if template not in TEMPLATES:
+            raise TemplateNotFound(template)
+        return self.inner.get_source(environment, template)
+
+
+def one_line(text: Any, limit: int | None = None) -> str:
+    """Text safe for a header or a title: no control/bidi characters, one line, optionally cut."""
+    s = _INVISIBLE.sub("", str(text or ""))
+    s = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in s)
+    s = " ".join(s.split())
+    return cut_words(s, limit) if limit else s
+
+
+def safe_url(url: Any) -> str | None:
+    """The URL when it is an absolute http(s) URL without whitespace, else None."""
+    url = str(url or "").strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s<>\"]", url):
+        return None
+    return url
+
+
+def _get(item: Any, key: str, default: Any = None) -> Any:
+    value = item.get(key, default) if isinstance(item, Mapping) else getattr(item, key, default)
+    return default if value is None else value
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def headline_of(item: Any) -> str:
+    """The title without its Flash label (detect's headline when it set one)."""
+    headline = one_line(_get(item, "headline", ""))
+    if headline:
+        return headline
+    title, label = one_line(_get(item, "title", "")), one_line(_get(item, "label", ""))
+    if label and title.lower().startswith(label.lower()):
+        title = title[len(label):].lstrip(" :-–—|·•").strip()
+    return title
+
+
+class Renderer:
+    """Renders items for each channel from bundled templates, overridable by `bot.templates`."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.tz = ZoneInfo(cfg.bot.timezone)
+        loaders = []
+        if cfg.bot.templates:
+            folder = cfg.resolve(cfg.bot.templates)
+            if not folder.is_dir():
+                raise ConfigError(f"bot.templates: folder not found: {folder}")
+            loaders.append(FileSystemLoader(str(folder)))
+        loaders.append(FileSystemLoader(str(BUNDLED)))
+        self.env = Environment(
+            loader=_KnownNames(ChoiceLoader(loaders)), undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+
+    # --- views -------------------------------------------------------------------------------
+    def _common(self, lang: str, links: Mapping[str, str] | None) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"t": STRINGS[lang], "lang": lang, "bot_name": self.cfg.bot.name}
+        if links is not None:
+            missing = [k for k in ("unsubscribe", "preferences") if not links.get(k)]
+            if missing:
+                raise ValueError(f"links is missing {', '.join(missing)}")
+            ctx["links"] = dict(links)
+        return ctx
+
+    def item_view(self, item: Any, lang: str) -> dict[str, Any]:
+        """The template variables describing one item (all feed data cleaned or sanitized)."""
+        link = safe_url(_get(item, "link"))
+        body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
+        label = one_line(_get(item, "label", ""), 60)
+        published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
+        return {
+            "headline": one_line(headline_of(item), HEADLINE_MAX),
+            "label": label,
+            "badge": label.upper() if label else (STRINGS[lang]["flash"] if _get(item, "is_flash") else ""),
+            "link": link,
+            "author": one_line(_get(item, "author", ""), 200),
+            "source": one_line(_get(item, "source_name", ""), 200),
+            "categories": [one_line(c, 100) for c in _get(item, "categories", []) if one_line(c)],
+            "published": format_when(published, lang, self.tz) if published else "",
+            "updated": format_when(updated, lang, self.tz) if updated else "",
+            "revision": int(_get(item, "revision", 0) or 0),
+            "body_clean": body,
+        }
+
+    def _subject(self, view: dict[str, Any], lang: str, update: bool) -> str:
+        subject = f"{view['badge']} — {view['headline']}" if view["badge"] else view["headline"]
+        if update:
+            subject = f"{STRINGS[lang]['update_prefix']} {subject}"
+        return one_line(subject, SUBJECT_MAX)
+
+    def _email(self, name: str, subject: str, ctx: dict[str, Any]) -> RenderedEmail:
+        html = self.env.get_template(f"{name}.html").render(ctx)
+        text = self.env.get_template(f"{name}.txt").render(ctx)
+        html = self._inliner.inline(html)
+        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        return RenderedEmail(one_line(subject, SUBJECT_MAX), html, text)
+
+    # --- public API ----------------------------------------------------------------------------
+    def email_alert(self, item: Any, language: str | None, links: Mapping[str, str],
+                    update: bool = False) -> RenderedEmail:
+        """The alert email (or, with update=True, the short correction email) for one item."""
+        lang = pick_language(language, self.cfg.bot.language)
+        view = self.item_view(item, lang)
+        limit = UPDATE_LEAD_CHARS if update else ALERT_MAX_CHARS
+        body, was_cut = lead_html(view["body_clean"], limit) if view["body_clean"] else ("", False)
+        ctx = {**self._common(lang, links), "item": view, "update": update, "was_cut": was_cut,
+               "body_html": Markup(body), "body_text": to_text(body)}
+        name = "email_update" if update else "email_alert"
+        return self._email(name, self._subject(view, lang, update), ctx)
+
+    def telegram_post(self, item: Any, update: bool = False, language: str | None = None) -> str:
+        """The channel post: valid Telegram HTML of at most 4096 UTF-16 units after parsing."""
+        lang = pick_language(language, self.cfg.bot.language)
+        view = self.item_view(item, lang)
+        template = self.env.get_template("telegram_update.html" if update else "telegram_post.html")
+        body = tg.from_html(view["body_clean"])
+
+        def render(body_html: str) -> str:
+            out = template.render({**self._common(lang, None), "item": view, "update": update,
+                                   "body": Markup(body_html)})
+            return re.sub(r"\n{3,}", "\n\n", tg.normalize(out)).strip()
+
+        post = render(body)
+        if tg.visible_len(post) > tg.LIMIT:
+            budget = tg.LIMIT - tg.visible_len(render(""))
+            if budget > 200:  # room for a meaningful part of the article
+                post = render(tg.cut(body, budget))
+        if tg.visible_len(post) > tg.LIMIT:
+            tail = f'\n\n<a href="{tg.escape_attr(view["link"])}">{tg.escape_text(view["link"])}</a>' \
+                if view["link"] else ""
+            post = tg.cut(post, tg.LIMIT, tail)
+        return post
+
+    def email_digest(self, items: list[Any], language: str | None, links: Mapping[str, str],
+                     date: date | datetime | None = None) -> RenderedEmail:
+        """The daily digest: Flash Info first, then the rest grouped by category/source."""
+        lang = pick_language(language, self.cfg.bot.language)
+        t = STRINGS[lang]
+        day = date.astimezone(self.tz).date() if isinstance(date, datetime) else date
+        day = day or datetime.now(self.tz).date()
+        flash, groups = [], {}
+        for item in items:
+            view = self.item_view(item, lang)
+            view["lead"] = lead(view["body_clean"], DIGEST_LEAD_CHARS)
+            view["sort_key"] = _when(_get(item, "published_at")) or datetime.min.replace(tzinfo=timezone.utc)
+            if view["badge"]:
+                flash.append(view)
+            else:
+                group = (view["categories"] or [view["source"] or t["other"]])[0]
+                groups.setdefault(group, []).append(view)
+        newest_first = lambda views: sorted(views, key=lambda v: v["sort_key"], reverse=True)  # noqa: E731
+        sections = ([(t["digest_flash"], newest_first(flash))] if flash else []) + \
+            [(name, newest_first(views)) for name, views in groups.items()]
+        when = format_day(day, lang)
+        ctx = {**self._common(lang, links), "sections": sections, "count": len(items),
+               "title": t["digest_title"].format(date=when)}
+        subject = t["digest_subject"].format(name=self.cfg.bot.name, date=when)
+        return self._email("email_digest", subject, ctx)
