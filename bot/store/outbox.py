@@ -1,0 +1,284 @@
+"""The outbox: every database side effect of delivery (queue, claim, record, recover, report)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .db import utcnow
+from .schema import UTCDateTime, channel_state, deliveries, items, sources, subscribers
+
+D, S = deliveries.c, subscribers.c
+DUE_STATES = ("pending", "retry")
+LIVE_STATES = ("pending", "retry", "sending")
+INSTANT_MODES = ("instant", "both")
+_RETURNED = [D.id, D.item_id, D.digest_id, D.channel, D.recipient, D.subscriber_id, D.revision, D.kind, D.attempts]
+
+
+def _insert(engine_or_conn):
+    """The dialect's INSERT supporting ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    name = engine_or_conn.dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(deliveries)
+
+
+def _no_topics():
+    # JSON '[]' (or NULL): such subscribers want everything, so the database can select them alone.
+    return or_(S.topics.is_(None), cast(S.topics, String).in_(["[]", "null", ""]))
+
+
+def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: datetime) -> int:
+    """INSERT…SELECT one email row per active instant/both subscriber without topics; rows inserted."""
+    src = select(
+        literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
+        literal("pending"), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
+    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
+    cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
+    stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
+    return conn.execute(stmt).rowcount or 0
+
+
+def topic_subscribers(engine: Engine, batch: int) -> Iterator[list[tuple[int, list]]]:
+    """Active instant/both subscribers WITH topics, as (id, topics) batches (keyset paging: flat memory)."""
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
+                .order_by(S.id).limit(batch)
+            ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [(r[0], r[1]) for r in rows]
+
+
+def insert_rows(conn, rows: list[dict]) -> int:
+    """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent)."""
+    if not rows:
+        return 0
+    return conn.execute(_insert(conn).on_conflict_do_nothing(), rows).rowcount or 0
+
+
+def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int:
+    """Correction rows for everyone (every channel) whose original alert is not cancelled/failed."""
+    orig = deliveries.alias("orig")
+    active_or_channel = or_(orig.c.subscriber_id.is_(None), S.status == "active")
+    src = (
+        select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
+               literal("update"), literal("pending"), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
+        .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
+        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in(["cancelled", "failed"]), active_or_channel)
+        .order_by(orig.c.id)
+    )
+    cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
+    return conn.execute(_insert(conn).from_select(cols, src).on_conflict_do_nothing()).rowcount or 0
+
+
+def load_item(conn, item_id: int) -> dict | None:
+    """The item row as a dict, plus source_name and source_category (what the renderer and topics need)."""
+    row = conn.execute(
+        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id == item_id)
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def set_alert_state(conn, item_id: int, state: str) -> None:
+    """items.alert_state = state."""
+    conn.execute(update(items).where(items.c.id == item_id).values(alert_state=state))
+
+
+# -- claiming and recording -------------------------------------------------------------------------
+
+def claim(engine: Engine, limit: int, now: datetime | None = None, skip_channels: Iterable[str] = ()) -> list[dict]:
+    """Atomically move up to `limit` due rows to 'sending' and return them (with subscriber data).
+
+    One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING per state takes SQLite's write lock at once, so
+    two processes can never claim the same row. Fresh rows go before retries.
+    """
+    now = now or utcnow()
+    skip = list(skip_channels)
+    claimed: list[dict] = []
+    with engine.begin() as conn:
+        for state in DUE_STATES:
+            want = limit - len(claimed)
+            if want <= 0:
+                break
+            due = select(D.id).where(D.state == state, D.next_attempt_at <= now)
+            if skip:
+                due = due.where(D.channel.not_in(skip))
+            due = due.order_by(D.next_attempt_at).limit(want)
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state="sending").returning(*_RETURNED)
+            claimed.extend(dict(r) for r in conn.execute(stmt).mappings())
+        _attach_subscribers(conn, claimed)
+    claimed.sort(key=lambda r: r["id"])
+    return claimed
+
+
+def _attach_subscribers(conn, rows: list[dict]) -> None:
+    ids = sorted({r["subscriber_id"] for r in rows if r["subscriber_id"] is not None})
+    found: dict[int, dict] = {}
+    for i in range(0, len(ids), 900):
+        q = select(S.id, S.email, S.status, S.language, S.token_nonce).where(S.id.in_(ids[i:i + 900]))
+        found.update({r.id: dict(r._mapping) for r in conn.execute(q)})
+    for r in rows:
+        r["subscriber"] = found.get(r["subscriber_id"])
+
+
+def original_external_ids(engine: Engine, item_id: int, channel: str, recipients: list[str]) -> dict[str, tuple[str, str | None]]:
+    """recipient → (state, external_id) of the revision-0 row of that item on that channel."""
+    out: dict[str, tuple[str, str | None]] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(recipients), 900):
+            q = select(D.recipient, D.state, D.external_id).where(
+                D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
+            out.update({r.recipient: (r.state, r.external_id) for r in conn.execute(q)})
+    return out
+
+
+_SET = update(deliveries).where(D.id == bindparam("_id")).values(
+    state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"), last_error=bindparam("_error"),
+    next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
+    external_id=func.coalesce(bindparam("_ext", type_=String()), D.external_id),
+)
+
+
+def record(engine: Engine, results: list[dict], bounce_limit: int) -> list[int]:
+    """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
+
+    Each result: id, state, inc (attempts to add), error, next, sent, ext, and optionally item_id/channel
+    (latency trail) and bounce_subscriber (a hard bounce to count).
+    """
+    if not results:
+        return []
+    params = [{"_id": r["id"], "_state": r["state"], "_inc": r.get("inc", 0), "_error": r.get("error"),
+               "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
+    with engine.begin() as conn:
+        conn.execute(_SET, params)
+        _latency(conn, [r for r in results if r["state"] == "sent" and r.get("item_id")])
+        bounced = [r for r in results if r.get("bounce_subscriber")]
+        return _bounces(conn, bounced, bounce_limit) if bounced else []
+
+
+def _latency(conn, sent: list[dict]) -> None:
+    per: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    for r in sent:
+        per[(r["item_id"], r["channel"])].append(r["sent"])
+    for (item_id, channel), times in per.items():
+        first, last = min(times), max(times)
+        if channel == "telegram":
+            values = {"first_telegram_at": func.coalesce(items.c.first_telegram_at, literal(first, UTCDateTime()))}
+        else:
+            later = case((or_(items.c.last_email_at.is_(None), items.c.last_email_at < literal(last, UTCDateTime())),
+                          literal(last, UTCDateTime())), else_=items.c.last_email_at)
+            values = {"first_email_at": func.coalesce(items.c.first_email_at, literal(first, UTCDateTime())), "last_email_at": later}
+        conn.execute(update(items).where(items.c.id == item_id).values(**values))
+
+
+def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
+    for r in bounced:
+        conn.execute(update(subscribers).where(S.id == r["bounce_subscriber"]).values(bounces=S.bounces + 1, last_error=r.get("error")))
+    ids = sorted({r["bounce_subscriber"] for r in bounced})
+    over = [row[0] for row in conn.execute(select(S.id).where(S.id.in_(ids), S.bounces >= limit, S.status == "active"))]
+    if over:
+        conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
+        conn.execute(update(deliveries).where(D.subscriber_id.in_(over), D.state.in_(DUE_STATES))
+                     .values(state="cancelled", last_error="subscriber suppressed after hard bounces"))
+    return over
+
+
+def recover(engine: Engine, now: datetime | None = None) -> int:
+    """Rows left in 'sending' by a crash become due retries (they are the only possible duplicates)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(deliveries).where(D.state == "sending").values(
+                state="retry", attempts=D.attempts + 1, next_attempt_at=now or utcnow(),
+                last_error="interrupted while sending (process stopped); sent again")
+        ).rowcount or 0
+
+
+def next_due(engine: Engine, skip_channels: Iterable[str] = ()) -> datetime | None:
+    """When the earliest pending/retry row falls due (None when nothing waits)."""
+    q = select(func.min(D.next_attempt_at)).where(D.state.in_(DUE_STATES))
+    skip = list(skip_channels)
+    if skip:
+        q = q.where(D.channel.not_in(skip))
+    with engine.connect() as conn:
+        return conn.execute(q).scalar()
+
+
+# -- channel state ------------------------------------------------------------------------------
+
+def paused_channels(engine: Engine) -> set[str]:
+    """Names of channels an error paused (until an operator resumes them)."""
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(select(channel_state.c.channel).where(channel_state.c.paused.is_(True)))}
+
+
+def set_channel_paused(engine: Engine, channel: str, paused: bool, error: str | None = None) -> None:
+    """Pause (with the error shown to operators) or resume a channel."""
+    with engine.begin() as conn:
+        values = {"paused": paused, "last_error": error, "updated_at": utcnow()}
+        if conn.execute(update(channel_state).where(channel_state.c.channel == channel).values(**values)).rowcount == 0:
+            conn.execute(channel_state.insert().values(channel=channel, **values))
+
+
+# -- operator helpers ------------------------------------------------------------------------------
+
+def cancel_item(engine: Engine, item_id: int) -> int:
+    """Stop an alert: the item is marked cancelled and its unsent rows cancelled; returns rows cancelled."""
+    with engine.begin() as conn:
+        set_alert_state(conn, item_id, "cancelled")
+        return conn.execute(update(deliveries).where(D.item_id == item_id, D.state.in_(DUE_STATES))
+                            .values(state="cancelled", last_error="alert cancelled by an operator")).rowcount or 0
+
+
+def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
+    """Put failed/cancelled/retry rows back in the queue now, attempts reset; returns rows requeued."""
+    ids = list(ids)
+    with engine.begin() as conn:
+        return conn.execute(update(deliveries).where(D.id.in_(ids), D.state.in_(["failed", "cancelled", "retry"]))
+                            .values(state="pending", attempts=0, next_attempt_at=utcnow())).rowcount or 0
+
+
+def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
+    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count."""
+    q = (select(D.item_id, D.digest_id, items.c.title, D.channel, D.state, func.count().label("count"))
+         .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
+         .group_by(D.item_id, D.digest_id, items.c.title, D.channel, D.state)
+         .order_by(D.item_id.desc(), D.digest_id.desc(), D.channel, D.state))
+    if since is not None:
+        q = q.where(D.created_at >= since)
+    if item_id is not None:
+        q = q.where(D.item_id == item_id)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def failures(engine: Engine, limit: int = 50, item_id: int | None = None) -> list[dict]:
+    """Latest failed or retrying rows with their errors (recipient shown as the address, never a token)."""
+    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.state, D.attempts, D.last_error, D.next_attempt_at,
+                func.coalesce(S.email, D.recipient).label("recipient"))
+         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id))
+         .where(D.state.in_(["failed", "retry"])).order_by(D.id.desc()).limit(limit))
+    if item_id is not None:
+        q = q.where(D.item_id == item_id)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def channel_states(engine: Engine) -> list[dict]:
+    """Every channel_state row (paused flag and last error)."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(channel_state)).mappings()]
+
+
+def state_of(engine: Engine, ids: list[int]) -> dict[int, str]:
+    """Current state of given rows (tests and CLI)."""
+    with engine.connect() as conn:
+        return {r.id: r.state for r in conn.execute(select(D.id, D.state).where(D.id.in_(ids)))}
