@@ -242,7 +242,9 @@ def _trim(text: str, entities: list[dict]) -> Parsed:
     text = text.strip()
     size = utf16_len(text)
     kept = []
-    for e in sorted(entities, key=lambda e: (e["offset"], -e["length"])):
+    # Outer entities first: for equal spans the outer one closed (was appended) later.
+    order = sorted(range(len(entities)), key=lambda k: (entities[k]["offset"], -entities[k]["length"], -k))
+    for e in (entities[k] for k in order):
         start, end = max(e["offset"] - lead, 0), min(e["offset"] + e["length"] - lead, size)
         if end > start:
             kept.append({**e, "offset": start, "length": end - start})
