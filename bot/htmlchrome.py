@@ -24,10 +24,12 @@ _WHOLE = [
     r"abonnez vous .{0,80}", r"(subscribe|sign up) (to|for) .{0,80}", r"reseaux sociaux",
     r"suivez nous( sur .{0,60})?", r"follow us( on .{0,60})?", r"social( media| links)?",
     r"partage[rz]?( (cet|l) article)?( sur .{0,40})?", r"share( this( article| post| page)?)?( on .{0,40})?",
-    r"j aime( ceci)?( chargement)?", r"like this", r"imprimer( cet article)?", r"print( this)?",
-    r"(tweet|tweeter|facebook|twitter|linkedin|whatsapp|email|e mail|telegram|x)( (facebook|twitter|linkedin|whatsapp|email|e mail|telegram|x))*",
+    r"j aime( ceci)?( chargement)?", r"like this",
 ]
 WHOLE_RE = re.compile(r"^(?:%s)$" % "|".join(_WHOLE))
+# Share-button rows: only when all their text is link text.
+_NETWORKS = r"(tweet|tweeter|facebook|twitter|linkedin|whatsapp|email|e mail|telegram|x|imprimer|print|pinterest|reddit|mastodon|bluesky)"
+SOCIAL_RE = re.compile(rf"^{_NETWORKS}( {_NETWORKS})*$")
 # Markers of the comment area: they and everything after them are chrome.
 TAIL_RE = re.compile(r"^(?:(poster|laisser|laissez) un commentaire|(leave|post) a (comment|reply)|"
                      r"soyez le premier a (commenter|reagir)|be the first to comment|reagissez|"
@@ -128,7 +130,9 @@ class _Cleaner:
         if text and TAIL_RE.match(text) and self.seen_text >= 80:
             self.tail = True
             return True
-        if c.tag in BLOCK and len(text) <= MAX_CHROME_TEXT and (WHOLE_RE.match(text) or is_related_box(c)):
+        if c.tag in BLOCK and len(text) <= MAX_CHROME_TEXT and (
+                WHOLE_RE.match(text) or is_related_box(c)
+                or (SOCIAL_RE.match(text) and not norm(_non_link_text(c)))):
             if RELATED_RE.match(text) and RELATED_RE.sub("", text, count=1).strip() == "":
                 self._drop_next_link_list(following)
             return True
