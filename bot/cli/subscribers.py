@@ -1,0 +1,223 @@
+"""`flashbot subscribers add|remove|list|show|import|export|reactivate` and `flashbot stats`."""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.table import Table
+
+from ..store import dashboard, utcnow
+from ..store import subscribers as subs
+from . import err, out, state
+
+sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
+BATCH = 5000
+EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at"]
+
+
+def _address(raw: str) -> str:
+    try:
+        return subs.normalize_email(raw)
+    except subs.InvalidAddress:
+        return raw.strip().lower()
+
+
+def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> None:
+    if value is not None and value not in allowed:
+        err.print(f"{name} must be one of: {', '.join(allowed)}", markup=False)
+        raise typer.Exit(2)
+
+
+@sub_app.command("add")
+def add(ctx: typer.Context, emails: list[str] = typer.Argument(..., help="Addresses to add (active at once)."),
+        mode: str = typer.Option("both", "--mode", help="instant, digest or both."),
+        language: str = typer.Option(None, "--language", help="fr or en (default: [bot] language)."),
+        topics: str = typer.Option("", "--topics", help="Topics separated by ; or |.")) -> None:
+    """Add addresses as active subscribers (the operator vouches for their consent)."""
+    _check_choice(mode, subs.MODES, "--mode")
+    _check_choice(language, subs.LANGUAGES, "--language")
+    st = state(ctx)
+    valid, bad = [], 0
+    for raw in emails:
+        try:
+            valid.append(subs.normalize_email(raw))
+        except subs.InvalidAddress as exc:
+            err.print(f"{raw}: rejected: {exc}", markup=False, highlight=False)
+            bad += 1
+    result = subs.add(st.engine, valid, mode, language or st.config.bot.language, subs.normalize_topics(topics))
+    for email, outcome in result.items():
+        out.print(f"{email}: {'added' if outcome == 'added' else 'already known (unchanged)'}", markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@sub_app.command("remove")
+def remove(ctx: typer.Context, emails: list[str] = typer.Argument(...),
+           erase: bool = typer.Option(False, "--erase", help="Erase the personal data instead of unsubscribing.")) -> None:
+    """Unsubscribe addresses (queued deliveries are cancelled), or erase them with --erase."""
+    engine, missing = state(ctx).engine, 0
+    for raw in emails:
+        result = subs.remove(engine, _address(raw), erase_data=erase)
+        if result is None:
+            err.print(f"{raw}: unknown address", markup=False, highlight=False)
+            missing += 1
+        else:
+            out.print(f"{raw}: {'already unsubscribed' if result == 'already' else result}", markup=False, highlight=False)
+    if missing:
+        raise typer.Exit(1)
+
+
+@sub_app.command("reactivate")
+def reactivate(ctx: typer.Context, email: str) -> None:
+    """Make an unsubscribed, suppressed or pending address active again."""
+    result = subs.reactivate(state(ctx).engine, _address(email))
+    if result is None:
+        err.print(f"{email}: unknown address", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"{email}: {'already active' if result == 'already' else 'reactivated'}", markup=False, highlight=False)
+
+
+@sub_app.command("list")
+def list_cmd(ctx: typer.Context, status: str = typer.Option(None, "--status"), mode: str = typer.Option(None, "--mode"),
+             search: str = typer.Option(None, "--search", "-s", help="Part of the address."),
+             limit: int = typer.Option(50, "--limit", min=1, max=1000), page: int = typer.Option(1, "--page", min=1)) -> None:
+    """List subscribers, newest first, with filters."""
+    _check_choice(status, subs.STATUSES, "--status")
+    _check_choice(mode, subs.MODES, "--mode")
+    rows, total = subs.list_page(state(ctx).engine, status, mode, search, limit, (page - 1) * limit)
+    table = Table("id", "email", "status", "mode", "lang", "topics", "origin", "created")
+    for r in rows:
+        table.add_row(str(r["id"]), escape(r["email"] or "(erased)"), r["status"], r["mode"], r["language"],
+                      escape("; ".join(r["topics"])), r["origin"], r["created_at"].strftime("%Y-%m-%d %H:%M") if r["created_at"] else "")
+    out.print(table)
+    out.print(f"{total} matching, page {page} of {max(1, -(-total // limit))}")
+
+
+@sub_app.command("show")
+def show(ctx: typer.Context, email: str) -> None:
+    """Everything about one subscriber, with delivery counts."""
+    engine = state(ctx).engine
+    row = subs.by_email(engine, _address(email))
+    if row is None:
+        err.print(f"{email}: unknown address", markup=False, highlight=False)
+        raise typer.Exit(1)
+    for key in ("id", "email", "status", "mode", "language", "topics", "origin", "bounces", "last_error",
+                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at"):
+        value = row[key]
+        out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
+                  markup=False, highlight=False)
+    counts = subs.delivery_counts(engine, row["id"])
+    out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False)
+
+
+def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Valid, deduplicated records and (line, reason) rejects from CSV text with an `email` column."""
+    reader = csv.DictReader(io.StringIO(text))
+    fields = {(f or "").strip().lower(): f for f in (reader.fieldnames or [])}
+    if "email" not in fields:
+        raise ValueError("no 'email' column in the header line")
+    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics")}
+    records, rejects, seen = [], [], {}
+    for row in reader:
+        line = reader.line_num
+        get = lambda k: (row.get(col[k]) or "").strip() if col[k] else ""  # noqa: E731
+        try:
+            email = subs.normalize_email(get("email"))
+        except subs.InvalidAddress as exc:
+            rejects.append((line, f"{get('email')!r}: {exc}"))
+            continue
+        mode, language = get("mode").lower() or "both", get("language").lower() or default_language
+        if mode not in subs.MODES:
+            rejects.append((line, f"unknown mode {mode!r} (instant, digest or both)"))
+        elif language not in subs.LANGUAGES:
+            rejects.append((line, f"unknown language {language!r} (fr or en)"))
+        elif email in seen:
+            rejects.append((line, f"duplicate of line {seen[email]}"))
+        else:
+            seen[email] = line
+            records.append({"email": email, "mode": mode, "language": language, "topics": subs.normalize_topics(get("topics"))})
+    return records, rejects
+
+
+@sub_app.command("import")
+def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics).")) -> None:
+    """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched."""
+    st = state(ctx)
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+        records, rejects = parse_rows(text, st.config.bot.language)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        err.print(f"{file}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    inserted = 0
+    columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("import", total=len(records))
+        for start in range(0, len(records), BATCH):
+            batch = records[start:start + BATCH]
+            inserted += subs.insert_many(st.engine, batch)
+            progress.advance(task, len(batch))
+    for line, reason in rejects:
+        err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False)
+    out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False)
+
+
+@sub_app.command("export")
+def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Output CSV (default: standard output)."),
+               status: str = typer.Option(None, "--status", help="Only this status.")) -> None:
+    """Export subscribers (with an address) as CSV, in the format `import` reads."""
+    _check_choice(status, subs.STATUSES, "--status")
+    engine = state(ctx).engine
+    handle = file.open("w", newline="", encoding="utf-8") if file else sys.stdout
+    n = 0
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(EXPORT_FIELDS)
+        for r in subs.iter_all(engine, status):
+            writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
+                             r["created_at"].isoformat() if r["created_at"] else "",
+                             r["confirmed_at"].isoformat() if r["confirmed_at"] else ""])
+            n += 1
+    finally:
+        if file:
+            handle.close()
+    if file:
+        out.print(f"{n} subscribers written to {file}", markup=False, highlight=False)
+
+
+def stats(ctx: typer.Context, hours: float = typer.Option(24, "--hours", min=0.01, help="Window for delivery counts.")) -> None:
+    """Subscribers by status and mode, deliveries by channel and state, failing sources."""
+    engine = state(ctx).engine
+    counts = subs.counts(engine)
+    table = Table("status", *subs.MODES, "total", title="Subscribers")
+    for status in subs.STATUSES:
+        row = counts.get(status, {})
+        table.add_row(status, *(str(row.get(m, 0)) for m in subs.MODES), str(sum(row.values())))
+    out.print(table)
+    deliveries = dashboard.delivery_counts(engine, utcnow() - timedelta(hours=hours))
+    states = sorted({s for v in deliveries.values() for s in v})
+    dt = Table("channel", *states, title=f"Deliveries, last {hours:g} h")
+    for channel, row in sorted(deliveries.items()):
+        dt.add_row(channel, *(str(row.get(s, 0)) for s in states))
+    out.print(dt if deliveries else f"Deliveries, last {hours:g} h: none")
+    failing = dashboard.failing_sources(engine)
+    if not failing:
+        out.print("Sources: all healthy")
+        return
+    st = Table("source", "state", "failures", "last error", title="Failing sources")
+    for s in failing:
+        st.add_row(escape(s["name"]), "paused" if s["paused"] else "failing", str(s["consecutive_failures"]),
+                   escape(s["last_error"] or ""))
+    out.print(st)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `subscribers ...` and `stats` to the CLI."""
+    app.add_typer(sub_app, name="subscribers")
+    app.command("stats")(stats)
