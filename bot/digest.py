@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -151,3 +152,28 @@ def preview_items(engine: Engine, cfg, subscriber: Mapping, now: datetime | None
         candidates = _prepare(store.candidate_items(conn, since))
         seen = store.already_digested(conn, [subscriber["id"]], [c["id"] for c in candidates])
     return select_for(subscriber, candidates, {i for _, i in seen}, now, cfg.digest.max_items)
+
+
+def write_preview(engine: Engine, cfg, email: str | None, out_file: Path) -> tuple[Path, Path, int] | None:
+    """Render one subscriber's current digest to HTML and text files; None if the address is unknown."""
+    from . import tokens
+    from .render import Renderer
+
+    if email:
+        sub = store.subscriber_by_email(engine, email)
+        if sub is None:
+            return None
+    else:
+        sub = next((b[0] for b in store.digest_subscribers(engine, 1)), None) or {
+            "id": 0, "language": cfg.bot.language, "topics": [], "last_digest_at": None, "token_nonce": "preview"}
+    chosen = preview_items(engine, cfg, sub)
+    key = tokens.secret_key(engine, cfg.web.secret_key)
+    links = {p: tokens.link(cfg.bot.public_url, p, tokens.make_token(key, p, sub["id"], sub["token_nonce"] or ""))
+             for p in (tokens.UNSUBSCRIBE, tokens.PREFERENCES)}
+    rendered = Renderer(cfg).email_digest(chosen, sub["language"], links)
+    out_file = Path(out_file)
+    text_file = out_file.with_suffix(".txt")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(rendered.html, encoding="utf-8")
+    text_file.write_text(f"Subject: {rendered.subject}\n\n{rendered.text}", encoding="utf-8")
+    return out_file, text_file, len(chosen)

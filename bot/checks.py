@@ -1,0 +1,83 @@
+"""`flashbot check`: validate the config and test each part's connectivity, one verdict per part."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from .store import open_db
+
+Verdict = tuple[str, str, str]  # (part, ok|off|warn|FAIL, detail)
+
+
+def check_database(cfg) -> Verdict:
+    """The database opens and is at the current schema."""
+    try:
+        engine = open_db(cfg.database_url)
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error is the verdict
+        return ("database", "FAIL", f"{cfg.bot.database}: {exc}")
+    return ("database", "ok", cfg.bot.database)
+
+
+def check_web(cfg) -> Verdict:
+    """The web port can be bound (in use usually means the service already runs)."""
+    if not cfg.web.enabled:
+        return ("web", "off", "[web] enabled = false")
+    admin = "dashboard on" if cfg.web.admin_password else "no admin_password: dashboard off"
+    sock = socket.socket(socket.AF_INET6 if ":" in cfg.web.host else socket.AF_INET)
+    try:
+        sock.bind((cfg.web.host, cfg.web.port))
+    except OSError as exc:
+        return ("web", "warn", f"{cfg.web.host}:{cfg.web.port} not free ({exc.strerror}; is flashbot running?); {admin}")
+    finally:
+        sock.close()
+    return ("web", "ok", f"{cfg.web.host}:{cfg.web.port} free; {admin}")
+
+
+async def check_channel(name: str, section, make, timeout: float) -> Verdict:
+    """SMTP EHLO or Telegram getMe through the real channel class."""
+    if section is None:
+        return (name, "off", f"[{name}] section absent")
+    channel = make(section)
+    try:
+        detail = await asyncio.wait_for(channel.check(), timeout)
+        return (name, "ok", str(detail))
+    except asyncio.TimeoutError:
+        return (name, "FAIL", f"no answer within {timeout:g} s")
+    except Exception as exc:  # noqa: BLE001 - the message is the verdict
+        return (name, "FAIL", str(exc) or type(exc).__name__)
+    finally:
+        await channel.close()
+
+
+async def check_sources(cfg, timeout: float) -> list[Verdict]:
+    """Fetch each configured source once (nothing is stored)."""
+    from .sources import fetch_feed, make_client
+
+    client = make_client(cfg.fetch.model_copy(update={"timeout": min(cfg.fetch.timeout, timeout)}))
+    try:
+        results = await asyncio.gather(*(fetch_feed(client, cfg, s.url) for s in cfg.sources))
+    finally:
+        await client.aclose()
+    verdicts = []
+    for src, res in zip(cfg.sources, results):
+        if res.error:
+            verdicts.append((f"source {src.name}", "FAIL", res.error))
+        else:
+            hub = f"; WebSub hub {res.hub_url}" if res.hub_url else ""
+            verdicts.append((f"source {src.name}", "ok", f"{res.status or 'file'}: {len(res.items)} items{hub}"))
+    return verdicts or [("sources", "warn", "no [[sources]] in the config")]
+
+
+async def run_checks(cfg, offline: bool = False, timeout: float = 10) -> list[Verdict]:
+    """Every verdict: config, database, web, then (unless offline) email, telegram and each source."""
+    verdicts = [("config", "ok", f"{len(cfg.sources)} source(s); channels off: {', '.join(cfg.channels_off()) or 'none'}"),
+                await asyncio.to_thread(check_database, cfg), check_web(cfg)]
+    if offline:
+        return verdicts
+    from .channels.email import EmailChannel
+    from .channels.telegram import TelegramChannel
+
+    verdicts.append(await check_channel("email", cfg.email, EmailChannel, timeout))
+    verdicts.append(await check_channel("telegram", cfg.telegram, TelegramChannel, timeout))
+    return verdicts + await check_sources(cfg, timeout)

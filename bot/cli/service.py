@@ -1,0 +1,134 @@
+"""`flashbot run [--once]`, `demo [--serve]`, `digest --preview|--send`, `check`."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from . import err, out, state
+
+
+def _logging(ctx: typer.Context, cfg=None) -> None:
+    from .. import logs
+
+    fmt = state(ctx).log_format
+    try:
+        logs.setup(fmt, secrets=logs.config_secrets(cfg) if cfg is not None else ())
+    except ValueError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+
+
+def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every source once, deliver what is due, exit (for cron).")) -> None:
+    """Run the service: polling, delivery, digest, WebSub and web pages (SIGTERM/Ctrl-C stops it cleanly)."""
+    st = state(ctx)
+    cfg = st.config
+    _logging(ctx, cfg)
+    engine = st.engine
+    if once:
+        from ..pipeline import run_once
+
+        result = run_once(cfg, engine)
+        if result.get("skipped"):
+            out.print("another flashbot instance is running; nothing done (it will deliver)")
+            return
+        sent = result["delivery"]
+        out.print(f"polled {result['sources']} source(s) ({result['errors']} failed), {result['events']} new event(s), "
+                  f"{result['queued']} delivery row(s) queued, {result['digest']} digest(s) queued; "
+                  f"delivery: {', '.join(f'{k} {v}' for k, v in sent.items()) or 'nothing due'}", highlight=False)
+        return
+    from ..service import StartupError, serve
+
+    def ready(lines: list[str]) -> None:
+        if st.log_format == "text":
+            out.print("[bold]Flashbot running[/bold] — " + "; ".join(lines), highlight=False)
+
+    try:
+        code = asyncio.run(serve(cfg, engine, on_ready=ready))
+    except StartupError as exc:
+        err.print(f"cannot start: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def demo(ctx: typer.Context, serve_: bool = typer.Option(False, "--serve", help="Keep running to browse the pages (Ctrl-C stops)."),
+         workdir: Path = typer.Option(Path("demo-out"), "--dir", help="Work folder (config, database, mail).")) -> None:
+    """The whole pipeline on 127.0.0.1: sample feeds, embedded SMTP and Telegram stand-in; no network, no account."""
+    from .. import demo as demo_mod
+
+    raise typer.Exit(demo_mod.main(workdir, serve=serve_, log_format=state(ctx).log_format))
+
+
+def digest(
+    ctx: typer.Context,
+    preview: bool = typer.Option(False, "--preview", help="Render one subscriber's digest to a file (nothing is sent)."),
+    send: bool = typer.Option(False, "--send", help="Queue and send the digest now."),
+    email: str = typer.Option(None, "--email", help="Subscriber to preview (default: the first digest subscriber)."),
+    out_file: Path = typer.Option(Path("digest-preview.html"), "--out", help="HTML file of the preview (text next to it)."),
+) -> None:
+    """Preview or send the daily newsletter."""
+    if preview == send:
+        err.print("choose one of --preview or --send")
+        raise typer.Exit(2)
+    st = state(ctx)
+    cfg = st.config
+    _logging(ctx, cfg)
+    from .. import digest as digest_mod
+
+    if send:
+        from ..service import deliver_due, open_runtime
+
+        async def go():
+            rt = await open_runtime(cfg, st.engine, lock_wait=60, check=False)
+            if rt is None:
+                return None, {}
+            try:
+                result = await asyncio.to_thread(digest_mod.send_now, st.engine, cfg)
+                return result, await deliver_due(rt, horizon=30)
+            finally:
+                await rt.close()
+        result, sent = asyncio.run(go())
+        if result is None:
+            err.print("another flashbot instance holds the lock; try again later")
+            raise typer.Exit(1)
+        if result.get("skipped"):
+            err.print(result["skipped"])
+            raise typer.Exit(1)
+        out.print(f"digest {result['run_key']}: {result['queued']} queued, {result['empty']} with nothing new; "
+                  f"sent: {sent.get('sent', 0)}", highlight=False)
+        return
+    paths = digest_mod.write_preview(st.engine, cfg, email, out_file)
+    if paths is None:
+        err.print(f"no subscriber {email}", markup=False)
+        raise typer.Exit(1)
+    html, text, count = paths
+    out.print(f"{count} item(s); HTML: {html}  text: {text}", highlight=False)
+
+
+def check(ctx: typer.Context, offline: bool = typer.Option(False, "--offline", help="Config and database only, no network."),
+          timeout: float = typer.Option(10, "--timeout", help="Seconds per network check.")) -> None:
+    """Validate the config and test connectivity (SMTP EHLO, Telegram getMe, each source); a verdict per part."""
+    from ..checks import run_checks
+
+    st = state(ctx)
+    cfg = st.config
+    _logging(ctx, cfg)
+    verdicts = asyncio.run(run_checks(cfg, offline=offline, timeout=timeout))
+    table = Table("part", "verdict", "detail")
+    colors = {"ok": "green", "off": "dim", "warn": "yellow", "FAIL": "bold red"}
+    for part, verdict, detail in verdicts:
+        table.add_row(part, f"[{colors[verdict]}]{verdict}[/]", detail.replace("[", r"\["))
+    out.print(table)
+    failed = [p for p, v, _ in verdicts if v == "FAIL"]
+    out.print(f"[bold red]{len(failed)} problem(s): {', '.join(failed)}[/]" if failed else "[green]all good[/]")
+    raise typer.Exit(1 if failed else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to the CLI."""
+    app.command()(run)
+    app.command()(demo)
+    app.command()(digest)
+    app.command()(check)

@@ -1,0 +1,316 @@
+"""`flashbot run`: one asyncio process with the scheduler, the delivery engine, the digest,
+housekeeping, WebSub and the web pages; and `run --once` for cron."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from . import deliver, digest, ingest, logs, pipeline, websub
+from .channels.base import ChannelPaused, PermanentError
+from .render import Renderer
+from .scheduler import Jobs, Scheduler
+from .sources import make_client
+from .store import maintenance, outbox
+from .store.db import utcnow
+from .store.lock import InstanceLock, lock_path
+
+log = logging.getLogger("flashbot.service")
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why and what to fix."""
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: SIGTERM/SIGINT belong to the service."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+@dataclass
+class Runtime:
+    """The long-lived parts shared by `run` and `run --once`."""
+
+    cfg: object
+    engine: object
+    channels: dict
+    delivery: deliver.DeliveryEngine
+    pipe: pipeline.Pipeline
+    lock: InstanceLock
+    warnings: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Close channels and the HTTP client, release the instance lock."""
+        for ch in self.channels.values():
+            with contextlib.suppress(Exception):
+                await ch.close()
+        await self.pipe.client.aclose()
+        self.lock.release()
+
+
+async def check_channels(channels: dict) -> list[str]:
+    """getMe / EHLO at start: a rejected token stops the start, an unreachable server only warns."""
+    warnings = []
+    for name, ch in channels.items():
+        check = getattr(ch, "check", None)
+        if check is None:
+            continue
+        try:
+            verdict = await asyncio.wait_for(check(), timeout=15)
+            logs.event(log, "channel_ok", channel=name, detail=verdict)
+        except (ChannelPaused, PermanentError) as exc:
+            raise StartupError(f"{name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - unreachable now; the outbox keeps retrying
+            msg = f"{name}: unreachable for now ({exc or type(exc).__name__}); deliveries wait and retry"
+            warnings.append(msg)
+            logs.event(log, "channel_unreachable", logging.WARNING, channel=name, error=str(exc) or type(exc).__name__)
+    return warnings
+
+
+async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Runtime | None:
+    """Take the instance lock, sync sources, build channels and the delivery engine (None if locked)."""
+    lock = InstanceLock(lock_path(cfg))
+    if not await asyncio.to_thread(lock.acquire, lock_wait):
+        return None
+    try:
+        await asyncio.to_thread(ingest.sync_sources, engine, cfg)
+        channels = deliver.build_channels(cfg)
+        warnings = await check_channels(channels) if check else []
+        delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg))
+        await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
+        pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
+    except BaseException:
+        lock.release()
+        raise
+    return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
+
+
+def _add_counts(total: dict, part: dict | None) -> None:
+    for k, v in (part or {}).items():
+        if isinstance(v, (int, float)):
+            total[k] = total.get(k, 0) + v
+
+
+async def deliver_due(rt: Runtime, horizon: float) -> dict:
+    """Send everything due, then keep sending what becomes due within `horizon` seconds (retries)."""
+    totals: dict = {}
+    deadline = time.monotonic() + horizon
+    while True:
+        _add_counts(totals, await rt.delivery.run_due())
+        paused = await asyncio.to_thread(outbox.paused_channels, rt.engine)
+        due = await asyncio.to_thread(outbox.next_due, rt.engine, paused)
+        if due is None:
+            return totals
+        wait = (due - utcnow()).total_seconds()
+        if time.monotonic() + max(wait, 0) > deadline:
+            return totals
+        await asyncio.sleep(max(wait, 0.05))
+
+
+async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
+    """Poll every source once, queue, send the due digest, deliver what is due; safe to run twice at once."""
+    started = time.monotonic()
+    rt = await open_runtime(cfg, engine, lock_wait, check=False)
+    if rt is None:
+        logs.event(log, "run_once_skipped", reason="another flashbot instance holds the lock", lock=str(lock_path(cfg)))
+        return {"skipped": "locked"}
+    try:
+        digest.note_first_start(engine)
+        reports = await ingest.poll_all(engine, cfg, rt.pipe.client)
+        queued = 0
+        for report in reports:
+            n = await pipeline.queue(rt.pipe, report.events)
+            pipeline.log_poll(report, n, report.result.elapsed)
+            queued += n
+        dig = await asyncio.to_thread(digest.send_due, engine, cfg)
+        sent = await deliver_due(rt, horizon)
+    finally:
+        await rt.close()
+    result = {"sources": len(reports), "errors": sum(1 for r in reports if r.error),
+              "events": sum(len(r.events) for r in reports), "queued": queued,
+              "digest": (dig or {}).get("queued", 0), "delivery": sent, "duration": round(time.monotonic() - started, 3)}
+    logs.event(log, "run_once", **{k: v for k, v in result.items() if k != "delivery"}, **sent)
+    return result
+
+
+async def housekeeping(cfg, engine) -> dict:
+    """Prune items and finished deliveries older than `[bot] retention_days`."""
+    counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
+    logs.event(log, "housekeeping", **counts)
+    return counts
+
+
+def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> Starlette:
+    """The web app with the WebSub callback routes mounted next to it."""
+    from .web import create_app
+
+    ctx = websub.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(rt.pipe, sid, body, headers))
+    pages = create_app(cfg, engine, scheduler_alive=scheduler_alive)
+    app = Starlette(routes=[*websub.routes(ctx), Mount("/", app=pages)])
+    app.state.websub = ctx
+    return app
+
+
+def summary(cfg, engine, rt: Runtime, web_url: str | None) -> list[str]:
+    """The startup summary lines: sources, channels on/off, subscribers, web address."""
+    c = maintenance.summary_counts(engine)
+    lines = [f"sources: {c.get('sources_active', 0)} active, {c.get('sources_paused', 0)} paused"]
+    for name in ("email", "telegram"):
+        section = getattr(cfg, name)
+        if section is None:
+            lines.append(f"{name}: off ([{name}] section absent)")
+        elif name == "email":
+            lines.append(f"email: on ({section.host}:{section.port}, from {section.sender})")
+        else:
+            lines.append(f"telegram: on (channel {section.channel})")
+    subs = {k.removeprefix("subscribers_"): v for k, v in c.items() if k.startswith("subscribers_")}
+    lines.append("subscribers: " + (", ".join(f"{v} {k}" for k, v in sorted(subs.items())) or "none"))
+    lines.append(f"web: {web_url}" if web_url else "web: off ([web] enabled = false)")
+    lines.append(f"digest: {cfg.digest.schedule} ({cfg.bot.timezone})" if cfg.digest.enabled else "digest: off")
+    return lines + [f"warning: {w}" for w in rt.warnings]
+
+
+def _listen(cfg):
+    """Bind the web socket ourselves so a busy port is a clear StartupError, not uvicorn's exit()."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in cfg.web.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((cfg.web.host, cfg.web.port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"web: cannot listen on {cfg.web.host}:{cfg.web.port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    host = f"[{cfg.web.host}]" if family == socket.AF_INET6 else cfg.web.host
+    return sock, f"http://{host}:{port}"
+
+
+class Service:
+    """The running service: start(), then wait for `stop`, then a clean shutdown."""
+
+    def __init__(self, cfg, engine, stop: asyncio.Event | None = None):
+        self.cfg, self.engine = cfg, engine
+        self.stop = stop or asyncio.Event()
+        self.rt: Runtime | None = None
+        self.scheduler: Scheduler | None = None
+        self.web_url: str | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._polls: set[asyncio.Task] = set()
+        self._delivery_stop = asyncio.Event()
+        self._server: _Uvicorn | None = None
+
+    async def _poll(self, source_id: int) -> None:
+        task = asyncio.current_task()
+        self._polls.add(task)
+        try:
+            await pipeline.refresh(self.rt.pipe, source_id)
+        finally:
+            self._polls.discard(task)
+
+    async def _digest(self) -> None:
+        result = await asyncio.to_thread(digest.send_due, self.engine, self.cfg)
+        if result and result.get("queued"):
+            self.rt.delivery.wake()
+
+    async def _websub(self) -> None:
+        await websub.renew_due(self.rt.pipe.client, self.engine, self.cfg)
+
+    async def start(self) -> list[str]:
+        """Everything up: lock, channels checked, delivery, scheduler, catch-up digest, web. Returns the summary."""
+        self.rt = await open_runtime(self.cfg, self.engine, lock_wait=0)
+        if self.rt is None:
+            lock = InstanceLock(lock_path(self.cfg))
+            raise StartupError(f"another flashbot instance is running (pid {lock.holder()}, lock {lock.path})")
+        try:
+            digest.note_first_start(self.engine)
+            self._tasks["delivery"] = asyncio.create_task(self.rt.delivery.run_forever(self._delivery_stop))
+            jobs = Jobs(self._poll, self._digest, lambda: housekeeping(self.cfg, self.engine), self._websub)
+            self.scheduler = Scheduler(self.cfg, self.engine, jobs)
+            self.scheduler.start()
+            await self._digest()  # a digest missed while the bot was down goes out once, now
+            if self.cfg.web.enabled:
+                sock, self.web_url = _listen(self.cfg)
+                app = build_web(self.cfg, self.engine, self.rt, self.scheduler.alive)
+                config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                        timeout_graceful_shutdown=5)
+                self._server = _Uvicorn(config)
+                self._tasks["web"] = asyncio.create_task(self._server.serve(sockets=[sock]))
+                while not self._server.started and not self._tasks["web"].done():
+                    await asyncio.sleep(0.01)
+        except BaseException:
+            await self.shutdown()
+            raise
+        lines = summary(self.cfg, self.engine, self.rt, self.web_url)
+        for line in lines:
+            logs.event(log, "startup", detail=line)
+        return lines
+
+    async def shutdown(self) -> None:
+        """Stop polling, give in-flight sends `[delivery] grace_seconds`, leave the rest pending."""
+        logs.event(log, "stopping", grace_seconds=self.cfg.delivery.grace_seconds)
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        for task in list(self._polls):
+            task.cancel()
+        await asyncio.gather(*self._polls, return_exceptions=True)
+        self._delivery_stop.set()
+        delivery = self._tasks.get("delivery")
+        if delivery is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(delivery), self.cfg.delivery.grace_seconds + 1)
+            except asyncio.TimeoutError:
+                delivery.cancel()  # rows still 'sending' are retried by recover() at the next start
+                await asyncio.gather(delivery, return_exceptions=True)
+            except Exception as exc:  # noqa: BLE001 - shutting down anyway
+                logs.event(log, "delivery_crashed", logging.ERROR, error=repr(exc))
+        if self._server is not None:
+            self._server.should_exit = True
+            await asyncio.gather(self._tasks["web"], return_exceptions=True)
+        if self.rt is not None:
+            await self.rt.close()
+        logs.event(log, "stopped")
+
+    async def run(self, on_ready: Callable[[list[str]], None] | None = None) -> int:
+        """Start, serve until SIGTERM/SIGINT (or `stop`), shut down cleanly; exit status 0."""
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                loop.add_signal_handler(sig, self.stop.set)
+                handled.append(sig)
+        try:
+            lines = await self.start()
+            if on_ready is not None:
+                on_ready(lines)
+            waiters = [asyncio.create_task(self.stop.wait()), *self._tasks.values()]
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            waiters[0].cancel()
+            for task in done:
+                if task is not waiters[0] and task.exception() is not None:
+                    logs.event(log, "component_crashed", logging.ERROR, error=repr(task.exception()))
+            await self.shutdown()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+        return 0
+
+
+async def serve(cfg, engine, stop: asyncio.Event | None = None, on_ready=None) -> int:
+    """`flashbot run`: the whole service in this process until SIGTERM/SIGINT; returns the exit status."""
+    return await Service(cfg, engine, stop).run(on_ready)

@@ -1,0 +1,45 @@
+"""Housekeeping: prune old items and finished deliveries after `[bot] retention_days`."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, delete, exists, func, or_, select
+
+from .db import retry_locked, utcnow
+from .schema import deliveries, digests, items
+
+FINAL_STATES = ("sent", "failed", "cancelled")
+
+
+def prune(engine: Engine, retention_days: int, now: datetime | None = None) -> dict[str, int]:
+    """Delete finished deliveries, items and digest runs older than the retention; return counts."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    # Rows still waiting to be sent are never pruned, whatever their age.
+    unfinished = exists().where(deliveries.c.item_id == items.c.id, deliveries.c.state.notin_(FINAL_STATES))
+    # An item is old only when it was both detected and published before the cutoff: a feed that
+    # still lists an old item keeps it recent through its publication date, so it is not re-alerted.
+    old_item = and_(func.coalesce(items.c.detected_at, items.c.published_at) < cutoff,
+                    or_(items.c.published_at.is_(None), items.c.published_at < cutoff), ~unfinished)
+
+    def run() -> dict[str, int]:
+        with engine.begin() as conn:
+            n_del = conn.execute(delete(deliveries).where(
+                deliveries.c.created_at < cutoff, deliveries.c.state.in_(FINAL_STATES))).rowcount
+            n_items = conn.execute(delete(items).where(old_item)).rowcount
+            n_dig = conn.execute(delete(digests).where(digests.c.created_at < cutoff, ~exists().where(
+                deliveries.c.digest_id == digests.c.id))).rowcount
+        return {"deliveries": n_del, "items": n_items, "digests": n_dig}
+    return retry_locked(run)
+
+
+def summary_counts(engine: Engine) -> dict[str, int]:
+    """Numbers for the startup summary: sources (active/paused), subscribers by status, items."""
+    from .schema import sources, subscribers
+
+    with engine.connect() as conn:
+        out = {f"sources_{'paused' if p else 'active'}": n for p, n in conn.execute(
+            select(sources.c.paused, func.count()).group_by(sources.c.paused))}
+        out.update({f"subscribers_{s}": n for s, n in conn.execute(
+            select(subscribers.c.status, func.count()).group_by(subscribers.c.status))})
+        out["items"] = conn.execute(select(func.count()).select_from(items)).scalar() or 0
+    return out
