@@ -33,10 +33,11 @@ def utf16_len(s: str) -> int:
 
 
 def _can_open(tag: str, stack: list[str]) -> bool:
-    # Telegram rejects links in links, entities inside pre/code and nested quotes.
-    if any(t in ("pre", "code") for t in stack):
+    # Telegram's nesting rules: nothing inside pre/code; b/i/u/s go anywhere else; a link holds
+    # no link, code, pre or quote; quotes do not nest. Repeating an open style adds nothing.
+    if any(t in ("pre", "code") for t in stack) or tag in stack:
         return False
-    return tag not in stack
+    return not (tag in ("a", "code", "pre", "blockquote") and "a" in stack)
 
 
 class _Tokenizer(HTMLParser):
@@ -166,8 +167,11 @@ def cut(html: str, limit: int = LIMIT, tail: str = "") -> str:
         piece = _prefix_units(tok[1], max(budget - used, 0))
         following = tok[1][len(piece):len(piece) + 1]
         if following and not following.isspace():
-            # Mid-word: back off to the last space of this piece (or drop the piece).
-            piece = re.sub(r"\S*$", "", piece)
+            # Mid-word: back off to the last space of this piece; a text without any space
+            # at all (one endless word) is cut hard rather than dropped.
+            backed = re.sub(r"\S*$", "", piece)
+            if backed.strip() or any(t[0] == "t" and t[1].strip() for t in out):
+                piece = backed
         out.append(("t", piece))
         break
     out = _trim_end(out)

@@ -44,7 +44,8 @@ def telegram_problems(text: str) -> list[str]:
                 problems.append(f"bad attributes on <{tag}>: {names}")
             if tag == "a" and not dict(attrs)["href"].startswith(("http://", "https://", "mailto:", "tg://")):
                 problems.append(f"bad href {dict(attrs)['href']!r}")
-            if any(t in ("pre", "code") for t in stack) or (tag == "a" and "a" in stack):
+            if any(t in ("pre", "code") for t in stack) or tag in stack or (
+                    tag in ("a", "code", "pre", "blockquote") and "a" in stack):
                 problems.append(f"<{tag}> nested in {stack}")
             stack.append(tag)
     if stack:
