@@ -1,0 +1,176 @@
+"""Service parts without the delivery engine: scheduler reconcile, due rule, housekeeping, lock, logs."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from bot import logs
+from bot.scheduler import Jobs, Scheduler, is_due
+from bot.store import maintenance
+from bot.store.db import utcnow
+from bot.store.lock import InstanceLock, lock_path
+from bot.store.schema import deliveries, digests, items, sources
+from fixtures_service import add_item, add_source, add_subscriber
+
+
+async def test_reconcile_follows_sources_table(svc_config, svc_engine):
+    polled: list[int] = []
+
+    async def poll(sid):
+        polled.append(sid)
+
+    async def nothing():
+        return None
+
+    cfg = svc_config(digest={"enabled": False})
+    a = add_source(svc_engine, "a", interval=1)
+    sched = Scheduler(cfg, svc_engine, Jobs(poll, nothing, nothing), reconcile_seconds=0.2)
+    sched.start()
+    try:
+        assert set(sched.intervals) == {a}
+        b = add_source(svc_engine, "b", interval=1)  # as `sources add` would, while running
+        with svc_engine.begin() as conn:
+            conn.execute(update(sources).where(sources.c.id == a).values(paused=True))
+        await asyncio.sleep(0.5)
+        assert set(sched.intervals) == {b}
+        polled.clear()
+        await asyncio.sleep(2.5)
+        assert a not in polled and polled.count(b) >= 1
+        with svc_engine.begin() as conn:
+            conn.execute(update(sources).where(sources.c.id == b).values(interval=30))
+        assert sched.reconcile() == {"added": 0, "removed": 0, "changed": 1}
+        with svc_engine.begin() as conn:
+            conn.execute(sources.delete().where(sources.c.id == b))
+        assert sched.reconcile()["removed"] == 1 and sched.aps.get_job(f"poll:{b}") is None
+        job_ids = {j.id for j in sched.aps.get_jobs()}
+        assert {"reconcile", "housekeeping"} <= job_ids and "digest" not in job_ids
+    finally:
+        sched.shutdown()
+
+
+def test_digest_job_misfire_grace(svc_config, svc_engine):
+    async def go():
+        async def nothing(*a):
+            return None
+        sched = Scheduler(svc_config(), svc_engine, Jobs(nothing, nothing, nothing))
+        sched.start()
+        job = sched.aps.get_job("digest")
+        sched.shutdown()
+        return job
+    job = asyncio.run(go())
+    assert job.misfire_grace_time >= 3600 and job.coalesce and str(job.trigger.timezone) == "Europe/Paris"
+
+
+@pytest.mark.parametrize("row, due", [
+    ({"paused": False, "retry_after_until": None, "next_poll_at": None}, True),
+    ({"paused": True, "retry_after_until": None, "next_poll_at": None}, False),
+    ({"paused": False, "retry_after_until": "+60", "next_poll_at": None}, False),
+    ({"paused": False, "retry_after_until": None, "next_poll_at": "+60"}, False),  # backoff / push fallback
+    ({"paused": False, "retry_after_until": None, "next_poll_at": "+2"}, True),  # within the jitter slack
+    ({"paused": False, "retry_after_until": "-1", "next_poll_at": "-1"}, True),
+])
+def test_is_due(row, due):
+    now = utcnow()
+    row = {k: (now + timedelta(seconds=int(v)) if isinstance(v, str) else v) for k, v in row.items()}
+    assert is_due(row, now, slack=3) is due
+
+
+def test_housekeeping_prunes_only_old_finished(svc_engine):
+    now = utcnow()
+    old = now - timedelta(days=100)
+    src = add_source(svc_engine)
+    sub = add_subscriber(svc_engine, "x@example.org")
+    old_item = add_item(svc_engine, src, "old", old)
+    old_pending = add_item(svc_engine, src, "old-pending", old)
+    fresh = add_item(svc_engine, src, "fresh", now)
+    relisted = add_item(svc_engine, src, "relisted", old, published_at=now - timedelta(days=2))
+    with svc_engine.begin() as conn:
+        for item_id, state in ((old_item, "sent"), (old_pending, "retry"), (fresh, "sent")):
+            conn.execute(deliveries.insert().values(item_id=item_id, channel="email", recipient=str(sub),
+                                                    subscriber_id=sub, state=state, created_at=old))
+        conn.execute(digests.insert().values(run_key="2026-01-01", created_at=old))
+    counts = maintenance.prune(svc_engine, 90, now)
+    with svc_engine.connect() as conn:
+        left = {r.key for r in conn.execute(select(items.c.key))}
+        states = sorted(r.state for r in conn.execute(select(deliveries.c.state)))
+    assert left == {"old-pending", "fresh", "relisted"}
+    assert states == ["retry"]  # old finished rows go, a waiting one stays
+    assert counts == {"deliveries": 2, "items": 1, "digests": 1}
+
+
+def test_instance_lock_excludes_second_holder(svc_config, tmp_path):
+    cfg = svc_config()
+    path = lock_path(cfg)
+    assert path == tmp_path / "svc.db.lock"
+    first = InstanceLock(path)
+    assert first.acquire()
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from bot.store.lock import InstanceLock
+        print(InstanceLock(Path({str(path)!r})).acquire(0.3))
+    """)
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert other.stdout.strip() == "False"
+    first.release()
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert other.stdout.strip() == "True"
+
+
+SECRETS = {"password": "smtp-Pa55word!", "token": "123456:AAH-secret_tokenValue", "admin": "admin-pass-xyz",
+           "key": "k3y-signing-s3cret"}
+
+
+def _secret_config(svc_config):
+    return svc_config(email={"sender": "a@example.org", "password": SECRETS["password"]},
+                      telegram={"token": SECRETS["token"], "channel": "@c"},
+                      web={"admin_password": SECRETS["admin"], "secret_key": SECRETS["key"]})
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_never_logged(svc_config, fmt):
+    cfg = _secret_config(svc_config)
+    stream = io.StringIO()
+    logs.setup(fmt, secrets=logs.config_secrets(cfg), stream=stream)
+    try:
+        log = logging.getLogger("flashbot.test")
+        logs.event(log, "login", user="u", password=SECRETS["password"])
+        log.info("GET https://api.telegram.org/bot%s/getMe", SECRETS["token"])
+        logging.getLogger("httpx").warning("url %s", "https://x/bot" + SECRETS["token"].replace(":", "%3A"))
+        log.warning("token half %s", SECRETS["token"].split(":")[1])
+        try:
+            raise RuntimeError(f"auth failed for {SECRETS['admin']} / {SECRETS['key']}")
+        except RuntimeError:
+            log.exception("crash")
+    finally:
+        logs.setup("text")
+    text = stream.getvalue()
+    assert text.count(logs.REDACTED) >= 6, text
+    for value in SECRETS.values():
+        assert value not in text
+    assert "AAH-secret_tokenValue" not in text
+    if fmt == "json":
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        assert lines[0]["event"] == "login" and lines[0]["user"] == "u" and lines[0]["password"] == logs.REDACTED
+    else:
+        assert "login user=u password=" in text
+
+
+def test_text_format_one_line_with_fields():
+    stream = io.StringIO()
+    logs.setup("text", stream=stream)
+    try:
+        logs.event(logging.getLogger("flashbot.pipeline"), "poll", source="le monde", new=2, duration=0.2104)
+    finally:
+        logs.setup("text")
+    line = stream.getvalue().strip()
+    assert "\n" not in line
+    assert line.endswith('INFO flashbot.pipeline poll source="le monde" new=2 duration=0.210')
