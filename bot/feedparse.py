@@ -126,8 +126,8 @@ def normalize(entry, base: str | None, feed_language: str | None, late_base: str
     author = _text(entry.get("author")) or None
     return Item(
         key=key[:2000], title=title, link=link, summary_html=summary, content_html=content,
-        categories=cats, author=author, published_at=_when(entry.get("published_parsed")),
-        updated_at=_when(entry.get("updated_parsed")), language=(detail.get("language") or feed_language or None),
+        categories=cats, author=author, published_at=_when(dict.get(entry, "published_parsed")),
+        updated_at=_when(dict.get(entry, "updated_parsed")), language=(detail.get("language") or feed_language or None),
         content_hash=chash,
     )
 
@@ -149,7 +149,7 @@ def parse_feed(data: bytes, headers: dict[str, str], url: str | None = None) -> 
     else:
         hdrs.pop("content-location", None)
     d = feedparser.parse(data, response_headers=hdrs, sanitize_html=True, resolve_relative_uris=True)
-    if not d.get("version") and not d.entries:
+    if not d.get("version") and not d.entries and not d.get("feed", {}).get("title"):
         result.error = _not_a_feed(data, hdrs, d)
         return result
     feed = d.get("feed", {})

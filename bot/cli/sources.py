@@ -1,0 +1,252 @@
+"""`flashbot sources …` and `flashbot poll`: manage feeds and run ingest by hand."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from . import err, out, state
+
+sources_app = typer.Typer(no_args_is_help=True, help="List, add, remove, pause, resume, import and export feed sources.")
+
+
+def _ago(when: datetime | None, now: datetime, tz: ZoneInfo) -> str:
+    """'10:42:05 (3 min ago)' / '(in 45 s)' in the configured time zone."""
+    if when is None:
+        return "—"
+    secs = int((when - now).total_seconds())
+    span = abs(secs)
+    human = f"{span} s" if span < 120 else f"{span // 60} min" if span < 7200 else f"{span // 3600} h"
+    rel = f"in {human}" if secs > 0 else f"{human} ago"
+    fmt = "%H:%M:%S" if abs(secs) < 20 * 3600 else "%Y-%m-%d %H:%M"
+    return f"{when.astimezone(tz).strftime(fmt)} ({rel})"
+
+
+def _status(row) -> str:
+    if row["paused"]:
+        return "[red]paused[/red]"
+    if row["consecutive_failures"]:
+        return f"[yellow]failing ×{row['consecutive_failures']}[/yellow]"
+    if row["last_success_at"] is None:
+        return "new"
+    return "[green]ok[/green]"
+
+
+def _hints(row) -> str:
+    ttl = f"ttl {row['ttl_seconds'] // 60} min" if row["ttl_seconds"] else ""
+    age = f"max-age {row['max_age']} s" if row["max_age"] else ""
+    used = " (slows polling)" if row["respect_ttl"] and (ttl or age) else ""
+    return (" / ".join(x for x in (ttl, age) if x) or "—") + used
+
+
+def _synced(ctx: typer.Context):
+    """Config and engine, with the config's [[sources]] synced into the database."""
+    from ..store.sources import sync_sources
+
+    st = state(ctx)
+    sync_sources(st.engine, st.config)
+    return st.config, st.engine
+
+
+@sources_app.command("list")
+def list_cmd(ctx: typer.Context) -> None:
+    """Show every source: status, last success, last error, next poll, TTL / max-age."""
+    from ..store import utcnow
+    from ..store.sources import list_sources
+
+    cfg, engine = _synced(ctx)
+    now, tz = utcnow(), ZoneInfo(cfg.bot.timezone)
+    table = Table(title="Sources", show_lines=False)
+    for col in ("name", "status", "url", "every", "last success", "last error", "next poll", "ttl / max-age"):
+        table.add_column(col, overflow="fold")
+    for row in list_sources(engine):
+        error = row["pause_reason"] if row["paused"] else row["last_error"]
+        table.add_row(row["name"], _status(row), row["url"], f"{row['interval']} s", _ago(row["last_success_at"], now, tz),
+                      error or "—", "—" if row["paused"] else _ago(row["next_poll_at"], now, tz) if row["next_poll_at"] else "now",
+                      _hints(row), style=None)
+    out.print(table)
+
+
+@sources_app.command("add")
+def add_cmd(ctx: typer.Context, name: str, url: str,
+            interval: int = typer.Option(60, "--interval", min=1, help="Seconds between polls."),
+            all_flash: bool = typer.Option(False, "--all-flash", help="Every item of this source is Flash Info."),
+            respect_ttl: bool = typer.Option(False, "--respect-ttl", help="Let <ttl>/max-age slow polling."),
+            alert_on_first_poll: bool = typer.Option(False, "--alert-on-first-poll", help="Alert on items present at the first poll."),
+            category: str = typer.Option(None, "--category", help="Category given to every item.")) -> None:
+    """Add a feed (http(s) URL or local file path)."""
+    from ..sources import is_http
+    from ..store.sources import SourceError, add_source
+
+    cfg, engine = _synced(ctx)
+    if not is_http(url) and not url.startswith("file://") and not cfg.resolve(url).is_file():
+        err.print(f"{url}: not an http(s) URL and no such file", markup=False)
+        raise typer.Exit(1)
+    try:
+        add_source(engine, name, url, interval, all_flash=all_flash, respect_ttl=respect_ttl,
+                   alert_on_first_poll=alert_on_first_poll, category=category)
+    except SourceError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"added {name}: {url} (every {interval} s); its first poll records existing items without alerting"
+              if not alert_on_first_poll else f"added {name}: {url} (every {interval} s)", markup=False)
+
+
+def _one(ctx: typer.Context, name: str):
+    from ..store.sources import SourceError, get_source
+
+    cfg, engine = _synced(ctx)
+    try:
+        return cfg, engine, get_source(engine, name)
+    except SourceError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+
+
+@sources_app.command("remove")
+def remove_cmd(ctx: typer.Context, name: str) -> None:
+    """Remove a source added from the CLI or OPML, with its items."""
+    from ..store.sources import remove_source
+
+    _cfg, engine, row = _one(ctx, name)
+    if row["origin"] == "config":
+        err.print(f"{name} comes from config.toml: delete its [[sources]] table there, or use `flashbot sources pause {name}`",
+                  markup=False)
+        raise typer.Exit(1)
+    remove_source(engine, name)
+    out.print(f"removed {name}", markup=False)
+
+
+@sources_app.command("pause")
+def pause_cmd(ctx: typer.Context, name: str) -> None:
+    """Stop polling a source until `sources resume`."""
+    from ..store.sources import set_paused
+
+    _cfg, engine, _row = _one(ctx, name)
+    set_paused(engine, name, True, "paused by an operator")
+    out.print(f"paused {name}", markup=False)
+
+
+@sources_app.command("resume")
+def resume_cmd(ctx: typer.Context, name: str) -> None:
+    """Resume a paused source (its failure count is reset; it is polled at once)."""
+    from ..store.sources import set_paused
+
+    _cfg, engine, _row = _one(ctx, name)
+    set_paused(engine, name, False)
+    out.print(f"resumed {name}", markup=False)
+
+
+@sources_app.command("import")
+def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML file."),
+               interval: int = typer.Option(60, "--interval", min=1, help="Seconds between polls.")) -> None:
+    """Add every feed of an OPML file (feeds already present, by URL, are skipped)."""
+    from ..opml import OPMLError, parse_opml, unique_name
+    from ..store.sources import add_source, list_sources
+
+    _cfg, engine = _synced(ctx)
+    try:
+        found = parse_opml(file.read_bytes())
+    except OSError as exc:
+        err.print(f"{file}: cannot read: {exc.strerror}", markup=False)
+        raise typer.Exit(1) from None
+    except OPMLError as exc:
+        err.print(f"{file}: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    rows = list_sources(engine)
+    urls, names = {r["url"] for r in rows} | {r["config_url"] for r in rows}, {r["name"] for r in rows}
+    added = 0
+    for src in found:
+        if src.url in urls:
+            continue
+        add_source(engine, unique_name(src.name, names), src.url, interval, origin="opml", category=src.category)
+        urls.add(src.url)
+        added += 1
+    out.print(f"imported {added} source(s) from {file}, {len(found) - added} already present", markup=False)
+
+
+@sources_app.command("export")
+def export_cmd(ctx: typer.Context, output: Path = typer.Option(None, "--output", "-o", help="File (default: stdout).")) -> None:
+    """Write all sources as OPML 2.0."""
+    from ..opml import build_opml
+    from ..store.sources import list_sources
+
+    _cfg, engine = _synced(ctx)
+    data = build_opml(list_sources(engine))
+    if output:
+        output.write_bytes(data)
+        err.print(f"wrote {output}", markup=False)
+    else:
+        typer.echo(data.decode("utf-8"), nl=False)
+
+
+SHOWN = ("flash", "held", "update", "duplicate", "new")
+
+
+def _report_table(reports) -> Table:
+    """New items of a poll with a Flash column (baseline items are only counted)."""
+    table = Table(title="New items")
+    for col in ("source", "event", "Flash", "headline"):
+        table.add_column(col, overflow="fold")
+    for rep in reports:
+        for ev in rep.events:
+            if ev.kind in SHOWN:
+                flash = "[bold red]FLASH[/bold red]" if ev.is_flash else ""
+                table.add_row(rep.source, ev.kind, flash, ev.title)
+    return table
+
+
+def _print_reports(reports) -> None:
+    for rep in reports:
+        res = rep.result
+        if rep.error:
+            line = f"[red]✗ {rep.source}[/red]: {rep.error}"
+        elif res.not_modified:
+            line = f"· {rep.source}: not modified ({'HTTP 304' if res.status == 304 else 'file unchanged'})"
+        else:
+            base = sum(e.kind == "baseline" for e in rep.events)
+            news = sum(e.kind in SHOWN for e in rep.events)
+            extra = f", {base} recorded as baseline (first poll: no alert)" if base else ""
+            line = f"✓ {rep.source}: {len(res.items)} items, {news} new{extra}"
+        out.print(line, highlight=False)
+    if any(e.kind in SHOWN for r in reports for e in r.events):
+        out.print(_report_table(reports))
+
+
+async def _poll(cfg, engine, once: bool):
+    from ..ingest import poll_all, poll_due
+    from ..sources import make_client
+
+    async with make_client(cfg.fetch) as client:
+        if once:
+            return await poll_all(engine, cfg, client)
+        while True:  # ingest only, until Ctrl-C: poll what is due, report, wait a second
+            reports = await poll_due(engine, cfg, client)
+            if reports:
+                _print_reports(reports)
+            await asyncio.sleep(1)
+
+
+def poll_cmd(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every active source once and exit.")) -> None:
+    """Ingest only: poll sources, detect Flash Info, store items (no alerts are sent)."""
+    cfg, engine = _synced(ctx)
+    try:
+        reports = asyncio.run(_poll(cfg, engine, once))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if not reports:
+        out.print("no active source to poll (see `flashbot sources list`)")
+        return
+    _print_reports(reports)
+    if all(r.error for r in reports):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sources` and `poll` to the CLI."""
+    app.add_typer(sources_app, name="sources")
+    app.command("poll")(poll_cmd)
