@@ -9,7 +9,7 @@ from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import utcnow
-from .schema import UTCDateTime, channel_state, deliveries, items, sources, subscribers
+from .schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
 DUE_STATES = ("pending", "retry")
@@ -40,15 +40,14 @@ def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: date
     return conn.execute(stmt).rowcount or 0
 
 
-def topic_subscribers(engine: Engine, batch: int) -> Iterator[list[tuple[int, list]]]:
+def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
     """Active instant/both subscribers WITH topics, as (id, topics) batches (keyset paging: flat memory)."""
     last = 0
     while True:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
-                .order_by(S.id).limit(batch)
-            ).all()
+        rows = conn.execute(
+            select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
+            .order_by(S.id).limit(batch)
+        ).all()
         if not rows:
             return
         last = rows[-1][0]
@@ -93,23 +92,23 @@ def set_alert_state(conn, item_id: int, state: str) -> None:
 
 # -- claiming and recording -------------------------------------------------------------------------
 
-def claim(engine: Engine, limit: int, now: datetime | None = None, skip_channels: Iterable[str] = ()) -> list[dict]:
+def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Iterable[str] = ("email", "telegram")) -> list[dict]:
     """Atomically move up to `limit` due rows to 'sending' and return them (with subscriber data).
 
     One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING per state takes SQLite's write lock at once, so
     two processes can never claim the same row. Fresh rows go before retries.
     """
     now = now or utcnow()
-    skip = list(skip_channels)
+    channels = sorted(channels)
     claimed: list[dict] = []
+    if not channels:
+        return claimed
     with engine.begin() as conn:
         for state in DUE_STATES:
             want = limit - len(claimed)
             if want <= 0:
                 break
-            due = select(D.id).where(D.state == state, D.next_attempt_at <= now)
-            if skip:
-                due = due.where(D.channel.not_in(skip))
+            due = select(D.id).where(D.state == state, D.next_attempt_at <= now, D.channel.in_(channels))
             due = due.order_by(D.next_attempt_at).limit(want)
             if conn.dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
@@ -130,21 +129,45 @@ def _attach_subscribers(conn, rows: list[dict]) -> None:
         r["subscriber"] = found.get(r["subscriber_id"])
 
 
-def original_external_ids(engine: Engine, item_id: int, channel: str, recipients: list[str]) -> dict[str, tuple[str, str | None]]:
-    """recipient → (state, external_id) of the revision-0 row of that item on that channel."""
-    out: dict[str, tuple[str, str | None]] = {}
+def batch_context(engine: Engine, rows: list[dict]) -> dict:
+    """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
+
+    Returns {"items": {item_id: item}, "originals": {(item_id, channel, recipient): (state, external_id)},
+    "digests": {delivery_id: [item, ...]}}.
+    """
+    ctx: dict = {"items": {}, "originals": {}, "digests": {}}
     with engine.connect() as conn:
-        for i in range(0, len(recipients), 900):
-            q = select(D.recipient, D.state, D.external_id).where(
-                D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
-            out.update({r.recipient: (r.state, r.external_id) for r in conn.execute(q)})
-    return out
+        for item_id in sorted({r["item_id"] for r in rows if r["item_id"] is not None}):
+            ctx["items"][item_id] = load_item(conn, item_id)
+        updates: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for r in rows:
+            if r["kind"] == "update" and r["item_id"] is not None:
+                updates[(r["item_id"], r["channel"])].append(r["recipient"])
+        for (item_id, channel), recipients in updates.items():
+            for i in range(0, len(recipients), 900):
+                q = select(D.recipient, D.state, D.external_id).where(
+                    D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
+                for o in conn.execute(q):
+                    ctx["originals"][(item_id, channel, o.recipient)] = (o.state, o.external_id)
+        for r in rows:
+            if r["kind"] == "digest":
+                ctx["digests"][r["id"]] = _digest_items(conn, r["id"])
+    return ctx
+
+
+def _digest_items(conn, delivery_id: int) -> list[dict]:
+    q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+         .select_from(digest_items.join(items, items.c.id == digest_items.c.item_id).join(sources, sources.c.id == items.c.source_id))
+         .where(digest_items.c.delivery_id == delivery_id).order_by(items.c.id))
+    return [dict(r) for r in conn.execute(q).mappings()]
 
 
 _SET = update(deliveries).where(D.id == bindparam("_id")).values(
-    state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"), last_error=bindparam("_error"),
+    state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"),
     next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
     external_id=func.coalesce(bindparam("_ext", type_=String()), D.external_id),
+    # An earlier attempt's error stays visible on a row that is merely released or later sent.
+    last_error=func.coalesce(bindparam("_error", type_=String()), D.last_error),
 )
 
 
@@ -202,12 +225,9 @@ def recover(engine: Engine, now: datetime | None = None) -> int:
         ).rowcount or 0
 
 
-def next_due(engine: Engine, skip_channels: Iterable[str] = ()) -> datetime | None:
-    """When the earliest pending/retry row falls due (None when nothing waits)."""
-    q = select(func.min(D.next_attempt_at)).where(D.state.in_(DUE_STATES))
-    skip = list(skip_channels)
-    if skip:
-        q = q.where(D.channel.not_in(skip))
+def next_due(engine: Engine, channels: Iterable[str] = ("email", "telegram")) -> datetime | None:
+    """When the earliest pending/retry row of these channels falls due (None when nothing waits)."""
+    q = select(func.min(D.next_attempt_at)).where(D.state.in_(DUE_STATES), D.channel.in_(sorted(channels)))
     with engine.connect() as conn:
         return conn.execute(q).scalar()
 

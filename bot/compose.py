@@ -1,0 +1,112 @@
+"""Turning claimed delivery rows into ready-to-send messages (render once, personalize per row)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from . import mailbuild, tokens
+from .channels.base import Outgoing
+from .config import Config
+
+_CACHE_SIZE = 64  # (item, revision, language, kind) builds kept; an alert run needs 2 (fr, en)
+_MAX_AGE = 300.0  # seconds a build is reused; later retries get a fresh Date header
+
+
+class Composer:
+    """Builds Outgoing messages: one MIME template per (item revision, language, kind), tokens per row."""
+
+    def __init__(self, cfg: Config, renderer, secret_key: str):
+        self.cfg = cfg
+        self.renderer = renderer
+        self.key = secret_key
+        self.public_url = cfg.bot.public_url
+        self.tz = ZoneInfo(cfg.bot.timezone)
+        email = cfg.email
+        self.sender = email.sender if email else "flashbot@localhost"
+        self.domain = mailbuild.sender_domain(self.sender)
+        self.list_id = mailbuild.list_id_value(email.list_id if email else None, self.sender, cfg.bot.name)
+        self._mid_key = hmac.new(secret_key.encode(), b"message-id", hashlib.sha256).digest()
+        self._templates: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
+        self._posts: OrderedDict[tuple, str] = OrderedDict()
+        self.dkim = self._dkim(cfg)
+
+    @staticmethod
+    def _dkim(cfg: Config):
+        email = cfg.email
+        if not (email and email.dkim_key and email.dkim_selector):
+            return None
+        pem = cfg.resolve(email.dkim_key).read_bytes()
+        domain = email.dkim_domain or mailbuild.sender_domain(email.sender)
+        return mailbuild.DKIMSigner(pem, email.dkim_selector, domain)
+
+    def message_id(self, row: dict) -> str:
+        """A Message-ID unique per row yet stable across retries (a resent duplicate carries the same id)."""
+        basis = f"{row['kind']}:{row['item_id']}:{row['digest_id']}:{row['revision']}:{row['recipient']}".encode()
+        digest = hmac.new(self._mid_key, basis, hashlib.sha256).digest()[:15]
+        return f"<{base64.b32encode(digest).decode().lower()}@{self.domain}>"
+
+    # -- email -------------------------------------------------------------------------------------
+    def _template(self, cache_key: tuple, render, language: str) -> mailbuild.MailTemplate:
+        hit = self._templates.get(cache_key)
+        if hit and time.monotonic() - hit[1] < _MAX_AGE:
+            self._templates.move_to_end(cache_key)
+            return hit[0]
+        ph = mailbuild.Placeholders.new()
+        rendered = render(ph.links(self.public_url))
+        env = mailbuild.Envelope(self.sender, rendered.subject, language, self.list_id,
+                                 datetime.now(self.tz), self.public_url)
+        template = mailbuild.build_template(env, rendered.text, rendered.html, ph)
+        self._templates[cache_key] = (template, time.monotonic())
+        self._templates.move_to_end(cache_key)
+        if len(self._templates) > _CACHE_SIZE:
+            self._templates.popitem(last=False)
+        return template
+
+    def email(self, row: dict, item: dict, thread_id: str | None = None) -> Outgoing:
+        """An alert (or correction, kind 'update') email for the row's subscriber."""
+        sub = row["subscriber"]
+        language = sub["language"] or self.cfg.bot.language
+        update = row["kind"] == "update"
+        key = ("item", item["id"], item["revision"], item["content_hash"], language, update)
+        template = self._template(
+            key, lambda links: self.renderer.email_alert(item, language, links, update=update), language)
+        return self._personalize(row, template, mailbuild.thread_headers(thread_id) if update else b"")
+
+    def digest(self, row: dict, digest_items: list[dict]) -> Outgoing:
+        """A personalized digest email (each subscriber has their own items, so nothing is cached)."""
+        sub = row["subscriber"]
+        language = sub["language"] or self.cfg.bot.language
+        ph = mailbuild.Placeholders.new()
+        rendered = self.renderer.email_digest(digest_items, language, ph.links(self.public_url))
+        env = mailbuild.Envelope(self.sender, rendered.subject, language, self.list_id, datetime.now(self.tz), self.public_url)
+        return self._personalize(row, mailbuild.build_template(env, rendered.text, rendered.html, ph), b"")
+
+    def _personalize(self, row: dict, template: mailbuild.MailTemplate, thread: bytes) -> Outgoing:
+        sub = row["subscriber"]
+        address = mailbuild.check_address(sub["email"])
+        unsub = tokens.make_token(self.key, tokens.UNSUBSCRIBE, sub["id"], sub["token_nonce"] or "")
+        prefs = tokens.make_token(self.key, tokens.PREFERENCES, sub["id"], sub["token_nonce"] or "")
+        mid = self.message_id(row)
+        body = template.personalize(mailbuild.slot_values(address, mid, unsub, prefs, thread))
+        if self.dkim:
+            body = self.dkim.sign(body)
+        meta = {"message_id": mid, "smtputf8": not address.isascii()}
+        return Outgoing(delivery_id=row["id"], recipient=address, body=body, meta=meta)
+
+    # -- telegram ----------------------------------------------------------------------------------
+    def telegram(self, row: dict, item: dict, edit_id: str | None = None) -> Outgoing:
+        """The channel post (an edit of the original post for an update when its id is known)."""
+        update = row["kind"] == "update"
+        key = (item["id"], item["revision"], item["content_hash"], update)
+        post = self._posts.get(key)
+        if post is None:
+            post = self.renderer.telegram_post(item, update=update)
+            self._posts[key] = post
+            if len(self._posts) > _CACHE_SIZE:
+                self._posts.popitem(last=False)
+        return Outgoing(delivery_id=row["id"], recipient=row["recipient"], body=post, edit_id=edit_id)

@@ -1,0 +1,300 @@
+"""The outbox engine: claim due rows, send them concurrently per channel, record outcomes in batches.
+
+Life of a row: pending → (claimed in a short transaction) sending → sent | retry | failed | cancelled.
+A row is marked `sending` BEFORE it leaves, so after a crash `recover()` knows exactly which messages
+may have gone out twice: only those. Outcomes are written in batches of `delivery.batch_size`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from . import tokens
+from .channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
+from .compose import Composer
+from .config import Config
+from .fanout import queue_events, queue_item, queue_update  # noqa: F401 - public API of this module
+from .store import outbox, retry_locked
+from .store.db import utcnow
+
+log = logging.getLogger("flashbot.deliver")
+FLUSH_SECONDS = 0.5  # outcomes wait at most this long before being written
+UPDATE_WAIT = 5.0  # seconds a correction waits while its original is still in flight
+
+
+def build_channels(cfg: Config) -> dict:
+    """The configured channels by name (a channel whose config section is absent is off)."""
+    channels: dict = {}
+    if cfg.email is not None:
+        from .channels.email import EmailChannel
+
+        channels["email"] = EmailChannel(cfg.email)
+    if cfg.telegram is not None:
+        from .channels.telegram import TelegramChannel
+
+        channels["telegram"] = TelegramChannel(cfg.telegram)
+    return channels
+
+
+class DeliveryEngine:
+    """Sends everything due through `channels`, recording each row's fate (see the module docstring)."""
+
+    def __init__(self, engine: Engine, cfg: Config, channels: dict, renderer):
+        self.db, self.cfg, self.channels, self.renderer = engine, cfg, channels, renderer
+        self.composer: Composer | None = None
+        self._results: list[dict] = []
+        self._flushing: asyncio.Task | None = None
+        self._last_flush = 0.0
+        self._paused: set[str] = set()
+        self._down: dict[str, float] = {}  # channel → loop time until which it is not tried
+        self._suppressed: set[int] = set()
+        self._wake: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._stats: Counter = Counter()
+
+    # -- public ------------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Make rows a killed process left in `sending` due again; call once at start (holding the instance lock)."""
+        n = outbox.recover(self.db)
+        if n:
+            log.warning("recovered %s deliveries interrupted while sending; they are sent again", n)
+        return n
+
+    def wake(self) -> None:
+        """New rows were queued: start delivering now instead of at the next tick."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run_due(self, horizon: float = 0.0) -> dict:
+        """Send everything due now; with horizon > 0 also wait for retries falling due within that many seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + horizon
+        self._stats = stats = Counter()
+        while True:
+            await self._drain()
+            if horizon <= 0 or self._stopping():
+                break
+            nxt = await asyncio.to_thread(outbox.next_due, self.db, self._active(include_down=True))
+            if nxt is None:
+                break
+            wait = max((nxt - utcnow()).total_seconds(), 0.0)
+            if loop.time() + wait > deadline:
+                break
+            await self._pause_for(max(wait, 0.02))
+        return dict(stats)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set: after every pass sleep until woken, the next due row, or 30 s."""
+        self._stop, self._wake = stop, asyncio.Event()
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.run_due()
+            except Exception:  # noqa: BLE001 - a failed pass (database locked too long…) is retried
+                log.exception("delivery pass failed; retrying in 5 s")
+                await self._pause_for(5)
+                continue
+            nxt = await asyncio.to_thread(outbox.next_due, self.db, self._active(include_down=True))
+            timeout = 30.0 if nxt is None else min(max((nxt - utcnow()).total_seconds(), 0.05), 30.0)
+            await self._pause_for(timeout, wake=True)
+
+    # -- one pass ------------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        if self.composer is None:
+            key = await asyncio.to_thread(tokens.secret_key, self.db, self.cfg.web.secret_key)
+            self.composer = Composer(self.cfg, self.renderer, key)
+        self._paused = await asyncio.to_thread(outbox.paused_channels, self.db)
+        batch = self.cfg.delivery.batch_size
+        queues = {name: asyncio.Queue(maxsize=2 * batch) for name in self.channels}
+        workers = [asyncio.create_task(self._worker(name, q)) for name, q in queues.items()
+                   for _ in range(self._concurrency(name))]
+        try:
+            while not self._stopping():
+                rows = await asyncio.to_thread(outbox.claim, self.db, batch, None, self._active())
+                if not rows:
+                    break
+                self._stats["claimed"] += len(rows)
+                await self._dispatch(rows, queues)
+            await self._join(queues)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            for q in queues.values():  # claimed but never attempted (shutdown): back in the queue
+                while not q.empty():
+                    self._release(q.get_nowait()[0])
+            await self._flush(wait=True)
+
+    async def _join(self, queues: dict) -> None:
+        join = asyncio.ensure_future(asyncio.gather(*(q.join() for q in queues.values())))
+        stop = asyncio.ensure_future(self._stop.wait()) if self._stop else None
+        await asyncio.wait({join, stop} - {None}, return_when=asyncio.FIRST_COMPLETED)
+        if stop:
+            stop.cancel()
+        if not join.done():  # stopping: in-flight sends get delivery.grace_seconds to finish
+            try:
+                await asyncio.wait_for(join, self.cfg.delivery.grace_seconds)
+            except asyncio.TimeoutError:
+                log.warning("shutdown: some sends did not finish within %ss; they will be sent again", self.cfg.delivery.grace_seconds)
+
+    async def _dispatch(self, rows: list[dict], queues: dict) -> None:
+        ctx = await asyncio.to_thread(outbox.batch_context, self.db, rows)
+        for row in rows:
+            msg = self._compose(row, ctx)
+            if msg is not None:
+                await queues[row["channel"]].put((row, msg))
+
+    def _compose(self, row: dict, ctx: dict):
+        """The Outgoing for a row, or None after recording why it is not sent (cancelled, deferred, failed)."""
+        sub = row["subscriber"]
+        if row["subscriber_id"] is not None or row["channel"] == "email":
+            if not sub or sub["status"] != "active" or not sub["email"]:
+                return self._add(row, "cancelled", error=f"subscriber {sub['status'] if sub else 'deleted'}")
+        item = ctx["items"].get(row["item_id"]) if row["item_id"] is not None else None
+        if row["kind"] != "digest":
+            if item is None:
+                return self._add(row, "cancelled", error="item deleted")
+            if item["alert_state"] == "cancelled":
+                return self._add(row, "cancelled", error="alert cancelled by an operator")
+        try:
+            if row["kind"] == "digest":
+                return self.composer.digest(row, ctx["digests"].get(row["id"], []))
+            original = None
+            if row["kind"] == "update":
+                state, original = ctx["originals"].get((row["item_id"], row["channel"], row["recipient"]), (None, None))
+                if state == "sending":
+                    return self._release(row, delay=UPDATE_WAIT)  # the original is in flight: correct it after
+                if state != "sent":  # the original still waits (it will carry the new text) or never went
+                    return self._add(row, "cancelled", error="nothing to correct: the original was not sent")
+            if row["channel"] == "telegram":
+                return self.composer.telegram(row, item, edit_id=original)
+            return self.composer.email(row, item, thread_id=original)
+        except ValueError as exc:  # a bad address or a bad link: this message can never be built
+            return self._failure(row, PermanentError(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a rendering bug must not stop the other rows
+            log.exception("cannot build delivery %s", row["id"])
+            return self._failure(row, TemporaryError(f"cannot build the message: {exc!r}"))
+
+    async def _worker(self, name: str, q: asyncio.Queue) -> None:
+        channel = self.channels[name]
+        while True:
+            row, msg = await q.get()
+            try:
+                await self._send(name, channel, row, msg)
+            finally:
+                q.task_done()
+
+    async def _send(self, name: str, channel, row: dict, msg) -> None:
+        if self._stopping() or name in self._paused:
+            return self._release(row)
+        if self._is_down(name):
+            return self._release(row, until=self._down[name])
+        if row["subscriber_id"] in self._suppressed:
+            return self._add(row, "cancelled", error="subscriber suppressed after hard bounces")
+        try:
+            sent = await channel.send(msg)
+        except asyncio.CancelledError:
+            self._add(row, "retry", inc=1, error="interrupted by shutdown; sent again", next=utcnow())
+            raise
+        except ChannelPaused as exc:
+            await self._pause_channel(name, str(exc))
+            return self._release(row)
+        except DeliveryError as exc:
+            return self._failure(row, exc)
+        except Exception as exc:  # noqa: BLE001 - a channel bug is a temporary failure of this row
+            log.exception("%s channel raised on delivery %s", name, row["id"])
+            return self._failure(row, TemporaryError(f"unexpected error: {exc!r}"))
+        self._stats["sent"] += 1
+        self._add(row, "sent", sent=utcnow(), ext=sent.external_id)
+
+    # -- outcomes ------------------------------------------------------------------------------------
+    def _failure(self, row: dict, err: DeliveryError) -> None:
+        attempts = row["attempts"] + 1
+        text = str(err)[:1000] or type(err).__name__
+        if err.permanent:
+            bounce = row["subscriber_id"] if getattr(err, "bounce", False) and row["channel"] == "email" else None
+            return self._add(row, "failed", inc=1, error=text, bounce_subscriber=bounce)
+        if attempts >= self.cfg.delivery.max_attempts:
+            return self._add(row, "failed", inc=1, error=f"gave up after {attempts} attempts: {text}")
+        delays = self.cfg.delivery.retry_delays
+        delay = err.retry_after if err.retry_after is not None else delays[min(attempts, len(delays)) - 1]
+        if getattr(err, "scope", None) == "channel":
+            # The server itself is unreachable: hold every row of the channel, not just this one.
+            self._down[row["channel"]] = asyncio.get_running_loop().time() + delay
+            log.warning("%s channel unavailable for %ss: %s", row["channel"], delay, text)
+        self._add(row, "retry", inc=1, error=text, next=utcnow() + timedelta(seconds=delay))
+
+    def _release(self, row: dict, delay: float = 0.0, until: float | None = None) -> None:
+        """Back to the queue without counting an attempt (shutdown, paused or unavailable channel)."""
+        if until is not None:
+            delay = max(until - asyncio.get_running_loop().time(), 0.0)
+        self._add(row, "retry" if row["attempts"] else "pending", next=utcnow() + timedelta(seconds=delay))
+
+    def _add(self, row: dict, state: str, **kw) -> None:
+        self._stats[state] += state != "sent"  # "sent" is counted by _send
+        self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "channel": row["channel"], **kw})
+        now = asyncio.get_running_loop().time()
+        if len(self._results) >= self.cfg.delivery.batch_size or now - self._last_flush > FLUSH_SECONDS:
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.ensure_future(self._flush())
+        return None
+
+    async def _flush(self, wait: bool = False) -> None:
+        """Write buffered outcomes; wait=True (end of a pass) also waits for a background flush and raises."""
+        if wait and self._flushing is not None and not self._flushing.done():
+            await asyncio.wait({self._flushing})
+        while self._results:
+            batch, self._results = self._results, []
+            self._last_flush = asyncio.get_running_loop().time()
+            limit = self.cfg.delivery.bounce_limit
+            try:
+                suppressed = await asyncio.to_thread(retry_locked, lambda: outbox.record(self.db, batch, limit))
+            except Exception:
+                # Unwritten rows stay `sending` in the database: a later pass or recover() resends them.
+                self._results[:0] = batch
+                if wait:
+                    raise
+                log.exception("could not record %s delivery outcomes; will retry", len(batch))
+                return
+            if suppressed:
+                self._suppressed.update(suppressed)
+                log.warning("suppressed subscribers after hard bounces: %s", suppressed)
+
+    # -- channels ------------------------------------------------------------------------------------
+    async def _pause_channel(self, name: str, error: str) -> None:
+        if name not in self._paused:
+            self._paused.add(name)
+            log.error("%s channel paused until an operator resumes it: %s", name, error)
+            await asyncio.to_thread(outbox.set_channel_paused, self.db, name, True, error)
+
+    def _is_down(self, name: str) -> bool:
+        until = self._down.get(name)
+        return until is not None and asyncio.get_running_loop().time() < until
+
+    def _active(self, include_down: bool = False) -> list[str]:
+        """Channels to claim rows for: configured here, not paused, and (unless include_down) reachable."""
+        return sorted(n for n in self.channels if n not in self._paused and (include_down or not self._is_down(n)))
+
+    def _concurrency(self, name: str) -> int:
+        if name == "email" and self.cfg.email is not None:
+            return self.cfg.email.concurrency
+        return 1  # Telegram posts to one channel in order
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    async def _pause_for(self, seconds: float, wake: bool = False) -> None:
+        events = [e for e in (self._stop, self._wake if wake else None) if e is not None]
+        if not events:
+            await asyncio.sleep(seconds)
+            return
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()

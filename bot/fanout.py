@@ -1,0 +1,71 @@
+"""Queueing: one outbox row per recipient and channel for each alert, update or approved item."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import Engine
+
+from .config import Config
+from .models import Event
+from .store import outbox
+from .store.db import utcnow
+from .topics import ItemTopics
+
+log = logging.getLogger("flashbot.deliver")
+NOT_ALERTABLE = ("cancelled",)
+
+
+def queue_events(engine: Engine, cfg: Config, events: Iterable[Event]) -> int:
+    """Rows for `flash` (the alert) and `update` (corrections) events; held and other events wait. Rows created."""
+    total = 0
+    for ev in events:
+        if ev.kind == "flash":
+            total += queue_item(engine, cfg, ev.item_id)
+        elif ev.kind == "update":
+            total += queue_update(engine, cfg, ev.item_id)
+    return total
+
+
+def queue_item(engine: Engine, cfg: Config, item_id: int) -> int:
+    """Queue an item's alert (also used when an operator approves a held item); idempotent. Rows created.
+
+    One transaction: the Telegram row first (lowest id, so it is claimed first), the subscribers without
+    topics by a single INSERT…SELECT, then the subscribers with topics streamed in batches and matched
+    in Python. A crash before commit leaves nothing half-queued.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        item = outbox.load_item(conn, item_id)
+        if item is None or item["alert_state"] in NOT_ALERTABLE:
+            return 0
+        created = 0
+        if cfg.telegram is not None:
+            created += outbox.insert_rows(conn, [_row(item_id, "telegram", cfg.telegram.channel, None, 0, "alert", now)])
+        if cfg.email is not None:
+            created += outbox.instant_audience_sql(conn, item_id, 0, "alert", now)
+            facets = ItemTopics(item)
+            for batch in outbox.topic_subscribers(conn, cfg.delivery.batch_size):
+                rows = [_row(item_id, "email", str(sid), sid, 0, "alert", now) for sid, topics in batch if facets.matches(topics)]
+                created += outbox.insert_rows(conn, rows)
+        outbox.set_alert_state(conn, item_id, "queued")
+    log.info("queued item %s: %s deliveries", item_id, created)
+    return created
+
+
+def queue_update(engine: Engine, cfg: Config, item_id: int) -> int:
+    """Correction rows (revision = the item's revision) for every recipient of the original alert."""
+    now = utcnow()
+    with engine.begin() as conn:
+        item = outbox.load_item(conn, item_id)
+        if item is None or item["alert_state"] != "queued" or not item["revision"]:
+            return 0  # never alerted (held, cancelled, not flash): nothing to correct
+        created = outbox.update_audience_sql(conn, item_id, item["revision"], now)
+    log.info("queued update r%s of item %s: %s deliveries", item["revision"], item_id, created)
+    return created
+
+
+def _row(item_id: int, channel: str, recipient: str, subscriber_id: int | None, revision: int, kind: str, now) -> dict:
+    return {"item_id": item_id, "channel": channel, "recipient": recipient, "subscriber_id": subscriber_id,
+            "revision": revision, "kind": kind, "state": "pending", "attempts": 0, "created_at": now,
+            "next_attempt_at": now}
