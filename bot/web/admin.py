@@ -148,12 +148,8 @@ async def retry(request: Request) -> Response:
 
 
 def _retry(w: Web, ids: list[int]) -> int:
-    try:  # the delivery owner's version knows the outbox best; ours is the fallback
-        from ..store.outbox import retry_deliveries
-    except ImportError:
-        retry_deliveries = None
-    if retry_deliveries is not None:
-        return retry_deliveries(w.engine, ids) or 0
+    # Only failed rows, and never to someone who has left since: a forged id list cannot revive
+    # cancelled messages (bot.store.outbox.retry_deliveries also requeues cancelled rows).
     return dashboard.retry_deliveries(w.engine, ids)
 
 

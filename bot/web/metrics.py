@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +26,7 @@ LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 def histogram(values: list[float], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> tuple[list[tuple[str, float]], float]:
     """Cumulative Prometheus buckets (with +Inf) and the sum, from raw samples."""
-    out = [(str(b), float(sum(1 for v in values if v <= b))) for b in buckets]
+    out = [(floatToGoString(b), float(sum(1 for v in values if v <= b))) for b in buckets]
     out.append(("+Inf", float(len(values))))
     return out, float(sum(values))
 

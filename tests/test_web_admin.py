@@ -1,0 +1,254 @@
+"""The /admin dashboard (auth, cookies, escaping, actions) plus /healthz and /metrics."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from fixtures_web import ADMIN_PASSWORD, csrf_of, make_web_config
+from sqlalchemy import select
+
+from bot.store import open_db, utcnow
+from bot.store import subscribers as subs
+from bot.store.schema import channel_state, deliveries, items, sources
+from bot.web import create_app
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+async def login(client: httpx.AsyncClient, password: str = ADMIN_PASSWORD) -> httpx.Response:
+    page = await client.get("/admin/login")
+    return await client.post("/admin/login", data={"csrf": csrf_of(page.text), "password": password})
+
+
+async def post(client: httpx.AsyncClient, url: str, data: dict | None = None) -> httpx.Response:
+    page = await client.get("/admin")
+    return await client.post(url, data={"csrf": csrf_of(page.text), **(data or {})})
+
+
+def seed(engine) -> dict:
+    """A source, a held flash item, a running item with deliveries, a failed delivery, a paused channel."""
+    now = utcnow()
+    subs.add(engine, ["ok@example.org"])
+    sid_sub = subs.by_email(engine, "ok@example.org")["id"]
+    with engine.begin() as conn:
+        src = conn.execute(sources.insert().values(name="Le Fil", url="http://x/feed", last_error="HTTP 503",
+                                                   consecutive_failures=3, next_poll_at=now)).inserted_primary_key[0]
+
+        def item(key, title, state, **kw):
+            return conn.execute(items.insert().values(source_id=src, key=key, title=title, label="FLASH INFO",
+                                                      is_flash=True, alert_state=state, content_hash=key,
+                                                      detected_at=now, **kw)).inserted_primary_key[0]
+        held = item("held", "FLASH INFO " + XSS, "held")
+        running = item("run", "FLASH INFO Séisme", "queued", published_at=now - timedelta(seconds=30),
+                       first_telegram_at=now + timedelta(seconds=2), first_email_at=now + timedelta(seconds=5))
+        ids = {}
+        for rev, state in enumerate(["pending", "retry", "sent", "failed"]):
+            ids[state] = conn.execute(deliveries.insert().values(
+                item_id=running, channel="email", recipient=str(sid_sub), subscriber_id=sid_sub, revision=rev,
+                state=state, attempts=8 if state == "failed" else 1, last_error="550 " + XSS if state == "failed" else None,
+                created_at=now)).inserted_primary_key[0]
+        conn.execute(channel_state.insert().values(channel="telegram", paused=True, last_error="403 Forbidden: bot was kicked",
+                                                   updated_at=now))
+    return {"source": src, "held": held, "running": running, **ids}
+
+
+def state_of(engine, table, row_id, col="state"):
+    with engine.connect() as conn:
+        return conn.execute(select(table.c[col]).where(table.c.id == row_id)).scalar_one()
+
+
+@pytest.mark.parametrize("url", ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures"])
+async def test_no_access_without_login(web_client, url):
+    r = await web_client.get(url)
+    assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+
+
+@pytest.mark.parametrize("url", ["/admin/deliveries/retry", "/admin/items/1/approve", "/admin/sources/1/pause",
+                                 "/admin/channels/telegram/resume"])
+async def test_actions_refused_without_login(web_client, web_engine, url):
+    ids = seed(web_engine)
+    r = await web_client.post(url, data={"id": str(ids["failed"])})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+    assert state_of(web_engine, deliveries, ids["failed"]) == "failed"
+    assert state_of(web_engine, items, ids["held"], "alert_state") == "held"
+
+
+@pytest.mark.parametrize("password", ["wrong", "", ADMIN_PASSWORD[:-1], ADMIN_PASSWORD + " ", "' OR '1'='1"])
+async def test_wrong_password(web_client, password):
+    r = await login(web_client, password)
+    assert r.status_code == 401 and "fb_admin" not in r.headers.get("set-cookie", "")
+    assert (await web_client.get("/admin")).status_code == 303
+
+
+async def test_login_sets_hardened_cookie_and_logout(web_client):
+    r = await login(web_client)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"].lower()
+    assert "fb_admin=" in cookie and "httponly" in cookie and "samesite=strict" in cookie and "path=/admin" in cookie
+    assert "secure" not in cookie  # plain http public_url
+    assert (await web_client.get("/admin")).status_code == 200
+    out = await post(web_client, "/admin/logout")
+    assert out.status_code == 303
+    assert (await web_client.get("/admin")).status_code == 303
+
+
+async def test_forged_session_cookie_refused(web_client):
+    web_client.cookies.set("fb_admin", "admin.forged.signature", path="/admin")
+    assert (await web_client.get("/admin")).status_code == 303
+
+
+async def test_secure_cookie_over_https(tmp_path):
+    cfg = make_web_config(tmp_path, None)
+    cfg.bot.public_url = "https://news.example.org"
+    engine = open_db(cfg.database_url)
+    transport = httpx.ASGITransport(app=create_app(cfg, engine))
+    async with httpx.AsyncClient(transport=transport, base_url="https://news.example.org") as c:
+        r = await login(c)
+    assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+    engine.dispose()
+
+
+async def test_login_is_rate_limited(web_client):
+    for _ in range(10):
+        assert (await login(web_client, "guess")).status_code == 401
+    r = await login(web_client)  # even the right password waits now
+    assert r.status_code == 429 and (await web_client.get("/admin")).status_code == 303
+
+
+async def test_disabled_without_password(tmp_path):
+    cfg = make_web_config(tmp_path, None, admin_password=None)
+    engine = open_db(cfg.database_url)
+    transport = httpx.ASGITransport(app=create_app(cfg, engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        for url in ("/admin", "/admin/login"):
+            r = await c.get(url)
+            assert r.status_code == 503 and "FLASHBOT_ADMIN_PASSWORD" in r.text
+        r = await c.post("/admin/login", data={"password": ""})
+        assert r.status_code == 503
+    engine.dispose()
+
+
+async def test_overview_escapes_feed_data_and_shows_figures(web_client, web_engine):
+    seed(web_engine)
+    await login(web_client)
+    r = await web_client.get("/admin")
+    assert r.status_code == 200
+    assert XSS not in r.text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in r.text
+    assert "<img src=x" not in r.text
+    assert 'class="flash">FLASH INFO<' in r.text and "Séisme" in r.text
+    assert "403 Forbidden: bot was kicked" in r.text
+    assert "pending: 1, retry: 1, sent: 1" in r.text
+    assert "35.0 s" in r.text  # publication → first email: 30 s before detection + 5 s
+    failures = await web_client.get("/admin/failures")
+    assert XSS not in failures.text and "550 &lt;script&gt;" in failures.text
+
+
+async def test_held_item_approve_and_cancel(web_client, web_engine, monkeypatch):
+    ids = seed(web_engine)
+    called = []
+    import bot.web.admin as admin_mod
+    monkeypatch.setattr(admin_mod, "_queue_item", lambda w, item_id: called.append(item_id) or 7)
+    await login(web_client)
+    r = await post(web_client, f"/admin/items/{ids['held']}/approve")
+    assert r.status_code == 303 and "7%20deliveries" in r.headers["location"]
+    assert called == [ids["held"]] and state_of(web_engine, items, ids["held"], "alert_state") == "approved"
+    again = await post(web_client, f"/admin/items/{ids['held']}/approve")
+    assert called == [ids["held"]] and "not%20waiting" in again.headers["location"]  # no double fan-out
+    r = await post(web_client, f"/admin/items/{ids['running']}/cancel")
+    assert r.status_code == 303
+    assert state_of(web_engine, items, ids["running"], "alert_state") == "cancelled"
+    assert [state_of(web_engine, deliveries, ids[s]) for s in ("pending", "retry", "sent", "failed")] == \
+        ["cancelled", "cancelled", "sent", "failed"]
+    assert (await post(web_client, f"/admin/items/{ids['held']}/explode")).status_code == 404
+
+
+async def test_csrf_on_admin_actions(web_client, web_engine):
+    ids = seed(web_engine)
+    await login(web_client)
+    r = await web_client.post(f"/admin/items/{ids['held']}/cancel", data={"csrf": "nope"})
+    assert r.status_code == 403 and state_of(web_engine, items, ids["held"], "alert_state") == "held"
+
+
+async def test_retry_failed_delivery(web_client, web_engine):
+    ids = seed(web_engine)
+    await login(web_client)
+    r = await post(web_client, "/admin/deliveries/retry", {"id": [str(ids["failed"]), str(ids["sent"]), "x; DROP TABLE"]})
+    assert r.status_code == 303
+    assert state_of(web_engine, deliveries, ids["failed"]) == "pending"
+    assert state_of(web_engine, deliveries, ids["sent"]) == "sent"
+
+
+async def test_retry_skips_people_who_left(web_client, web_engine):
+    ids = seed(web_engine)
+    subs.remove(web_engine, "ok@example.org")
+    await login(web_client)
+    await post(web_client, "/admin/deliveries/retry", {"id": str(ids["failed"])})
+    assert state_of(web_engine, deliveries, ids["failed"]) == "failed"
+
+
+async def test_source_pause_resume_and_channel_resume(web_client, web_engine):
+    ids = seed(web_engine)
+    await login(web_client)
+    page = await web_client.get("/admin/sources")
+    assert "HTTP 503" in page.text and "failing ×3" in page.text
+    await post(web_client, f"/admin/sources/{ids['source']}/pause")
+    assert state_of(web_engine, sources, ids["source"], "paused") is True
+    await post(web_client, f"/admin/sources/{ids['source']}/resume")
+    assert state_of(web_engine, sources, ids["source"], "paused") is False
+    assert state_of(web_engine, sources, ids["source"], "consecutive_failures") == 0
+    await post(web_client, "/admin/channels/telegram/resume")
+    with web_engine.connect() as conn:
+        assert conn.execute(select(channel_state.c.paused)).scalar_one() is False
+
+
+@pytest.mark.parametrize("q", ["' OR 1=1 --", "%", "_", "\"; DROP TABLE subscribers; --", "\\", XSS])
+async def test_subscriber_search_treats_input_as_data(web_client, web_engine, q):
+    subs.add(web_engine, ["alice@example.org", "bob@example.org"])
+    await login(web_client)
+    r = await web_client.get("/admin/subscribers", params={"q": q, "status": "active' --", "page": "-3"})
+    assert r.status_code == 200 and 'id="total">0 matching' in r.text and XSS not in r.text
+    ok = await web_client.get("/admin/subscribers", params={"q": "ALICE"})
+    assert "1 matching" in ok.text and "alice@example.org" in ok.text and "bob@example.org" not in ok.text
+
+
+async def test_subscriber_pages_paginate(web_client, web_engine):
+    subs.insert_many(web_engine, [{"email": f"user{i:03d}@example.org"} for i in range(120)])
+    await login(web_client)
+    first = await web_client.get("/admin/subscribers")
+    third = await web_client.get("/admin/subscribers", params={"page": 3})
+    assert "120 matching" in first.text and "Page 1 / 3" in first.text
+    assert first.text.count("@example.org</td>") == 50 and third.text.count("@example.org</td>") == 20
+    assert "user119@" in first.text and "user000@" in third.text
+
+
+async def test_healthz(tmp_path, web_config, web_engine):
+    for alive, code in ((None, 200), (lambda: True, 200), (lambda: False, 503), (lambda: 1 / 0, 503)):
+        transport = httpx.ASGITransport(app=create_app(web_config, web_engine, scheduler_alive=alive))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.get("/healthz")
+        assert r.status_code == code and r.json()["checks"]["database"] == "ok"
+    web_engine.dispose()
+    broken = open_db(f"sqlite:///{tmp_path / 'x.db'}")
+    app = create_app(web_config, broken)
+    (tmp_path / "x.db").unlink()
+    (tmp_path / "x.db").mkdir()  # the file is gone and cannot be recreated: the ping fails
+    broken.dispose()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        r = await c.get("/healthz")
+    assert r.status_code == 503 and r.json()["checks"]["database"].startswith("error")
+
+
+async def test_metrics_from_database(web_client, web_engine):
+    seed(web_engine)
+    r = await web_client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    body = r.text
+    assert 'flashbot_items{flash="true"} 2.0' in body
+    assert 'flashbot_deliveries{channel="email",state="failed"} 1.0' in body
+    assert 'flashbot_send_latency_seconds_bucket{channel="email",le="5.0"} 1.0' in body
+    assert 'flashbot_send_latency_seconds_bucket{channel="email",le="2.0"} 0.0' in body
+    assert 'flashbot_send_latency_seconds_count{channel="telegram"} 1.0' in body
+    assert 'flashbot_source_consecutive_failures{source="Le Fil"} 3.0' in body
+    assert 'flashbot_channel_paused{channel="telegram"} 1.0' in body
+    assert 'flashbot_subscribers{status="active"} 1.0' in body
