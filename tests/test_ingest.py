@@ -1,0 +1,240 @@
+"""Polling, storing and the meaning of each item: baseline, flash, held, update, duplicate, new."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from fixtures_ingest import rss
+from sqlalchemy import select
+
+from bot.ingest import ingest_bytes, poll_all, poll_due, refresh_source, sync_sources
+from bot.sources import make_client
+from bot.store import utcnow
+from bot.store.schema import items, sources
+from bot.store.sources import get_source, list_sources
+
+A = {"title": "Grève à la SNCF", "guid": "a"}
+FLASH = {"title": "FLASH INFO : Séisme de magnitude 6 au Japon", "guid": "f1"}
+
+
+def kinds(reports) -> dict[str, list[tuple[str, str]]]:
+    return {r.source: [(e.kind, e.title) for e in r.events] for r in reports}
+
+
+async def poll(engine, cfg):
+    async with make_client(cfg.fetch) as client:
+        return await poll_all(engine, cfg, client)
+
+
+def item_rows(engine):
+    with engine.connect() as conn:
+        return {r["key"]: r for r in conn.execute(select(items)).mappings()}
+
+
+async def test_baseline_then_flash_then_update_then_304(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([FLASH, A]), etag=True)
+    assert kinds(await poll(ingest_engine, cfg)) == {"src": [("baseline", "Séisme de magnitude 6 au Japon"), ("baseline", "Grève à la SNCF")]}
+    assert all(r["alert_state"] == "none" and r["baseline"] for r in item_rows(ingest_engine).values())
+
+    new_flash = {"title": "Flash info - Incendie à Lyon", "guid": "f2"}
+    feed_server.set("/f", rss([new_flash, FLASH, A, {"title": "Météo", "guid": "m"}]), etag=True)
+    assert kinds(await poll(ingest_engine, cfg)) == {"src": [("flash", "Incendie à Lyon"), ("new", "Météo")]}
+    row = item_rows(ingest_engine)["f2"]
+    assert (row["alert_state"], row["label"], row["headline"], row["revision"]) == ("queued", "FLASH INFO", "Incendie à Lyon", 0)
+    assert row["detected_at"] is not None and row["norm_title"] == "incendie a lyon"
+
+    edited = {**new_flash, "title": "Flash info - Incendie à Lyon : deux blessés"}
+    feed_server.set("/f", rss([edited, FLASH, A, {"title": "Météo", "guid": "m"}]), etag=True)
+    assert kinds(await poll(ingest_engine, cfg)) == {"src": [("update", "Incendie à Lyon : deux blessés")]}
+    assert item_rows(ingest_engine)["f2"]["revision"] == 1
+
+    reports = await poll(ingest_engine, cfg)
+    assert reports[0].result.status == 304 and reports[0].events == []
+    assert feed_server.log("/f")[-1].status == 304
+    # An item is alerted at most once: still queued once, never re-alerted.
+    assert sum(r["alert_state"] == "queued" for r in item_rows(ingest_engine).values()) == 1
+
+
+async def test_alert_on_first_poll_and_require_approval(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f"), "alert_on_first_poll": True}],
+                        flash={"require_approval": True})
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([FLASH, A]))
+    assert kinds(await poll(ingest_engine, cfg)) == {"src": [("held", "Séisme de magnitude 6 au Japon"), ("new", "Grève à la SNCF")]}
+    assert item_rows(ingest_engine)["f1"]["alert_state"] == "held"
+
+
+async def test_same_story_from_two_sources_is_one_alert(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "un", "url": feed_server.url("/1")}, {"name": "deux", "url": feed_server.url("/2")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/1", rss([A]))
+    feed_server.set("/2", rss([{"title": "Rien", "guid": "r"}]))
+    await poll(ingest_engine, cfg)  # baselines
+    feed_server.set("/1", rss([FLASH, A]))
+    assert kinds(await poll(ingest_engine, cfg))["un"] == [("flash", "Séisme de magnitude 6 au Japon")]
+    other = {"title": "URGENT – Séisme de magnitude 6 au Japon !", "guid": "x9"}
+    unrelated = {"title": "FLASH INFO : Incendie à Lyon", "guid": "x10"}
+    feed_server.set("/2", rss([other, unrelated]))
+    got = kinds(await poll(ingest_engine, cfg))["deux"]
+    assert sorted(got) == [("duplicate", "Séisme de magnitude 6 au Japon !"), ("flash", "Incendie à Lyon")]
+    rows = item_rows(ingest_engine)
+    assert rows["f1"]["also_sources"] == ["deux"]
+    assert rows["x9"]["duplicate_of"] == rows["f1"]["id"] and rows["x9"]["alert_state"] == "none"
+
+
+async def test_duplicate_window_expires(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "un", "url": feed_server.url("/1"), "alert_on_first_poll": True},
+                         {"name": "deux", "url": feed_server.url("/2"), "alert_on_first_poll": True}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/1", rss([FLASH]))
+    feed_server.set("/2", rss([]))
+    await poll(ingest_engine, cfg)
+    with ingest_engine.begin() as conn:  # the first alert is now 7 hours old (window is 6 h)
+        conn.execute(items.update().values(detected_at=utcnow() - timedelta(hours=7)))
+    feed_server.set("/2", rss([{**FLASH, "guid": "other"}]))
+    assert kinds(await poll(ingest_engine, cfg))["deux"] == [("flash", "Séisme de magnitude 6 au Japon")]
+
+
+async def test_relabelled_story_is_alerted_once(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f"), "alert_on_first_poll": True}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A]))
+    assert kinds(await poll(ingest_engine, cfg))["src"] == [("new", "Grève à la SNCF")]
+    feed_server.set("/f", rss([{**A, "title": "FLASH INFO : Grève à la SNCF"}]))
+    assert kinds(await poll(ingest_engine, cfg))["src"] == [("flash", "Grève à la SNCF")]
+    feed_server.set("/f", rss([{**A, "title": "Grève à la SNCF"}]))  # label dropped: a correction
+    assert kinds(await poll(ingest_engine, cfg))["src"] == [("update", "Grève à la SNCF")]
+
+
+async def test_one_failing_source_never_delays_others(feed_server, ingest_config, ingest_engine):
+    srcs = [{"name": "lent", "url": feed_server.url("/never")}, {"name": "cassé", "url": feed_server.url("/500")},
+            {"name": "html", "url": feed_server.url("/html")}, {"name": "absent", "url": "/nonexistent/feed.xml"}]
+    srcs += [{"name": f"bon{i}", "url": feed_server.url(f"/ok{i}")} for i in range(5)]
+    cfg = ingest_config(srcs, fetch={"timeout": 1})
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/never", rss([A]), delay=30)
+    feed_server.set("/500", b"boom", status=500, content_type="text/plain")
+    feed_server.set("/html", b"<html><body>Maintenance</body></html>", content_type="text/html")
+    for i in range(5):
+        feed_server.set(f"/ok{i}", rss([A, FLASH]))
+    t0 = time.monotonic()
+    reports = {r.source: r for r in await poll(ingest_engine, cfg)}
+    assert time.monotonic() - t0 < 2.5  # all in parallel: bounded by the one timeout
+    assert reports["lent"].error == "timed out after 1 s (fetch.timeout)"
+    assert reports["cassé"].error == "HTTP 500 Internal Server Error"
+    assert reports["html"].error.startswith("not an RSS/Atom feed: got an HTML page")
+    assert reports["absent"].error.startswith("cannot read /nonexistent/feed.xml")
+    for i in range(5):
+        assert reports[f"bon{i}"].error is None and len(reports[f"bon{i}"].events) == 2
+    rows = {r["name"]: r for r in list_sources(ingest_engine)}
+    assert rows["cassé"]["last_error"] == "HTTP 500 Internal Server Error" and rows["cassé"]["consecutive_failures"] == 1
+    assert rows["bon0"]["last_error"] is None and rows["bon0"]["baselined"]
+
+
+async def test_backoff_then_pause_then_resume(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f"), "interval": 10}],
+                        fetch={"max_failures": 4, "max_backoff": 50})
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", b"boom", status=502, content_type="text/plain")
+    delays = []
+    for _ in range(4):
+        before = utcnow()
+        await poll(ingest_engine, cfg)
+        row = get_source(ingest_engine, "src")
+        delays.append(round((row["next_poll_at"] - before).total_seconds()))
+    assert delays == [10, 20, 40, 50]  # doubling, capped by fetch.max_backoff
+    assert row["paused"] and row["consecutive_failures"] == 4
+    assert row["pause_reason"] == "4 consecutive failures; last error: HTTP 502 Bad Gateway"
+    assert await poll(ingest_engine, cfg) == []  # paused sources are not polled
+    from bot.store.sources import set_paused
+
+    set_paused(ingest_engine, "src", False)
+    feed_server.set("/f", rss([A]))
+    assert (await poll(ingest_engine, cfg))[0].error is None
+    assert get_source(ingest_engine, "src")["consecutive_failures"] == 0
+
+
+async def test_gone_pauses_at_once_and_retry_after_is_honoured(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "gone", "url": feed_server.url("/g")}, {"name": "busy", "url": feed_server.url("/b")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/g", b"", status=410, content_type=None)
+    feed_server.set("/b", b"", status=429, headers={"Retry-After": "300"}, content_type=None)
+    await poll(ingest_engine, cfg)
+    gone, busy = get_source(ingest_engine, "gone"), get_source(ingest_engine, "busy")
+    assert gone["paused"] and "HTTP 410" in gone["pause_reason"]
+    wait = (busy["retry_after_until"] - utcnow()).total_seconds()
+    assert 290 < wait <= 300 and busy["next_poll_at"] >= busy["retry_after_until"]
+    async with make_client(cfg.fetch) as client:
+        assert await poll_all(ingest_engine, cfg, client) == []  # even a forced poll waits
+        assert await poll_due(ingest_engine, cfg, client, now=utcnow() + timedelta(seconds=301)) != []
+
+
+async def test_next_poll_and_respect_ttl(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "vite", "url": feed_server.url("/f"), "interval": 30},
+                         {"name": "poli", "url": feed_server.url("/f"), "interval": 30, "respect_ttl": True}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A], ttl=10), headers={"Cache-Control": "max-age=120"})
+    now = utcnow()
+    await poll(ingest_engine, cfg)
+    vite, poli = get_source(ingest_engine, "vite"), get_source(ingest_engine, "poli")
+    assert (vite["ttl_seconds"], vite["max_age"]) == (600, 120)
+    assert 29 <= (vite["next_poll_at"] - now).total_seconds() <= 32  # breaking news cannot wait for <ttl>
+    assert 599 <= (poli["next_poll_at"] - now).total_seconds() <= 602
+    async with make_client(cfg.fetch) as client:
+        assert await poll_due(ingest_engine, cfg, client) == []
+        due = await poll_due(ingest_engine, cfg, client, now=now + timedelta(seconds=40))
+    assert [r.source for r in due] == ["vite"]
+
+
+async def test_permanent_redirect_updates_stored_url_and_survives_sync(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/old")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.redirect("/old", "/new", 301)
+    feed_server.set("/new", rss([A]))
+    await poll(ingest_engine, cfg)
+    assert get_source(ingest_engine, "src")["url"] == feed_server.url("/new")
+    sync_sources(ingest_engine, cfg)
+    assert get_source(ingest_engine, "src")["url"] == feed_server.url("/new")
+    await poll(ingest_engine, cfg)
+    assert feed_server.log("/old")[-1:] == feed_server.log("/old")[:1]  # the old URL is not asked again
+
+
+def test_sync_sources_upserts_pauses_removed_and_keeps_cli(ingest_config, ingest_engine):
+    from bot.store.sources import add_source
+
+    sync_sources(ingest_engine, ingest_config([{"name": "a", "url": "http://127.0.0.1:9/a"}, {"name": "b", "url": "http://127.0.0.1:9/b"}]))
+    add_source(ingest_engine, "cli", "http://127.0.0.1:9/c")
+    sync_sources(ingest_engine, ingest_config([{"name": "a", "url": "http://127.0.0.1:9/a2", "interval": 5}]))
+    rows = {r["name"]: r for r in list_sources(ingest_engine)}
+    assert (rows["a"]["url"], rows["a"]["interval"]) == ("http://127.0.0.1:9/a2", 5)
+    assert rows["b"]["paused"] and rows["b"]["pause_reason"] == "no longer in config.toml"
+    assert rows["cli"]["origin"] == "cli" and not rows["cli"]["paused"]
+    sync_sources(ingest_engine, ingest_config([{"name": "a", "url": "http://127.0.0.1:9/a2"}, {"name": "b", "url": "http://127.0.0.1:9/b"}]))
+    assert not get_source(ingest_engine, "b")["paused"]
+
+
+async def test_ingest_bytes_for_websub_push(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A]))
+    await poll(ingest_engine, cfg)
+    sid = get_source(ingest_engine, "src")["id"]
+    events = ingest_bytes(ingest_engine, cfg, sid, rss([FLASH, A]), {"Content-Type": "application/rss+xml"})
+    assert [(e.kind, e.title) for e in events] == [("flash", "Séisme de magnitude 6 au Japon")]
+    try:
+        ingest_bytes(ingest_engine, cfg, sid, b"<html>nope</html>", {"Content-Type": "text/html"})
+    except ValueError as exc:
+        assert "pushed content rejected: not an RSS/Atom feed" in str(exc)
+    else:
+        raise AssertionError("garbage push accepted")
+
+
+async def test_refresh_source_unknown_id_is_an_error_not_a_crash(ingest_config, ingest_engine):
+    cfg = ingest_config()
+    async with make_client(cfg.fetch) as client:
+        rep = await refresh_source(ingest_engine, cfg, client, 999)
+    assert rep.error.startswith("internal error while polling: SourceError")
+    with ingest_engine.connect() as conn:
+        assert conn.execute(select(sources)).first() is None
