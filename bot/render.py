@@ -192,7 +192,8 @@ class Renderer:
 
         post = render(body)
         if tg.visible_len(post) > tg.LIMIT:
-            budget = tg.LIMIT - tg.visible_len(render(""))
+            # Measure the template around a one-character body (keeps its separators).
+            budget = tg.LIMIT - (tg.visible_len(render("x")) - 1)
             if budget > 200:  # room for a meaningful part of the article
                 post = render(tg.cut(body, budget))
         if tg.visible_len(post) > tg.LIMIT:
