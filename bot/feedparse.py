@@ -26,7 +26,7 @@ class UnsafeXML(ValueError):
 
 def _prolog(data: bytes) -> bytes:
     """The bytes before the first element, decoded to ASCII-compatible form when UTF-16/32."""
-    head = data[:1 << 20]
+    head = data  # the whole prolog: entity declarations may hide after megabytes of padding
     for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"),
                        (b"<\x00?\x00", "utf-16-le"), (b"\x00<\x00?", "utf-16-be")):

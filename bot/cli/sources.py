@@ -215,6 +215,8 @@ def _print_reports(reports) -> None:
         out.print(line, highlight=False)
     if any(e.kind in SHOWN for r in reports for e in r.events):
         out.print(_report_table(reports))
+    if any(e.kind in ("flash", "update") for r in reports for e in r.events):
+        out.print("ingest only: no alert was sent (`flashbot run` sends them)", highlight=False)
 
 
 async def _poll(cfg, engine, once: bool):
