@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from functools import lru_cache
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -47,7 +48,12 @@ def sanitize(html: str | None, base_url: str | None = None) -> str:
     """Allowlist-clean feed HTML: no active content, absolute http(s) URLs, no page chrome."""
     if not html or not html.strip():
         return ""
-    base = _base(base_url)
+    return _sanitize(html, _base(base_url))
+
+
+# Digests render the same items for every subscriber: clean each article once.
+@lru_cache(maxsize=128)
+def _sanitize(html: str, base: str | None) -> str:
     relative = ("rewrite_with_base", base) if base else "deny"
     attrs = {k: set(v) for k, v in _ATTRS_FINAL.items()}
     attrs["*"] = {"class", "id"}
@@ -239,6 +245,7 @@ def cut_words(text: str, n: int, ellipsis: str = "…") -> str:
     return cut[:room].rstrip(" ,;:.-–—(«\"'") + ellipsis
 
 
+@lru_cache(maxsize=512)
 def lead(html: str | None, n: int = 300, base_url: str | None = None) -> str:
     """A short plain-text lead: the first whole paragraphs fitting in n characters (else one cut)."""
     out: list[str] = []
