@@ -20,7 +20,7 @@ from .channels.base import ChannelPaused, PermanentError
 from .render import Renderer
 from .scheduler import Jobs, Scheduler
 from .sources import make_client
-from .store import maintenance, outbox
+from .store import maintenance
 from .store.db import utcnow
 from .store.lock import InstanceLock, lock_path
 
@@ -97,26 +97,9 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
 
 
-def _add_counts(total: dict, part: dict | None) -> None:
-    for k, v in (part or {}).items():
-        if isinstance(v, (int, float)):
-            total[k] = total.get(k, 0) + v
-
-
 async def deliver_due(rt: Runtime, horizon: float) -> dict:
-    """Send everything due, then keep sending what becomes due within `horizon` seconds (retries)."""
-    totals: dict = {}
-    deadline = time.monotonic() + horizon
-    while True:
-        _add_counts(totals, await rt.delivery.run_due())
-        paused = await asyncio.to_thread(outbox.paused_channels, rt.engine)
-        due = await asyncio.to_thread(outbox.next_due, rt.engine, paused)
-        if due is None:
-            return totals
-        wait = (due - utcnow()).total_seconds()
-        if time.monotonic() + max(wait, 0) > deadline:
-            return totals
-        await asyncio.sleep(max(wait, 0.05))
+    """Send everything due, then what falls due within `horizon` seconds (e.g. a Telegram retry_after)."""
+    return await rt.delivery.run_due(horizon)
 
 
 async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:

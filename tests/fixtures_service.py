@@ -88,3 +88,94 @@ class ServedApp:
         self.server.should_exit = True
         await self.task
         self.sock.close()
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "testing" / "samples"
+RSS_TYPE = {"Content-Type": "application/rss+xml; charset=utf-8"}
+
+
+def flash_rss(entries: list[tuple[str, str]], extra: str = "") -> bytes:
+    """An RSS feed of (guid, title) entries; titles starting with FLASH INFO are alerts."""
+    body = "".join(
+        f"<item><title>{title}</title><guid isPermaLink=\"false\">{guid}</guid>"
+        f"<link>https://www.exemple.fr/{guid}</link><description>&lt;p&gt;Texte de {guid}.&lt;/p&gt;</description>"
+        f"<category>Monde</category></item>" for guid, title in entries)
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom">'
+            f"<channel><title>Le Quotidien</title><link>https://www.exemple.fr/</link>{extra}{body}</channel></rss>").encode()
+
+
+class Stack:
+    """Real local servers (feeds, SMTP, Telegram Bot API stand-in) and a config file pointing at them."""
+
+    def __init__(self, tmp_path: Path):
+        from bot.testing.feedserver import FeedServer
+        from bot.testing.smtpserver import SMTPServer
+        from bot.testing.telegram_api import BotAPIStandin
+
+        self.dir = tmp_path
+        self.feeds = FeedServer().start()
+        self.smtp = SMTPServer().start()
+        self.telegram = BotAPIStandin().start()
+        self.config_path = tmp_path / "config.toml"
+
+    def write_config(self, extra: str = "", interval: int = 60, web_port: int = 0, public_url: str | None = None,
+                     retry: int = 1) -> Path:
+        """config.toml with one source (/feed.xml), email and Telegram on."""
+        public = f'public_url = "{public_url}"\n' if public_url else ""
+        self.config_path.write_text(f'''
+[bot]
+database = "flashbot.db"
+{public}
+[[sources]]
+name = "quotidien"
+url = "{self.feeds.url('/feed.xml')}"
+interval = {interval}
+
+[email]
+host = "127.0.0.1"
+port = {self.smtp.port}
+sender = "Flash Info <alertes@example.org>"
+tls = "none"
+
+[telegram]
+token = "{self.telegram.token}"
+channel = "@flash"
+api_url = "{self.telegram.base_url}"
+
+[web]
+host = "127.0.0.1"
+port = {web_port}
+admin_password = "demo-admin-pass"
+
+[delivery]
+retry_delays = [{retry}]
+grace_seconds = 2
+{extra}
+''')
+        return self.config_path
+
+    def publish(self, entries: list[tuple[str, str]], extra: str = "") -> None:
+        """Serve these entries at /feed.xml."""
+        self.feeds.set("/feed.xml", flash_rss(entries, extra), headers=RSS_TYPE)
+
+    def cli(self, *args: str, timeout: float = 60):
+        """Run `flashbot --config <ours> ARGS` in a subprocess."""
+        import subprocess
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "bot", "--config", str(self.config_path), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=self.dir)
+
+    def stop(self) -> None:
+        """Stop every server."""
+        self.feeds.stop()
+        self.smtp.stop()
+        self.telegram.stop()
+
+
+@pytest.fixture
+def svc_stack(tmp_path):
+    """Feed server + SMTP server + Telegram stand-in + a config writer (see Stack)."""
+    stack = Stack(tmp_path)
+    yield stack
+    stack.stop()
