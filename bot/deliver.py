@@ -55,6 +55,9 @@ class DeliveryEngine:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._stats: Counter = Counter()
+        # (item, channel) → lowest item revision any original alert was rendered at by this engine: a
+        # correction for a revision every original already showed is pointless.
+        self._rendered_rev: dict[tuple[int, str], int] = {}
 
     # -- public ------------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -166,13 +169,20 @@ class DeliveryEngine:
             original = None
             if row["kind"] == "update":
                 state, original = ctx["originals"].get((row["item_id"], row["channel"], row["recipient"]), (None, None))
+                if self._rendered_rev.get((row["item_id"], row["channel"]), -1) >= row["revision"]:
+                    return self._add(row, "cancelled", error="superseded: the original alert already showed this revision")
                 if state == "sending":
                     return self._release(row, delay=UPDATE_WAIT)  # the original is in flight: correct it after
                 if state != "sent":  # the original still waits (it will carry the new text) or never went
                     return self._add(row, "cancelled", error="nothing to correct: the original was not sent")
             if row["channel"] == "telegram":
-                return self.composer.telegram(row, item, edit_id=original)
-            return self.composer.email(row, item, thread_id=original)
+                msg = self.composer.telegram(row, item, edit_id=original)
+            else:
+                msg = self.composer.email(row, item, thread_id=original)
+            if row["kind"] == "alert":
+                key = (row["item_id"], row["channel"])
+                self._rendered_rev[key] = min(self._rendered_rev.get(key, item["revision"]), item["revision"])
+            return msg
         except ValueError as exc:  # a bad address or a bad link: this message can never be built
             return self._failure(row, PermanentError(str(exc)))
         except Exception as exc:  # noqa: BLE001 - a rendering bug must not stop the other rows

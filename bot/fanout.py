@@ -14,6 +14,7 @@ from .topics import ItemTopics
 
 log = logging.getLogger("flashbot.deliver")
 NOT_ALERTABLE = ("cancelled",)
+ALERTED = ("queued", "approved")  # the alert went (or is going) out: an update is a correction
 
 
 def queue_events(engine: Engine, cfg: Config, events: Iterable[Event]) -> int:
@@ -58,7 +59,7 @@ def queue_update(engine: Engine, cfg: Config, item_id: int) -> int:
     now = utcnow()
     with engine.begin() as conn:
         item = outbox.load_item(conn, item_id)
-        if item is None or item["alert_state"] != "queued" or not item["revision"]:
+        if item is None or item["alert_state"] not in ALERTED or not item["revision"]:
             return 0  # never alerted (held, cancelled, not flash): nothing to correct
         created = outbox.update_audience_sql(conn, item_id, item["revision"], now)
     log.info("queued update r%s of item %s: %s deliveries", item["revision"], item_id, created)

@@ -227,9 +227,11 @@ async def test_cancelled_alert_sends_nothing(delivery_config, delivery_engine, s
     await run(cfg, db)
     assert smtp_server.messages == [] and states(db, item) == {"cancelled": 2}
     assert deliver.queue_item(db, cfg, item) == 0  # a cancelled alert is never queued again
-    assert outbox.retry_deliveries(db, [r["id"] for r in rows_of(db, item)]) == 2
-    await run(cfg, db)  # requeued rows still respect the item's cancelled state
-    assert smtp_server.messages == []
+    assert outbox.retry_deliveries(db, [r["id"] for r in rows_of(db, item)]) == 0  # cancelled stays cancelled
+    with db.begin() as conn:  # even rows forced back to pending respect the item's cancelled state
+        conn.execute(update(deliveries).where(deliveries.c.item_id == item).values(state="pending"))
+    await run(cfg, db)
+    assert smtp_server.messages == [] and states(db, item) == {"cancelled": 2}
 
 
 async def test_held_items_wait_for_approval(delivery_config, delivery_engine, smtp_server):

@@ -259,10 +259,13 @@ def cancel_item(engine: Engine, item_id: int) -> int:
 
 
 def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
-    """Put failed/cancelled/retry rows back in the queue now, attempts reset; returns rows requeued."""
+    """Put failed (or waiting retry) rows back in the queue now, attempts reset; returns rows requeued.
+
+    Cancelled rows stay cancelled: they were stopped for a reason (unsubscribed, alert cancelled).
+    """
     ids = list(ids)
     with engine.begin() as conn:
-        return conn.execute(update(deliveries).where(D.id.in_(ids), D.state.in_(["failed", "cancelled", "retry"]))
+        return conn.execute(update(deliveries).where(D.id.in_(ids), D.state.in_(["failed", "retry"]))
                             .values(state="pending", attempts=0, next_attempt_at=utcnow())).rowcount or 0
 
 
