@@ -197,3 +197,10 @@ def test_cut_words(text, n, expected):
 def test_paragraphs_and_empty_input():
     assert paragraphs("<p>a <a href='https://x.example'>b</a></p><p>c</p>") == ["a b", "c"]
     assert to_text("") == "" and to_text(None) == "" and sanitize("   ") == ""
+
+
+def test_french_quotes_and_colons_never_wrap_alone():
+    text = to_text("<p>" + "mot " * 16 + "« putschistes » et encore : voilà ? oui ! " * 8 + "</p>")
+    for line in text.split("\n"):
+        assert not line.startswith(("»", ":", "?", "!")) and not line.endswith("«"), line
+    assert " ".join(text.split()).count("« putschistes »") == 8

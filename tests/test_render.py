@@ -301,3 +301,10 @@ def test_renders_a_real_items_row(renderer, tmp_path):
 def test_one_line():
     assert one_line("a\r\nb\tc\x00d\u202e") == "a b c d"
     assert one_line("mot " * 100, 20).endswith("…") and len(one_line("mot " * 100, 20)) <= 20
+
+
+def test_first_link_of_a_post_is_the_article(renderer):
+    # Telegram previews the first link: it must be the article, not a tag page inside the text.
+    post = renderer.telegram_post(seed_item())
+    first = re.search(r'<a href="([^"]+)"', post).group(1)
+    assert first == "https://www.example-news.fr/2020/05/21/flash-info-haftar/"
