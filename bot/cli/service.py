@@ -42,8 +42,10 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
     from ..service import StartupError, serve
 
     def ready(lines: list[str]) -> None:
-        if st.log_format == "text":
-            out.print("[bold]Flashbot running[/bold] — " + "; ".join(lines), highlight=False)
+        if st.log_format == "text":  # JSON logs already carry the summary as `startup` events
+            out.print("[bold]Flashbot running[/bold] (SIGTERM or Ctrl-C stops it)", highlight=False)
+            for line in lines:
+                out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
 
     try:
         code = asyncio.run(serve(cfg, engine, on_ready=ready))
