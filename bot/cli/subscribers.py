@@ -30,7 +30,7 @@ def _address(raw: str) -> str:
 
 def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> None:
     if value is not None and value not in allowed:
-        err.print(f"{name} must be one of: {', '.join(allowed)}", markup=False)
+        err.print(f"{name} must be one of: {', '.join(allowed)}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -48,11 +48,11 @@ def add(ctx: typer.Context, emails: list[str] = typer.Argument(..., help="Addres
         try:
             valid.append(subs.normalize_email(raw))
         except subs.InvalidAddress as exc:
-            err.print(f"{raw}: rejected: {exc}", markup=False, highlight=False)
+            err.print(f"{raw}: rejected: {exc}", markup=False, highlight=False, soft_wrap=True)
             bad += 1
     result = subs.add(st.engine, valid, mode, language or st.config.bot.language, subs.normalize_topics(topics))
     for email, outcome in result.items():
-        out.print(f"{email}: {'added' if outcome == 'added' else 'already known (unchanged)'}", markup=False, highlight=False)
+        out.print(f"{email}: {'added' if outcome == 'added' else 'already known (unchanged)'}", markup=False, highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(1)
 
@@ -65,10 +65,10 @@ def remove(ctx: typer.Context, emails: list[str] = typer.Argument(...),
     for raw in emails:
         result = subs.remove(engine, _address(raw), erase_data=erase)
         if result is None:
-            err.print(f"{raw}: unknown address", markup=False, highlight=False)
+            err.print(f"{raw}: unknown address", markup=False, highlight=False, soft_wrap=True)
             missing += 1
         else:
-            out.print(f"{raw}: {'already unsubscribed' if result == 'already' else result}", markup=False, highlight=False)
+            out.print(f"{raw}: {'already unsubscribed' if result == 'already' else result}", markup=False, highlight=False, soft_wrap=True)
     if missing:
         raise typer.Exit(1)
 
@@ -78,9 +78,9 @@ def reactivate(ctx: typer.Context, email: str) -> None:
     """Make an unsubscribed, suppressed or pending address active again."""
     result = subs.reactivate(state(ctx).engine, _address(email))
     if result is None:
-        err.print(f"{email}: unknown address", markup=False, highlight=False)
+        err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    out.print(f"{email}: {'already active' if result == 'already' else 'reactivated'}", markup=False, highlight=False)
+    out.print(f"{email}: {'already active' if result == 'already' else 'reactivated'}", markup=False, highlight=False, soft_wrap=True)
 
 
 @sub_app.command("list")
@@ -91,10 +91,11 @@ def list_cmd(ctx: typer.Context, status: str = typer.Option(None, "--status"), m
     _check_choice(status, subs.STATUSES, "--status")
     _check_choice(mode, subs.MODES, "--mode")
     rows, total = subs.list_page(state(ctx).engine, status, mode, search, limit, (page - 1) * limit)
-    table = Table("id", "email", "status", "mode", "lang", "topics", "origin", "created")
+    table = Table("id", "status", "mode", "lang", "topics", "origin", "created")
+    table.add_column("email", no_wrap=True, overflow="fold")
     for r in rows:
-        table.add_row(str(r["id"]), escape(r["email"] or "(erased)"), r["status"], r["mode"], r["language"],
-                      escape("; ".join(r["topics"])), r["origin"], r["created_at"].strftime("%Y-%m-%d %H:%M") if r["created_at"] else "")
+        table.add_row(str(r["id"]), r["status"], r["mode"], r["language"], escape("; ".join(r["topics"])), r["origin"],
+                      r["created_at"].strftime("%Y-%m-%d") if r["created_at"] else "", escape(r["email"] or "(erased)"))
     out.print(table)
     out.print(f"{total} matching, page {page} of {max(1, -(-total // limit))}")
 
@@ -105,15 +106,15 @@ def show(ctx: typer.Context, email: str) -> None:
     engine = state(ctx).engine
     row = subs.by_email(engine, _address(email))
     if row is None:
-        err.print(f"{email}: unknown address", markup=False, highlight=False)
+        err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     for key in ("id", "email", "status", "mode", "language", "topics", "origin", "bounces", "last_error",
                 "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at"):
         value = row[key]
         out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     counts = subs.delivery_counts(engine, row["id"])
-    out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False)
+    out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False, soft_wrap=True)
 
 
 def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple[int, str]]]:
@@ -153,7 +154,7 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
         text = file.read_bytes().decode("utf-8-sig")
         records, rejects = parse_rows(text, st.config.bot.language)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
-        err.print(f"{file}: {exc}", markup=False, highlight=False)
+        err.print(f"{file}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     inserted = 0
     columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -164,8 +165,8 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
             inserted += subs.insert_many(st.engine, batch)
             progress.advance(task, len(batch))
     for line, reason in rejects:
-        err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False)
-    out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False)
+        err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False, soft_wrap=True)
 
 
 @sub_app.command("export")
@@ -188,7 +189,7 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
         if file:
             handle.close()
     if file:
-        out.print(f"{n} subscribers written to {file}", markup=False, highlight=False)
+        out.print(f"{n} subscribers written to {file}", markup=False, highlight=False, soft_wrap=True)
 
 
 def stats(ctx: typer.Context, hours: float = typer.Option(24, "--hours", min=0.01, help="Window for delivery counts.")) -> None:
