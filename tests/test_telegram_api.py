@@ -201,8 +201,10 @@ def test_per_chat_rate_limit():
 
 
 def test_concurrent_posts_get_distinct_ids(telegram_api):
+    statuses = []
+
     def post(n):
-        call(telegram_api, "sendMessage", chat_id="@c", text=f"message {n}")
+        statuses.append(call(telegram_api, "sendMessage", chat_id="@c", text=f"message {n}").status_code)
 
     threads = [threading.Thread(target=post, args=(n,)) for n in range(40)]
     for t in threads:
@@ -210,6 +212,7 @@ def test_concurrent_posts_get_distinct_ids(telegram_api):
     posts = telegram_api.wait_posts(40, timeout=10)
     for t in threads:
         t.join()
+    assert statuses == [200] * 40
     assert sorted(p.message_id for p in posts) == list(range(1, 41))
     assert {p.plain for p in posts} == {f"message {n}" for n in range(40)}
 
