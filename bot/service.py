@@ -202,7 +202,9 @@ class Service:
         task = asyncio.current_task()
         self._polls.add(task)
         try:
-            await pipeline.refresh(self.rt.pipe, source_id)
+            report = await pipeline.refresh(self.rt.pipe, source_id)
+            if report.result.hub_url and self.cfg.websub.enabled:
+                await self._websub()  # a feed declaring a hub: subscribe now, not at the next renewal tick
         finally:
             self._polls.discard(task)
 

@@ -143,3 +143,19 @@ async def test_denied_and_renewal(served):
         assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 1
         assert wstore.get_source(ctx.engine, sid)["websub_secret"] != old_secret
         assert len(hub.requests) == hub_requests + 2
+
+
+async def test_pending_request_not_resent_until_it_times_out(served):
+    ctx, hub, srv, _ = served
+    sid = add_source(ctx.engine, "s")
+    wstore.note_hub(ctx.engine, sid, "http://127.0.0.1:9/hub", TOPIC)  # nobody listens: request fails
+    async with httpx.AsyncClient() as client:
+        assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 0
+        assert wstore.get_source(ctx.engine, sid)["websub_state"] == "error"
+        assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 0
+        wstore.note_hub(ctx.engine, sid, hub.url, TOPIC)
+        hub.deny = False
+        assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 1
+        n = len(hub.requests)
+        wstore.start(ctx.engine, sid, "x" * 64, "pending", utcnow())  # still waiting for verification
+        assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 0 and len(hub.requests) == n

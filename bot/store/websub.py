@@ -63,8 +63,10 @@ def needing_subscription(engine: Engine, now: datetime, margin: timedelta) -> li
     c = sources.c
     due = or_(
         c.websub_state.is_(None),
-        and_(c.websub_state.in_(("active", "pending", "error")), c.websub_lease_until.is_not(None),
-             c.websub_lease_until <= now + margin),
+        and_(c.websub_state == "active", c.websub_lease_until.is_not(None), c.websub_lease_until <= now + margin),
+        # A request the hub never verified, or a hub that failed: retried once its wait is over.
+        and_(c.websub_state.in_(("pending", "unsubscribing", "error")), c.websub_lease_until.is_not(None),
+             c.websub_lease_until <= now),
         and_(c.websub_state == "active", c.websub_lease_until.is_(None)),
     )
     q = select(sources).where(c.hub_url.is_not(None), c.topic_url.is_not(None), c.paused.is_(False), due)
