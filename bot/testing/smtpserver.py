@@ -99,7 +99,7 @@ class SMTPServer:
         self.messages: list[Received] = []
         self.delay = 0.0
         self.connections = 0
-        self.auth_attempts: list[str] = []  # user names tried
+        self.logins: list[str] = []  # user names tried (no auth_ prefix: aiosmtpd reads those as mechanisms)
         self._users = users
         self._state = _State()
         self._tls_cert = tls_cert
@@ -172,12 +172,15 @@ class SMTPServer:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user, password = auth_data.login.decode(), auth_data.password.decode()
-        self.auth_attempts.append(user)
-        return AuthResult(success=self._users.get(user) == password)
+        self.logins.append(user)
+        return AuthResult(success=self._users.get(user) == password, handled=False)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         f = self._take("mail", None)
         if f:
+            if f.drop:
+                server.transport.abort()
+                return "421 dropped"
             return self._reply(f)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
