@@ -143,3 +143,48 @@ async def web_client(web_app):
     transport = httpx.ASGITransport(app=web_app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+class LiveServer:
+    """uvicorn serving an ASGI app in a thread on 127.0.0.1 (socket bound before start: port known)."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = None
+        self.thread = None
+
+    def start(self, app) -> "LiveServer":
+        """Serve app until stop()."""
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for it."""
+        if self.server is not None:
+            self.server.should_exit = True
+            self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_socket():
+    """A listening-ready socket on 127.0.0.1:0 wrapped in a LiveServer (start it with .start(app))."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    live = LiveServer(sock)
+    yield live
+    live.stop()

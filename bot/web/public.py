@@ -149,7 +149,9 @@ async def unsubscribe(request: Request) -> Response:
             return PlainTextResponse("unsubscribed\n" if result else "invalid link\n", status_code=200 if result else 400)
         if result is None:
             return w.message(request, "bad_link_title", "bad_link_body", status=400)
-        return w.message(request, "unsubscribed_title", "unsubscribed_body", extra_key="resubscribe")
+        row = await w.db(subs.get, w.engine, data[0])
+        return w.message(request, "unsubscribed_title", "unsubscribed_body", extra_key="resubscribe",
+                         lang=w.lang(request, row["language"] if row else None))
     row = await w.db(subs.get, w.engine, data[0]) if data else None
     if row is None or row["status"] == "deleted":
         return w.message(request, "bad_link_title", "bad_link_body", status=400)
