@@ -1,0 +1,130 @@
+"""`flashbot deliveries` (what happened to every message) and `flashbot preview ITEM` (rendered output)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from . import err, out, state
+
+STATES = ["pending", "sending", "retry", "sent", "failed", "cancelled"]
+
+
+def _when(value, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def deliveries(
+    ctx: typer.Context,
+    item: int = typer.Option(None, "--item", help="Only this item."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Failures shown."),
+    retry: list[int] = typer.Option(None, "--retry", help="Requeue this failed delivery id now (repeatable)."),
+    resume: str = typer.Option(None, "--resume", help="Resume a paused channel (email or telegram)."),
+) -> None:
+    """Counts per item × channel × state, paused channels, then the failures with their errors."""
+    from ..store import outbox
+
+    st = state(ctx)
+    cfg, engine = st.config, st.engine
+    tz = ZoneInfo(cfg.bot.timezone)
+    if resume:
+        outbox.set_channel_paused(engine, resume, False)
+        out.print(f"channel {resume} resumed", highlight=False)
+    if retry:
+        out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
+    _counts_table(outbox.counts(engine, item_id=item))
+    for ch in outbox.channel_states(engine):
+        if ch["paused"]:
+            out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
+                      f"{ch['last_error'] or ''} (resume: flashbot deliveries --resume {ch['channel']})", highlight=False)
+    off = cfg.channels_off()
+    if off:
+        out.print(f"off (no config section): {', '.join(off)}", highlight=False)
+    rows = outbox.failures(engine, limit=limit, item_id=item)
+    if not rows:
+        out.print("no failures")
+        return
+    table = Table(title="Failures and retries (newest first)")
+    for col in ("id", "item", "channel", "recipient", "state", "tries", "next attempt", "error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        target = f"#{r['item_id']}" if r["item_id"] is not None else f"digest {r['digest_id']}"
+        table.add_row(str(r["id"]), target, r["channel"], r["recipient"], r["state"], str(r["attempts"]),
+                      _when(r["next_attempt_at"], tz) if r["state"] == "retry" else "—", r["last_error"] or "")
+    out.print(table)
+
+
+def _counts_table(rows: list[dict]) -> None:
+    if not rows:
+        out.print("no deliveries yet")
+        return
+    grouped: dict[tuple, dict[str, int]] = defaultdict(dict)
+    titles: dict[tuple, str] = {}
+    for r in rows:
+        key = (r["item_id"], r["digest_id"], r["channel"])
+        grouped[key][r["state"]] = r["count"]
+        titles[key] = r["title"] or (f"digest {r['digest_id']}" if r["digest_id"] else "")
+    table = Table(title="Deliveries per item and channel")
+    for col in ["item", "title", "channel", *STATES]:
+        table.add_column(col, justify="right" if col in STATES else "left", overflow="fold")
+    for key, counts in grouped.items():
+        item_id, digest_id, channel = key
+        label = f"#{item_id}" if item_id is not None else f"digest {digest_id}"
+        table.add_row(label, titles[key][:60], channel, *(str(counts.get(s, 0) or "") for s in STATES))
+    out.print(table)
+
+
+def preview(
+    ctx: typer.Context,
+    item: int = typer.Argument(..., help="Item id (see the dashboard or `flashbot deliveries`)."),
+    folder: Path = typer.Option(Path("preview"), "--out", help="Folder to write the files to."),
+    language: str = typer.Option(None, "--language", help="fr or en (default: bot.language)."),
+    update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
+) -> None:
+    """Write the alert email (HTML, text, full .eml) and the Telegram post to files and print their paths."""
+    from .. import tokens
+    from ..compose import Composer
+    from ..render import Renderer
+    from ..store import outbox
+
+    st = state(ctx)
+    cfg, engine = st.config, st.engine
+    lang = language or cfg.bot.language
+    if lang not in ("fr", "en"):
+        err.print(f"--language: expected fr or en, got {lang!r}", markup=False)
+        raise typer.Exit(2)
+    with engine.connect() as conn:
+        row = outbox.load_item(conn, item)
+    if row is None:
+        err.print(f"no item {item}", markup=False)
+        raise typer.Exit(1)
+    renderer = Renderer(cfg)
+    composer = Composer(cfg, renderer, tokens.secret_key(engine, cfg.web.secret_key))
+    kind = "update" if update else "alert"
+    fake = {"id": 0, "item_id": item, "digest_id": None, "channel": "email", "recipient": "0", "subscriber_id": 0,
+            "revision": row["revision"] if update else 0, "kind": kind,
+            "subscriber": {"id": 0, "email": "preview@example.invalid", "status": "active", "language": lang, "token_nonce": "preview"}}
+    email = composer.email(fake, row)
+    links = {p: tokens.link(cfg.bot.public_url, p, "PREVIEW") for p in (tokens.UNSUBSCRIBE, tokens.PREFERENCES)}
+    rendered = renderer.email_alert(row, lang, links, update=update)
+    post = renderer.telegram_post(row, update=update)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"item-{item}-{kind}-{lang}"
+    files = {
+        folder / f"{stem}.html": rendered.html.encode("utf-8"),
+        folder / f"{stem}.txt": f"Subject: {rendered.subject}\n\n{rendered.text}".encode("utf-8"),
+        folder / f"{stem}.eml": email.body,
+        folder / f"item-{item}-{kind}-telegram.html": post.encode("utf-8"),
+    }
+    for path, data in files.items():
+        path.write_bytes(data)
+        out.print(str(path), highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `deliveries` and `preview` to the CLI."""
+    app.command()(deliveries)
+    app.command()(preview)
