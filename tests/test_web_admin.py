@@ -252,3 +252,49 @@ async def test_metrics_from_database(web_client, web_engine):
     assert 'flashbot_source_consecutive_failures{source="Le Fil"} 3.0' in body
     assert 'flashbot_channel_paused{channel="telegram"} 1.0' in body
     assert 'flashbot_subscribers{status="active"} 1.0' in body
+
+
+async def test_secrets_stay_out_of_logs_and_error_pages(web_config, web_engine, web_client, caplog, monkeypatch):
+    caplog.set_level("DEBUG")
+    await login(web_client, "hunter2-not-the-password")
+    await login(web_client)
+    import bot.web.public as public_mod
+
+    def boom(engine):
+        raise RuntimeError(f"db exploded near {web_config.web.secret_key}")
+    monkeypatch.setattr(public_mod.dashboard, "source_categories", boom)
+    transport = httpx.ASGITransport(app=create_app(web_config, web_engine), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        r = await c.get("/")
+    assert r.status_code == 500 and "Erreur" in r.text
+    assert "Traceback" not in r.text and "exploded" not in r.text and web_config.web.secret_key not in r.text
+    assert ADMIN_PASSWORD not in caplog.text and "hunter2" not in caplog.text
+
+
+def test_rate_events_are_pruned(web_engine, monkeypatch):
+    from bot.store import ratelimit
+
+    old = utcnow() - timedelta(days=3)
+    for _ in range(5):
+        ratelimit.hit(web_engine, "signup-ip:x", now=old)
+    monkeypatch.setattr(ratelimit, "PRUNE_CHANCE", 1.0)
+    assert ratelimit.allow(web_engine, "signup-ip:y", 10, 3600)
+    assert ratelimit.count(web_engine, "signup-ip:x", 10 * 86400) == 0
+    assert ratelimit.count(web_engine, "signup-ip:y", 3600) == 1
+
+
+@pytest.mark.slow
+async def test_pages_stay_fast_with_100k_subscribers(web_client, web_engine):
+    import time
+
+    for start in range(0, 100_000, 10_000):
+        subs.insert_many(web_engine, [{"email": f"user{i}@example{i % 97}.org", "mode": ("instant", "digest", "both")[i % 3]}
+                                      for i in range(start, start + 10_000)])
+    await login(web_client)
+    for params in ({}, {"page": 1500}, {"q": "user99999@"}, {"status": "active", "mode": "digest", "page": 300}):
+        t = time.monotonic()
+        r = await web_client.get("/admin/subscribers", params=params)
+        assert r.status_code == 200 and time.monotonic() - t < 1.5, params
+    assert "1 matching" in (await web_client.get("/admin/subscribers", params={"q": "user99999@"})).text
+    t = time.monotonic()
+    assert (await web_client.get("/metrics")).status_code == 200 and time.monotonic() - t < 1.5

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select
 
 from .db import utcnow
 from .schema import rate_events
+
+
+PRUNE_CHANCE = 0.02
 
 
 def bucket(kind: str, value: str) -> str:
@@ -28,6 +32,8 @@ def allow(engine: Engine, name: str, limit: int, window_seconds: float, now: dat
             return False
         if record:
             conn.execute(insert(rate_events).values(bucket=name, at=now))
+    if random.random() < PRUNE_CHANCE:
+        prune(engine, now=now)  # keeps the table small without a separate job
     return True
 
 
