@@ -97,13 +97,13 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
 
 async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, now: datetime | None = None) -> list[PollReport]:
     """Poll every active source whose next poll is due."""
-    ids = await asyncio.to_thread(store_sources.due_source_ids, engine, now)
+    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, now)
     return await poll_sources(engine, cfg, client, ids)
 
 
 async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient) -> list[PollReport]:
     """Poll every active source now (except those a server asked to wait via Retry-After)."""
-    ids = await asyncio.to_thread(store_sources.due_source_ids, engine, None, True)
+    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, None, True)
     return await poll_sources(engine, cfg, client, ids)
 
 

@@ -238,3 +238,19 @@ async def test_refresh_source_unknown_id_is_an_error_not_a_crash(ingest_config, 
     assert rep.error.startswith("internal error while polling: SourceError")
     with ingest_engine.connect() as conn:
         assert conn.execute(select(sources)).first() is None
+
+
+async def test_a_source_being_polled_is_not_polled_twice(feed_server, ingest_config, ingest_engine):
+    import asyncio
+
+    cfg = ingest_config([{"name": "lent", "url": feed_server.url("/slow")}, {"name": "vite", "url": feed_server.url("/fast")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/slow", rss([A]), delay=0.8)
+    feed_server.set("/fast", rss([A]))
+    async with make_client(cfg.fetch) as client:
+        first = asyncio.create_task(poll_due(ingest_engine, cfg, client))
+        await asyncio.sleep(0.3)  # "lent" is in flight; a scheduler tick now must skip it
+        second = await poll_due(ingest_engine, cfg, client)
+        assert [r.source for r in second] == []
+        assert sorted(r.source for r in await first) == ["lent", "vite"]
+    assert len(feed_server.log("/slow")) == 1

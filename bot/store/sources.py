@@ -112,6 +112,20 @@ def due_source_ids(engine: Engine, now: datetime | None = None, force: bool = Fa
         return [r[0] for r in conn.execute(q)]
 
 
+def claim_due(engine: Engine, cfg: Config, now: datetime | None = None, force: bool = False) -> list[int]:
+    """Due source ids, leased until their poll can no longer be running (no double polls)."""
+    now = now or utcnow()
+    lease = utcnow() + timedelta(seconds=cfg.fetch.timeout + 60)  # recording the result replaces it
+
+    def run() -> list[int]:
+        ids = due_source_ids(engine, now, force)
+        if ids:
+            with engine.begin() as conn:
+                conn.execute(update(sources).where(sources.c.id.in_(ids)).values(next_poll_at=max(lease, now)))
+        return ids
+    return retry_locked(run)
+
+
 def poll_interval(row: RowMapping, result: FeedResult | None, cfg: Config, now: datetime) -> int:
     """Seconds until the next poll after a success: the interval, slowed by TTL hints only if asked."""
     interval = int(row["interval"])

@@ -107,6 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the default 5 drops SYNs under concurrent polls (1 s retransmits)
     owner: "FeedServer"
 
     def process_request(self, request, client_address):
