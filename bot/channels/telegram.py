@@ -21,6 +21,8 @@ from bot.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, Tem
 from bot.config import TelegramConfig
 
 log = logging.getLogger(__name__)
+# PTB >= 22.2 warns from inside RetryAfter() itself on every 429; we already read the timedelta form.
+warnings.filterwarnings("ignore", message=r"(?s).*attribute `retry_after` will be of type")
 
 NOT_MODIFIED = "message is not modified"
 

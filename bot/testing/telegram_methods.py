@@ -45,7 +45,9 @@ class Post:
 
 @dataclass
 class Fault:
-    """An injected answer for the next `count` calls of `methods` (count None: until reset)."""
+    """An injected answer for the next `count` calls of `methods` (count None: until reset).
+
+    `methods` are lower-case Bot API method names, as in `.calls` (e.g. "sendmessage")."""
 
     status: int
     description: str
