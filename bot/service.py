@@ -213,6 +213,9 @@ class Service:
         if result and result.get("queued"):
             self.rt.delivery.wake()
 
+    async def _housekeeping(self) -> None:
+        await housekeeping(self.cfg, self.engine)
+
     async def _websub(self) -> None:
         await websub.renew_due(self.rt.pipe.client, self.engine, self.cfg)
 
@@ -225,7 +228,7 @@ class Service:
         try:
             digest.note_first_start(self.engine)
             self._tasks["delivery"] = asyncio.create_task(self.rt.delivery.run_forever(self._delivery_stop))
-            jobs = Jobs(self._poll, self._digest, lambda: housekeeping(self.cfg, self.engine), self._websub)
+            jobs = Jobs(self._poll, self._digest, self._housekeeping, self._websub)
             self.scheduler = Scheduler(self.cfg, self.engine, jobs)
             self.scheduler.start()
             await self._digest()  # a digest missed while the bot was down goes out once, now
