@@ -135,3 +135,31 @@ def test_import_100k_rows_in_seconds(cli, tmp_path):
     assert "99900 added, 0 already known, 100 rejected" in out
     assert elapsed < 30, f"100k import took {elapsed:.1f}s"
     assert sum(subs.counts(engine)["active"].values()) == 99_900
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("  Ann.Lee+news@Example.ORG ", "ann.lee+news@example.org"),
+    ("é@exämple.org", "é@exämple.org"),
+    ("x@sub.domain.fr", "x@sub.domain.fr"),
+    ("a..b@example.org", None), ("a@-x.org", None), ("a@example.test", None), ("a@localhost", None),
+    ("a@example.org.", None), ("a b@example.org", None), ("a@exa_mple.org", None), ("", None),
+    ("evil@example.org\r\nBcc: v@example.org", None), ("x" * 65 + "@example.org", None),
+])
+def test_normalize_email(raw, expected):
+    from bot.addresses import InvalidAddress, normalize_email
+
+    if expected is None:
+        with pytest.raises(InvalidAddress):
+            normalize_email(raw)
+    else:
+        assert normalize_email(raw) == expected
+
+
+@pytest.mark.parametrize("raw,expected", [
+    (None, []), ("", []), ("sport; Sport |climat,  vin  ", ["sport", "climat", "vin"]),
+    (["a;b", "c"], ["a", "b", "c"]), ("x" * 100, ["x" * 60]), (";".join(str(i) for i in range(50)), [str(i) for i in range(20)]),
+])
+def test_normalize_topics(raw, expected):
+    from bot.addresses import normalize_topics
+
+    assert normalize_topics(raw) == expected
