@@ -105,13 +105,13 @@ class _Cleaner:
             if isinstance(c, str):
                 self.seen_text += len(c.strip())
                 kept.append(c)
-            elif not self._drop(c, node.children[i + 1:]):
+            elif not self._drop(c, node.children, i):
                 self.clean(c)
                 if c.tag in ("img", "br", "hr") or _visible(c):
                     kept.append(c)
         node.children = kept
 
-    def _drop(self, c: Node, following: list) -> bool:
+    def _drop(self, c: Node, siblings: list, i: int) -> bool:
         if c.tag in ("nav", "button", "input", "label"):
             return True
         if c.tag == "img":
@@ -134,7 +134,7 @@ class _Cleaner:
                 WHOLE_RE.match(text) or is_related_box(c)
                 or (SOCIAL_RE.match(text) and not norm(_non_link_text(c)))):
             if RELATED_RE.match(text) and RELATED_RE.sub("", text, count=1).strip() == "":
-                self._drop_next_link_list(following)
+                self._drop_next_link_list(siblings[i + 1:])
             return True
         return False
 

@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
                   "param", "source", "track", "wbr"})
+MAX_DEPTH = 100  # deeper elements are flattened into their ancestor (keeps recursion bounded)
 BLOCK = frozenset({"address", "article", "aside", "blockquote", "dd", "details", "dialog", "div",
                    "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
                    "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "li", "main", "nav", "ol",
@@ -39,8 +40,13 @@ class _Builder(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.root = Node("#root")
         self.stack = [self.root]
+        self.flattened: dict[str, int] = {}
 
     def handle_starttag(self, tag, attrs):
+        if len(self.stack) > MAX_DEPTH and tag not in VOID:
+            # Hostile nesting: keep the text, drop the element.
+            self.flattened[tag] = self.flattened.get(tag, 0) + 1
+            return
         node = Node(tag, {k: (v or "") for k, v in attrs})
         self.stack[-1].children.append(node)
         if tag not in VOID:
@@ -50,6 +56,9 @@ class _Builder(HTMLParser):
         self.stack[-1].children.append(Node(tag, {k: (v or "") for k, v in attrs}))
 
     def handle_endtag(self, tag):
+        if self.flattened.get(tag):
+            self.flattened[tag] -= 1
+            return
         # Close up to the matching open element; a stray end tag is ignored.
         for i in range(len(self.stack) - 1, 0, -1):
             if self.stack[i].tag == tag:

@@ -26,6 +26,9 @@ DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "applet", "
 _ATTRS_FINAL = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"},
                 "ol": {"start"}, "td": {"colspan"}, "th": {"colspan"}, "abbr": {"title"}}
 SCHEMES = {"http", "https", "mailto"}
+# Longer feed HTML is cut before cleaning (nh3 repairs the cut markup): no message shows more,
+# and a hostile multi-megabyte item must not stall rendering.
+MAX_HTML = 200_000
 
 
 def _base(url: str | None) -> str | None:
@@ -48,7 +51,7 @@ def sanitize(html: str | None, base_url: str | None = None) -> str:
     """Allowlist-clean feed HTML: no active content, absolute http(s) URLs, no page chrome."""
     if not html or not html.strip():
         return ""
-    return _sanitize(html, _base(base_url))
+    return _sanitize(html[:MAX_HTML], _base(base_url))
 
 
 # Digests render the same items for every subscriber: clean each article once.

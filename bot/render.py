@@ -92,6 +92,11 @@ def _when(value: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _categories(value: Any) -> list[str]:
+    values = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    return [c for c in (one_line(v, 100) for v in values) if c]
+
+
 def headline_of(item: Any) -> str:
     """The title without its Flash label (detect's headline when it set one)."""
     headline = one_line(_get(item, "headline", ""))
@@ -145,7 +150,7 @@ class Renderer:
             "link": link,
             "author": one_line(_get(item, "author", ""), 200),
             "source": one_line(_get(item, "source_name", ""), 200),
-            "categories": [one_line(c, 100) for c in _get(item, "categories", []) if one_line(c)],
+            "categories": _categories(_get(item, "categories", [])),
             "published": format_when(published, lang, self.tz) if published else "",
             "updated": format_when(updated, lang, self.tz) if updated else "",
             "revision": int(_get(item, "revision", 0) or 0),
@@ -153,7 +158,7 @@ class Renderer:
         }
 
     def _subject(self, view: dict[str, Any], lang: str, update: bool) -> str:
-        subject = f"{view['badge']} — {view['headline']}" if view["badge"] else view["headline"]
+        subject = " — ".join(x for x in (view["badge"], view["headline"]) if x) or self.cfg.bot.name
         if update:
             subject = f"{STRINGS[lang]['update_prefix']} {subject}"
         return one_line(subject, SUBJECT_MAX)

@@ -204,3 +204,20 @@ def test_french_quotes_and_colons_never_wrap_alone():
     for line in text.split("\n"):
         assert not line.startswith(("»", ":", "?", "!")) and not line.endswith("«"), line
     assert " ".join(text.split()).count("« putschistes »") == 8
+
+
+@pytest.mark.parametrize("html,expected", [
+    ("<div>" * 5000 + "profond" + "</div>" * 5000, "profond"),
+    ("<b><i>" * 3000 + "gras", "gras"),
+    ("<p>" + "mot <a href='https://a.example/'>lien</a> " * 100_000 + "</p>", "mot lien"),
+    ("<p>para</p>" * 100_000, "para"),
+])
+def test_hostile_sizes_and_nesting_are_bounded(html, expected):
+    import time
+    from bot import telegram_html as tg
+    start = time.perf_counter()
+    clean = sanitize(html, "https://a.example/")
+    text = to_text(html)
+    post = tg.from_html(clean)
+    assert time.perf_counter() - start < 10
+    assert expected in " ".join(text.split()) and expected.split()[0] in post

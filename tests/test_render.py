@@ -308,3 +308,17 @@ def test_first_link_of_a_post_is_the_article(renderer):
     post = renderer.telegram_post(seed_item())
     first = re.search(r'<a href="([^"]+)"', post).group(1)
     assert first == "https://www.example-news.fr/2020/05/21/flash-info-haftar/"
+
+
+@pytest.mark.parametrize("over", [
+    {"categories": "Politique"}, {"categories": None}, {"categories": [None, 3, "Sport"]},
+    {"published_at": "2026-11-29T06:10:00+00:00"}, {"published_at": "pas une date"},
+    {"published_at": datetime(2026, 11, 29, 6, 10)}, {"content_html": None, "summary_html": None},
+    {"link": None}, {"title": None, "headline": None}, {"author": 42},
+])
+def test_odd_field_values_render(renderer, over):
+    item = seed_item(**over)
+    mail = renderer.email_alert(item, "fr", LINKS)
+    assert mail.subject and mail.text and LINKS["unsubscribe"] in mail.text
+    assert telegram_problems(renderer.telegram_post(item)) == []
+    renderer.email_digest([item], "en", LINKS)
