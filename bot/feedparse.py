@@ -89,8 +89,9 @@ def _content(entry) -> str:
 
 
 def content_hash(title: str, summary: str, content: str) -> str:
-    """SHA-256 over what readers see: a change means the item was edited."""
-    return hashlib.sha256("\x1f".join((title, summary, content)).encode("utf-8", "replace")).hexdigest()
+    """SHA-256 over what readers see: a change means the item was edited (whitespace ignored)."""
+    text = "\x1f".join(" ".join(part.split()) for part in (title, summary, content))
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def _absolute(fragment: str, base: str | None) -> str:

@@ -150,12 +150,13 @@ def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Con
     values = {
         "last_status": result.status, "last_polled_at": now, "last_success_at": now, "last_error": None,
         "consecutive_failures": 0, "baselined": True, "retry_after_until": None,
-        "etag": result.etag, "last_modified": result.last_modified, "max_age": result.max_age,
+        "etag": result.etag, "last_modified": result.last_modified,
     }
-    if not result.not_modified:
-        values["ttl_seconds"] = result.ttl_seconds
-        if result.hub_url:
-            values.update(hub_url=result.hub_url, topic_url=result.topic_url or row["url"])
+    if not result.not_modified:  # a 304 carries no feed: keep what the last full answer said
+        values.update(ttl_seconds=result.ttl_seconds, max_age=result.max_age, hub_url=result.hub_url,
+                      topic_url=(result.topic_url or row["url"]) if result.hub_url else None)
+    elif result.max_age is not None:
+        values["max_age"] = result.max_age
     if result.permanent_url and result.permanent_url != row["url"]:
         values["url"] = result.permanent_url
     values["next_poll_at"] = now + timedelta(seconds=poll_interval(row, result, cfg, now))
