@@ -51,3 +51,35 @@ def need(module: str, *names: str):
     if missing:
         raise Skipped(f"{module} has no {', '.join(missing)} yet")
     return mod
+
+
+class Profile:
+    """With BENCH_PROFILE=1, cProfile the block and write bench/out/<name>.prof and a top-30 .txt."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.on = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+
+    def __enter__(self) -> "Profile":
+        if self.on:
+            import cProfile
+
+            self.prof = cProfile.Profile()
+            self.prof.enable()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.on:
+            return
+        import io
+        import pstats
+
+        self.prof.disable()
+        OUT.mkdir(parents=True, exist_ok=True)
+        self.prof.dump_stats(OUT / f"{self.name}.prof")
+        buf = io.StringIO()
+        stats = pstats.Stats(self.prof, stream=buf).sort_stats("tottime")
+        stats.print_stats(30)
+        buf.write("\n\n==== by cumulative time ====\n")
+        stats.sort_stats("cumulative").print_stats(40)
+        (OUT / f"{self.name}.txt").write_text(buf.getvalue())

@@ -1,7 +1,126 @@
-"""Benchmark 2: polling 2,000 sources (placeholder until written)."""
-from .common import Skipped
+"""Benchmark 2: one cold and one warm polling cycle of 2,000 sources through bot.ingest.poll_due."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from . import loops
+from .common import FULL, ROOT, RUNS, Profile, median, need
+from .feedfarm import SIZES, feed
+from .harness import run_child
+
+SOURCES = 2000
+WORKERS = 3  # server processes
+INTERVAL = 60
+
+
+class FeedFarm:
+    """The pre-forked feed server as a child process group we own."""
+
+    def __enter__(self) -> "FeedFarm":
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.feedfarm", str(WORKERS)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.port = int(self.proc.stdout.readline())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()  # its SIGTERM handler stops the forked workers it started
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def run(p: dict) -> dict:
+    """Child: fresh DB with N sources of one size; a cold cycle, then (optionally) a warm one."""
+    ingest = need("bot.ingest", "poll_due", "sync_sources")
+    sources = need("bot.sources", "make_client")
+    from sqlalchemy import func, select
+    from bot.config import parse_config
+    from bot.store import open_db, schema, utcnow
+
+    size, n, port = p["size"], p["n"], p["port"]
+    tmp = tempfile.mkdtemp(prefix="flashbot-poll-")
+    data = {"bot": {"database": f"{tmp}/poll.db"},
+            "fetch": {"concurrency": p["concurrency"]},
+            "sources": [{"name": f"{size}-{i:05d}", "url": f"http://127.0.0.1:{port}/feed/{size}/{i}.xml",
+                         "interval": INTERVAL} for i in range(n)]}
+    cfg = parse_config(data, Path(tmp), "bench")
+    engine = open_db(cfg.database_url)
+    ingest.sync_sources(engine, cfg)
+
+    async def cycle(now, label: str) -> dict:
+        async with sources.make_client(cfg.fetch) as client:
+            c0, t0 = _cpu(), time.perf_counter()
+            with Profile(f"poll-{label}-{size}"):
+                reports = await ingest.poll_due(engine, cfg, client, now=now)
+            wall, cpu = time.perf_counter() - t0, _cpu() - c0
+        return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "polled": len(reports),
+                "cpu_ms_per_source": round(cpu / max(1, len(reports)) * 1000, 4),
+                "errors": sum(1 for r in reports if r.error),
+                "not_modified": sum(1 for r in reports if r.result.not_modified),
+                "first_error": next((f"{r.source}: {r.error}" for r in reports if r.error), None)}
+
+    out = {"size": size, "n": n}
+    out["cold"] = loops.run(lambda: cycle(None, "cold"), p.get("loop", "asyncio"))
+    with engine.connect() as conn:
+        out["cold"]["items_stored"] = conn.execute(select(func.count()).select_from(schema.items)).scalar()
+    warm = []
+    for k in range(p.get("warm", 0)):  # each warm cycle pretends one more interval has passed
+        later = utcnow() + timedelta(seconds=(INTERVAL + 1) * (k + 1))
+        warm.append(loops.run(lambda: cycle(later, "warm"), p.get("loop", "asyncio")))
+    if warm:
+        out["warm"] = warm
+    engine.dispose()
+    for f in Path(tmp).iterdir():
+        f.unlink()
+    os.rmdir(tmp)
+    return out
 
 
 def bench(log=print) -> dict:
-    """Not written yet."""
-    raise Skipped("polling benchmark not written yet")
+    """Cold cycle per feed size (fresh DB each run) and a warm cycle after the medium one."""
+    need("bot.ingest", "poll_due", "sync_sources")
+    from bot.config import FetchConfig
+
+    conc = FetchConfig().concurrency
+    out = {"sources": SOURCES, "server_workers": WORKERS, "concurrency": conc, "cold": {}}
+    warm_runs = []
+    with FeedFarm() as farm:
+        for size, nitems in SIZES.items():
+            runs = []
+            for rep in range(RUNS):
+                r = run_child("poll", {"size": size, "n": SOURCES, "port": farm.port,
+                                       "concurrency": conc, "warm": size == "medium"})
+                runs.append(r)
+                log(f"  {size:<6} run {rep + 1}: cold {r['cold']['wall_s']} s wall, "
+                    f"{r['cold']['cpu_s']} s CPU, {r['cold']['errors']} errors"
+                    + (f"; warm {r['warm']['wall_s']} s wall, {r['warm']['cpu_ms_per_source']} ms "
+                       f"CPU/source, {r['warm']['not_modified']} x 304" if "warm" in r else "")
+                    + f"; RSS {r['rss_mb']} MB")
+                if r["cold"]["first_error"]:
+                    log(f"    first error: {r['cold']['first_error']}")
+                if "warm" in r:
+                    warm_runs.append(r["warm"])
+            cold = {k: median([r["cold"][k] for r in runs])
+                    for k in ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "items_stored")}
+            cold.update(items_per_feed=nitems, feed_kb=len(feed(size, 1)) / 1024,
+                        rss_mb=median([r["rss_mb"] for r in runs]), runs=[r["cold"] for r in runs])
+            out["cold"][size] = cold
+    if warm_runs:
+        out["warm"] = {k: median([w[k] for w in warm_runs])
+                       for k in ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "not_modified")}
+        out["warm"].update(size="medium feeds", runs=warm_runs)
+    return out
