@@ -254,3 +254,28 @@ async def test_a_source_being_polled_is_not_polled_twice(feed_server, ingest_con
         assert [r.source for r in second] == []
         assert sorted(r.source for r in await first) == ["lent", "vite"]
     assert len(feed_server.log("/slow")) == 1
+
+
+async def test_relative_local_path_resolves_against_config_folder(tmp_path, ingest_config, ingest_engine):
+    import shutil
+
+    from fixtures_ingest import SAMPLES
+
+    (tmp_path / "feeds").mkdir()
+    shutil.copy(SAMPLES / "flash.xml", tmp_path / "feeds" / "flash.xml")
+    cfg = ingest_config([{"name": "local", "url": "feeds/flash.xml"}])
+    sync_sources(ingest_engine, cfg)
+    reports = await poll(ingest_engine, cfg)
+    assert reports[0].error is None and [e.kind for e in reports[0].events] == ["baseline"] * 6
+    assert (await poll(ingest_engine, cfg))[0].result.not_modified  # unchanged file: no parse
+    shutil.copy(SAMPLES / "flash-suite.xml", tmp_path / "feeds" / "flash.xml")
+    assert sorted(e.kind for e in (await poll(ingest_engine, cfg))[0].events) == ["flash", "flash", "new"]
+
+
+async def test_websub_hub_is_recorded_on_the_source(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A], extra='<atom:link rel="hub" href="http://127.0.0.1:9/hub"/>'))
+    await poll(ingest_engine, cfg)
+    row = get_source(ingest_engine, "src")
+    assert (row["hub_url"], row["topic_url"]) == ("http://127.0.0.1:9/hub", feed_server.url("/f"))
