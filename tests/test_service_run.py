@@ -86,3 +86,30 @@ def test_run_refuses_a_rejected_telegram_token(svc_stack):
     assert run.returncode == 1
     assert "cannot start: telegram:" in run.stderr and "token" in run.stderr
     assert "wrong-token-value" not in run.stderr
+
+
+def test_run_with_smtp_down_warns_keeps_running_json_logs(svc_stack):
+    import json
+
+    svc_stack.write_config()
+    svc_stack.publish(BASE)
+    svc_stack.smtp.stop()
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(svc_stack.config_path), "--log-format", "json",
+                             "run"], cwd=svc_stack.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        events = []
+        while not any(e.get("event") == "startup" and str(e.get("detail", "")).startswith("warning:") for e in events):
+            line = _wait(lambda: proc.stderr.readline(), 30, "startup events")
+            events.append(json.loads(line))  # every log line is one JSON object
+        warn = [e for e in events if e["event"] == "channel_unreachable"]
+        assert warn and warn[0]["channel"] == "email" and warn[0]["level"] == "warning"
+        assert any("warning: email: unreachable" in str(e.get("detail")) for e in events)
+        time.sleep(1.5)
+        assert proc.poll() is None  # still running
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert all(json.loads(line) for line in err.splitlines() if line.strip())
