@@ -123,3 +123,38 @@ def test_dkim_signature_verifies_and_covers_rfc8058_headers(tmp_path):
     assert "list-unsubscribe:list-unsubscribe-post" in header and "d=example.org" in header
     tampered = signed.replace(b"unsubscribe/tok", b"unsubscribe/TOK")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+@pytest.mark.parametrize("sid,nonce", [(1, ""), (42, "abc"), (10**9, "é-ü"), (7, "a" * 200), (3, "x" * 5)])
+def test_fast_tokens_equal_bot_tokens(sid, nonce):
+    from bot import tokens
+    from bot.compose import TokenMaker
+
+    for purpose in (tokens.UNSUBSCRIBE, tokens.PREFERENCES):
+        maker = TokenMaker("k3y-0123456789", purpose)
+        assert maker.fast
+        token = maker(sid, nonce)
+        assert token == tokens.make_token("k3y-0123456789", purpose, sid, nonce)
+        assert tokens.read_token("k3y-0123456789", purpose, token) == (sid, nonce)
+
+
+async def test_engine_signs_every_copy_when_dkim_is_configured(tmp_path, smtp_server):
+    import dkim
+
+    from bot import deliver
+    from bot.render import Renderer
+    from bot.store import open_db
+    from fixtures_delivery import add_item, add_subscribers, make_delivery_config
+
+    key, record = _keypair(tmp_path)
+    cfg = make_delivery_config(tmp_path, smtp_server.port, email={"dkim_key": str(key), "dkim_selector": "fb"})
+    db = open_db(cfg.database_url)
+    item = add_item(db)
+    add_subscribers(db, ["a@example.net", "b@example.net"])
+    deliver.queue_item(db, cfg, item)
+    eng = deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    await eng.run_due()
+    await eng.channels["email"].close()
+    dns = lambda name, timeout=5: record if name == b"fb._domainkey.example.org." else None  # noqa: E731
+    assert len(smtp_server.messages) == 2
+    assert all(dkim.verify(m.data, dnsfunc=dns) for m in smtp_server.messages)

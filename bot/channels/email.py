@@ -31,7 +31,8 @@ def map_error(exc: BaseException) -> DeliveryError:
         return channel_wide(TemporaryError(f"SMTP server refused the connection: {exc.code} {exc.message}"))
     if isinstance(exc, E.SMTPResponseException):
         text = f"{exc.code} {exc.message}".strip()
-        if 400 <= exc.code < 500:
+        if 400 <= exc.code < 500 or 500 <= exc.code <= 504:
+            # 4xx: try later. 500-504: syntax/sequence errors are a session problem, not the address's.
             return TemporaryError(text)
         at_recipient = isinstance(exc, (E.SMTPRecipientRefused, E.SMTPDataError))
         if at_recipient:
@@ -98,6 +99,8 @@ class EmailChannel:
         client = self._client()
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()  # before MAIL, so no implicit EHLO can reset a transaction later
         except BaseException as exc:
             client.close()
             if isinstance(exc, asyncio.CancelledError):
@@ -122,9 +125,8 @@ class EmailChannel:
             return await self._send_on(await self._connect(), msg, fresh=True)
 
     async def _send_on(self, client: aiosmtplib.SMTP, msg: Outgoing, fresh: bool) -> Sent:
-        options = ["SMTPUTF8"] if msg.meta.get("smtputf8") else None
         try:
-            await client.sendmail(msg.envelope_from or self.envelope_from, [msg.recipient], msg.body, mail_options=options)
+            await self._transaction(client, msg)
         except asyncio.CancelledError:
             client.close()
             raise
@@ -138,6 +140,31 @@ class EmailChannel:
             raise map_error(exc) from None
         self._idle.append(client)
         return Sent(external_id=msg.meta.get("message_id"))
+
+    async def _transaction(self, client: aiosmtplib.SMTP, msg: Outgoing) -> None:
+        """MAIL, RCPT, DATA on an open session: aiosmtplib's sendmail minus its per-call address
+        re-parsing and SIZE computation (addresses were validated when the message was built)."""
+        utf8 = bool(msg.meta.get("smtputf8"))
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise E.SMTPRecipientRefused(553, "the server does not support SMTPUTF8 for this address", msg.recipient)
+        enc = "utf-8" if utf8 else "ascii"
+        sender = (msg.envelope_from or self.envelope_from).encode(enc)
+        options = (b"SMTPUTF8",) if utf8 else ()
+        try:
+            r = await client.execute_command(b"MAIL", b"FROM:<" + sender + b">", *options)
+            if r.code != 250:
+                raise E.SMTPSenderRefused(r.code, r.message, self.envelope_from)
+            r = await client.execute_command(b"RCPT", b"TO:<" + msg.recipient.encode(enc) + b">")
+            if r.code not in (250, 251):
+                raise E.SMTPRecipientRefused(r.code, r.message, msg.recipient)
+            await client.data(msg.body)
+        except E.SMTPResponseException as exc:
+            if exc.code != 421:
+                try:  # reset the envelope so the session can carry the next message
+                    await client.rset()
+                except (ConnectionError, E.SMTPException):
+                    pass
+            raise
 
     def _discard_or_keep(self, client: aiosmtplib.SMTP, exc: BaseException) -> None:
         # A refused recipient leaves a healthy session (aiosmtplib sent RSET); anything else may not.
