@@ -163,6 +163,7 @@ deliveries = Table(
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
 )
 
 # Which items went into which subscriber's digest: an item at most once per subscriber.
