@@ -203,7 +203,7 @@ class Service:
         self._polls.add(task)
         try:
             report = await pipeline.refresh(self.rt.pipe, source_id)
-            if report.result.hub_url and self.cfg.websub.enabled:
+            if report.result.hub_url and self.cfg.websub.enabled and self.cfg.web.enabled:
                 await self._websub()  # a feed declaring a hub: subscribe now, not at the next renewal tick
         finally:
             self._polls.discard(task)
@@ -228,7 +228,9 @@ class Service:
         try:
             digest.note_first_start(self.engine)
             self._tasks["delivery"] = asyncio.create_task(self.rt.delivery.run_forever(self._delivery_stop))
-            jobs = Jobs(self._poll, self._digest, self._housekeeping, self._websub)
+            # WebSub needs the callback routes, which live in the web server.
+            push = self._websub if self.cfg.web.enabled else None
+            jobs = Jobs(self._poll, self._digest, self._housekeeping, push)
             self.scheduler = Scheduler(self.cfg, self.engine, jobs)
             self.scheduler.start()
             await self._digest()  # a digest missed while the bot was down goes out once, now

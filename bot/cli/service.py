@@ -83,21 +83,24 @@ def digest(
         from ..service import deliver_due, open_runtime
 
         async def go():
-            rt = await open_runtime(cfg, st.engine, lock_wait=60, check=False)
-            if rt is None:
-                return None, {}
+            rt = await open_runtime(cfg, st.engine, lock_wait=0, check=False)
             try:
                 result = await asyncio.to_thread(digest_mod.send_now, st.engine, cfg)
+                if rt is None:  # another instance holds the lock: its delivery engine sends the rows
+                    return result, None
                 return result, await deliver_due(rt, horizon=30)
             finally:
-                await rt.close()
+                if rt is not None:
+                    await rt.close()
         result, sent = asyncio.run(go())
-        if result is None:
-            err.print("another flashbot instance holds the lock; try again later")
-            raise typer.Exit(1)
         if result.get("skipped"):
             err.print(result["skipped"])
             raise typer.Exit(1)
+        if sent is None:
+            out.print(f"digest {result['run_key']}: {result['queued']} queued; the running flashbot instance "
+                      "(or the next `run --once`) sends them",
+                      highlight=False)
+            return
         out.print(f"digest {result['run_key']}: {result['queued']} queued, {result['empty']} with nothing new; "
                   f"sent: {sent.get('sent', 0)}", highlight=False)
         return
