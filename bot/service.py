@@ -84,6 +84,7 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
     lock = InstanceLock(lock_path(cfg))
     if not await asyncio.to_thread(lock.acquire, lock_wait):
         return None
+    channels: dict = {}
     try:
         await asyncio.to_thread(ingest.sync_sources, engine, cfg)
         channels = deliver.build_channels(cfg)
@@ -92,6 +93,9 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
         await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
         pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
     except BaseException:
+        for ch in channels.values():
+            with contextlib.suppress(Exception):
+                await ch.close()
         lock.release()
         raise
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
@@ -205,6 +209,9 @@ class Service:
             report = await pipeline.refresh(self.rt.pipe, source_id)
             if report.result.hub_url and self.cfg.websub.enabled and self.cfg.web.enabled:
                 await self._websub()  # a feed declaring a hub: subscribe now, not at the next renewal tick
+        except asyncio.CancelledError:
+            # Only shutdown cancels polls; ending quietly keeps APScheduler from logging a traceback.
+            logs.event(log, "poll_interrupted", source_id=source_id)
         finally:
             self._polls.discard(task)
 
