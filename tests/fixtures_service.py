@@ -119,7 +119,7 @@ class Stack:
         self.config_path = tmp_path / "config.toml"
 
     def write_config(self, extra: str = "", interval: int = 60, web_port: int = 0, public_url: str | None = None,
-                     retry: int = 1) -> Path:
+                     retry: int = 1, email_extra: str = "", grace: float = 2) -> Path:
         """config.toml with one source (/feed.xml), email and Telegram on."""
         public = f'public_url = "{public_url}"\n' if public_url else ""
         self.config_path.write_text(f'''
@@ -136,6 +136,7 @@ host = "127.0.0.1"
 port = {self.smtp.port}
 sender = "Flash Info <alertes@example.org>"
 tls = "none"
+{email_extra}
 
 [telegram]
 token = "{self.telegram.token}"
@@ -149,7 +150,7 @@ admin_password = "demo-admin-pass"
 
 [delivery]
 retry_delays = [{retry}]
-grace_seconds = 2
+grace_seconds = {grace}
 {extra}
 ''')
         return self.config_path

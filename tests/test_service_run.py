@@ -113,3 +113,37 @@ def test_run_with_smtp_down_warns_keeps_running_json_logs(svc_stack):
             proc.kill()
     assert proc.returncode == 0
     assert all(json.loads(line) for line in err.splitlines() if line.strip())
+
+
+def test_sigterm_mid_fanout_finishes_in_flight_and_leaves_the_rest_pending(svc_stack):
+    many = [f"lecteur{n:02d}@example.org" for n in range(24)]
+    svc_stack.write_config(interval=1, email_extra="concurrency = 2", grace=5)
+    svc_stack.publish(BASE)
+    assert svc_stack.cli("subscribers", "add", *many).returncode == 0
+    assert svc_stack.cli("run", "--once").returncode == 0  # baseline
+    svc_stack.smtp.delay = 0.4  # 2 connections × 0.4 s: the fan-out takes ~5 s
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(svc_stack.config_path), "run"],
+                            cwd=svc_stack.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: proc.stdout.readline().startswith("  web:"), 30, "startup")
+        svc_stack.publish([FLASH, *BASE])
+        _wait(lambda: len(svc_stack.smtp.messages) >= 2, 20, "the fan-out to start")
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+        took = time.monotonic() - stopped_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 5 + 3  # within delivery.grace_seconds (plus process exit)
+    sent_first = [r for m in svc_stack.smtp.messages for r in m.rcpt_tos]
+    assert 2 <= len(sent_first) < len(many)
+    with sqlite3.connect(svc_stack.dir / "flashbot.db") as db:
+        states = dict(db.execute("SELECT state, count(*) FROM deliveries WHERE channel = 'email' GROUP BY state"))
+    assert "sending" not in states and states.get("sent", 0) == len(sent_first)
+    assert sum(states.values()) == len(many)
+    svc_stack.smtp.delay = 0
+    assert svc_stack.cli("run", "--once").returncode == 0  # the rest goes out, nothing twice
+    everyone = [r for m in svc_stack.smtp.messages for r in m.rcpt_tos]
+    assert sorted(everyone) == sorted(many)
