@@ -50,6 +50,7 @@ def test_two_concurrent_runs_send_nothing_twice(svc_stack):
 @pytest.mark.parametrize("config, code, message", [
     ("[bot]\nlanguage = 'de'\n", 2, "bot.language"),
     ("[bot]\ndatabase = '/proc/nope/x.db'\n", 1, "database"),
+    ("[bot]\ndatabase = 'x.db'\ntemplates = 'missing-folder'\n", 2, "bot.templates: folder not found"),
 ])
 def test_config_and_database_errors_exit_non_zero(tmp_path, config, code, message):
     path = tmp_path / "config.toml"

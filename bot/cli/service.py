@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..config import ConfigError
 from . import err, out, state
 
 
@@ -30,7 +31,11 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
     if once:
         from ..pipeline import run_once
 
-        result = run_once(cfg, engine)
+        try:
+            result = run_once(cfg, engine)
+        except ConfigError as exc:  # e.g. bot.templates names a missing folder
+            err.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(2) from None
         if result.get("skipped"):
             out.print("another flashbot instance is running; nothing done (it will deliver)")
             return
@@ -52,6 +57,9 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
     except StartupError as exc:
         err.print(f"cannot start: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
