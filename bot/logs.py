@@ -142,6 +142,7 @@ def setup(fmt: str = "text", level: int | str = logging.INFO, secrets: Iterable[
     for name in ("httpx", "httpcore", "apscheduler.executors", "telegram", "aiosmtplib", "mail.log"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # "Shutting down" etc.: our own events say it
     return _filter
 
 

@@ -254,8 +254,7 @@ class Service:
             await self.shutdown()
             raise
         lines = summary(self.cfg, self.engine, self.rt, self.web_url)
-        for line in lines:
-            logs.event(log, "startup", detail=line)
+        logs.event(log, "started", summary="; ".join(lines))
         return lines
 
     async def shutdown(self) -> None:
