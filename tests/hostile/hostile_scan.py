@@ -12,7 +12,7 @@ from email.parser import BytesParser
 from html.parser import HTMLParser
 
 DANGEROUS_TAGS = {"script", "iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math", "form", "input",
-                  "button", "textarea", "select", "meta", "base", "link", "noscript", "template", "video", "audio",
+                  "button", "textarea", "select", "base", "link", "noscript", "template", "video", "audio",
                   "source", "xml", "import", "portal"}
 URL_ATTRS = {"href", "src", "action", "formaction", "poster", "background", "xlink:href", "srcset", "data", "lowsrc",
              "dynsrc", "cite", "longdesc", "usemap", "ping"}
@@ -77,8 +77,8 @@ def html_problems(markup: str, allowed_tags: set[str] | None = None) -> list[str
                         found.append(f"<{tag} {name}={value[:60]!r}> dangerous URL")
             if name == "style" and value and any(b in _norm_url(value) for b in BAD_CSS):
                 found.append(f"<{tag} style={value[:60]!r}> dangerous CSS")
-            if name == "http-equiv":
-                found.append(f"<{tag} http-equiv> (refresh)")
+            if tag == "meta" and name not in ("charset", "name", "content"):  # the template's charset/viewport only
+                found.append(f"<meta {name}=...> (refresh or other http-equiv)")
     for css in c.style_text:
         if any(b in _norm_url(css) for b in BAD_CSS):
             found.append(f"<style> block with dangerous CSS: {css[:60]!r}")
