@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import loops, message
-from .common import FULL, RUNS, Skipped, need
+from .common import FULL, RUNS, Profile, Skipped, need
 from .harness import ChildFailed, run_child
 from .common import median
 
@@ -96,6 +96,42 @@ class FirstSendProbe:
         return getattr(self._inner, attr)
 
 
+class _thread_timers:
+    """With BENCH_PROFILE=1: wall time spent in the outbox's database calls (they run in threads,
+    which cProfile does not see). Without it: a no-op yielding an empty dict."""
+
+    NAMES = ("claim", "batch_context", "record")
+
+    def __enter__(self) -> dict:
+        self.times: dict = {}
+        self.saved = {}
+        if os.environ.get("BENCH_PROFILE", "") in ("", "0"):
+            return self.times
+        from bot.store import outbox
+
+        for name in self.NAMES:
+            fn = self.saved[name] = getattr(outbox, name)
+
+            def timed(*a, _fn=fn, _name=name, **kw):
+                t = time.perf_counter()
+                try:
+                    return _fn(*a, **kw)
+                finally:
+                    c = self.times.setdefault(_name, [0, 0.0, 0.0])
+                    dt = time.perf_counter() - t
+                    c[0] += 1
+                    c[1] = round(c[1] + dt, 4)
+                    c[2] = round(max(c[2], dt), 4)
+            setattr(outbox, name, timed)
+        return self.times
+
+    def __exit__(self, *exc) -> None:
+        from bot.store import outbox
+
+        for name, fn in self.saved.items():
+            setattr(outbox, name, fn)
+
+
 def run(p: dict) -> dict:
     """Fan the alert out through queue_events -> DeliveryEngine.run_due -> EmailChannel."""
     deliver = need("bot.deliver", "queue_events", "DeliveryEngine", "build_channels")
@@ -120,11 +156,12 @@ def run(p: dict) -> dict:
         t0 = time.perf_counter()
         queued = await asyncio.to_thread(deliver.queue_events, engine, cfg, [event])
         t_queued = time.perf_counter()
-        stats = await engine_.run_due()
+        with Profile(f"fanout-{p['n']}"), _thread_timers() as timers:
+            stats = await engine_.run_due()
         t1 = time.perf_counter()
         for ch in channels.values():
             await ch.close()
-        return {"queued": queued, "queue_s": t_queued - t0, "wall": t1 - t0,
+        return {"queued": queued, "queue_s": t_queued - t0, "wall": t1 - t0, "timers": timers,
                 "first": (probe.first - t0) if probe.first else None, "stats": stats}
 
     r = loops.run(main, p.get("loop", "uvloop"))
@@ -138,7 +175,7 @@ def run(p: dict) -> dict:
             "wall_s": round(r["wall"], 3), "msg_per_s": round(sent / r["wall"], 1),
             "queue_s": round(r["queue_s"], 3),
             "first_s": round(r["first"], 4) if r["first"] is not None else None,
-            "rss_start_mb": rss_start, "loop": p.get("loop", "uvloop"),
+            "rss_start_mb": rss_start, "loop": p.get("loop", "uvloop"), "db_timers": r["timers"],
             "engine_stats": {k: v for k, v in (r["stats"] or {}).items()
                              if isinstance(v, (int, float, str))}}
 

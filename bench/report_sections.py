@@ -136,7 +136,10 @@ def polling(res: dict | None) -> list[str]:
         f"({res['server_workers']} worker processes, ETag/If-None-Match), polled through "
         f"`bot.ingest.poll_due` with `[fetch] concurrency = {res['concurrency']}`. Cold = first "
         "cycle (every feed 200 + parse + store); warm = the next cycle (every feed answers 304). "
-        "CPU = the polling process's user+system time during the cycle.", "",
+        "CPU = the polling process's user+system time during the cycle. "
+        + (f"Cold cycles here poll {res['cold_sources']:,} sources per feed size (quick mode; "
+           "parsing dominates, so cost per source is what matters); full mode polls all 2,000."
+           if res.get("cold_sources", res["sources"]) != res["sources"] else ""), "",
         "| Cycle | feed size | wall | CPU | CPU per source | items stored | errors |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
