@@ -279,3 +279,20 @@ async def test_websub_hub_is_recorded_on_the_source(feed_server, ingest_config, 
     await poll(ingest_engine, cfg)
     row = get_source(ingest_engine, "src")
     assert (row["hub_url"], row["topic_url"]) == ("http://127.0.0.1:9/hub", feed_server.url("/f"))
+
+
+async def test_a_new_hub_drops_the_old_websub_subscription(feed_server, ingest_config, ingest_engine):
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A], extra='<atom:link rel="hub" href="http://127.0.0.1:9/hub"/>'))
+    await poll(ingest_engine, cfg)
+    with ingest_engine.begin() as conn:  # as if the hub had verified our subscription
+        conn.execute(sources.update().values(websub_state="active", websub_lease_until=utcnow() + timedelta(days=1)))
+    await poll(ingest_engine, cfg)  # same hub: the subscription stands
+    assert get_source(ingest_engine, "src")["websub_state"] == "active"
+    feed_server.set("/f", rss([A], extra='<atom:link rel="hub" href="http://127.0.0.1:9/other-hub"/>'))
+    with ingest_engine.begin() as conn:
+        conn.execute(sources.update().values(next_poll_at=utcnow()))
+    await poll(ingest_engine, cfg)
+    row = get_source(ingest_engine, "src")
+    assert (row["hub_url"], row["websub_state"], row["websub_lease_until"]) == ("http://127.0.0.1:9/other-hub", None, None)

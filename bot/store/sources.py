@@ -153,8 +153,11 @@ def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Con
         "etag": result.etag, "last_modified": result.last_modified,
     }
     if not result.not_modified:  # a 304 carries no feed: keep what the last full answer said
-        values.update(ttl_seconds=result.ttl_seconds, max_age=result.max_age, hub_url=result.hub_url,
-                      topic_url=(result.topic_url or row["url"]) if result.hub_url else None)
+        topic = (result.topic_url or row["url"]) if result.hub_url else None
+        values.update(ttl_seconds=result.ttl_seconds, max_age=result.max_age, hub_url=result.hub_url, topic_url=topic)
+        if (result.hub_url, topic) != (row["hub_url"], row["topic_url"]):
+            # A new (or no) hub: the old subscription no longer delivers, so subscribe afresh.
+            values.update(websub_state=None, websub_lease_until=None)
     elif result.max_age is not None:
         values["max_age"] = result.max_age
     if result.permanent_url and result.permanent_url != row["url"]:
