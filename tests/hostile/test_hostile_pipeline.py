@@ -24,7 +24,7 @@ from bot.testing.smtpserver import SMTPServer
 from bot.testing.telegram_api import BotAPIStandin
 from conftest import SECRET_MARKERS, load_cases, serve_case
 from fixtures_delivery import add_subscribers
-from hostile_scan import email_problems, leaked_secret, telegram_problems
+from hostile_scan import email_problems, html_problems, leaked_secret, telegram_problems
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CASES = load_cases()
@@ -177,3 +177,34 @@ def test_run_bounded_in_time_and_memory(world, figures):
     assert world["elapsed"] < 60, world["elapsed"]
     assert mem.peak - mem.base < 600, f"RSS grew {mem.peak - mem.base:.0f} MB"
     assert world["first"]["errors"] >= sum(c.expect == "error" for c in CASES)
+
+
+APP_CHROME = ("<form> element", "<input> element", "<button> element", "<link> element", "<select> element",
+              "<textarea> element")
+
+
+async def test_dashboard_pages_over_the_hostile_database_inject_nothing(world, figures):
+    # Every hostile title, error and URL now sits in the database the dashboard reads.
+    import httpx
+
+    from bot.web import create_app
+    from fixtures_web import ADMIN_PASSWORD, csrf_of
+
+    cfg = world["cfg"].model_copy(update={"web": world["cfg"].web.model_copy(update={"admin_password": ADMIN_PASSWORD})})
+    app = create_app(cfg, world["engine"])
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    # public_url is https: the session cookie is Secure, so talk to the app as that origin.
+    async with httpx.AsyncClient(transport=transport, base_url="https://news.example.org") as client:
+        page = await client.get("/admin/login")
+        r = await client.post("/admin/login", data={"csrf": csrf_of(page.text), "password": ADMIN_PASSWORD})
+        assert r.status_code == 303
+        bad = {}
+        for url in ("/admin", "/admin/sources", "/admin/failures", "/admin/subscribers", "/metrics"):
+            resp = await client.get(url)
+            assert resp.status_code == 200, url
+            problems = [p for p in html_problems(resp.text) if p not in APP_CHROME]
+            assert leaked_secret(resp.text, SECRET_MARKERS) is None
+            if problems:
+                bad[url] = problems
+            figures.add("security: dashboard pages over hostile data", tried=1, passed=int(not problems))
+    assert not bad, bad
