@@ -20,7 +20,7 @@ from .channels.base import ChannelPaused, PermanentError
 from .render import Renderer
 from .scheduler import Jobs, Scheduler
 from .sources import make_client
-from .store import maintenance
+from .store import maintenance, ratelimit
 from .store.db import utcnow
 from .store.lock import InstanceLock, lock_path
 
@@ -133,8 +133,9 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
 
 
 async def housekeeping(cfg, engine) -> dict:
-    """Prune items and finished deliveries older than `[bot] retention_days`."""
+    """Prune items and finished deliveries older than `[bot] retention_days`, and stale rate-limit events."""
     counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
+    counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
     logs.event(log, "housekeeping", **counts)
     return counts
 

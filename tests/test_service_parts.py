@@ -107,6 +107,19 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
     assert counts == {"deliveries": 2, "items": 1, "digests": 1}
 
 
+async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, svc_engine):
+    from bot.service import housekeeping
+    from bot.store import ratelimit
+    from bot.store.schema import rate_events
+
+    with svc_engine.begin() as conn:
+        conn.execute(rate_events.insert(), [{"bucket": "ip:1", "at": utcnow() - timedelta(days=3)},
+                                            {"bucket": "ip:1", "at": utcnow()}])
+    counts = await housekeeping(svc_config(), svc_engine)
+    assert counts["rate_events"] == 1
+    assert ratelimit.count(svc_engine, "ip:1", 86400) == 1
+
+
 def test_instance_lock_excludes_second_holder(svc_config, tmp_path):
     cfg = svc_config()
     path = lock_path(cfg)
