@@ -133,7 +133,8 @@ class Figures:
     def write(self) -> None:
         """Persist (merging with what this part wrote earlier in the same session)."""
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{self.part}.json").write_text(json.dumps({"part": self.part, "soak": SOAK, "rows": self.rows},
+        name = f"{self.part}-soak" if SOAK else self.part  # make soak figures sit next to make test ones
+        (RESULTS / f"{name}.json").write_text(json.dumps({"part": self.part, "soak": SOAK, "rows": self.rows},
                                                               indent=1, ensure_ascii=False), encoding="utf-8")
 
 
