@@ -91,6 +91,7 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
         warnings = await check_channels(channels) if check else []
         delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg))
         await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
+        await asyncio.to_thread(requeue_orphans, cfg, engine)  # alerts stored but never queued
         pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
     except BaseException:
         for ch in channels.values():
@@ -99,6 +100,15 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
         lock.release()
         raise
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
+
+
+def requeue_orphans(cfg, engine) -> int:
+    """Queue the alerts a crash left stored but unqueued (idempotent: queue_item skips existing rows)."""
+    ids = maintenance.orphaned_alerts(engine, cfg.bot.retention_days)
+    created = sum(deliver.queue_item(engine, cfg, item_id) for item_id in ids)
+    if ids:
+        logs.event(log, "requeued_orphans", logging.WARNING, items=len(ids), deliveries=created)
+    return created
 
 
 async def deliver_due(rt: Runtime, horizon: float) -> dict:

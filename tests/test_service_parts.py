@@ -120,6 +120,23 @@ async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, 
     assert ratelimit.count(svc_engine, "ip:1", 86400) == 1
 
 
+def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
+    now = utcnow()
+    src = add_source(svc_engine)
+    sub = add_subscriber(svc_engine, "o@example.org")
+    orphan = add_item(svc_engine, src, "orphan", now, is_flash=True)
+    approved = add_item(svc_engine, src, "approved", now, is_flash=True, alert_state="approved")
+    add_item(svc_engine, src, "ancient", now - timedelta(days=100), is_flash=True)  # its rows were pruned
+    add_item(svc_engine, src, "held", now, is_flash=True, alert_state="held")
+    add_item(svc_engine, src, "cancelled", now, is_flash=True, alert_state="cancelled")
+    add_item(svc_engine, src, "plain", now)
+    queued = add_item(svc_engine, src, "queued", now, is_flash=True)
+    with svc_engine.begin() as conn:
+        conn.execute(deliveries.insert().values(item_id=queued, channel="email", recipient=str(sub),
+                                                subscriber_id=sub, state="pending", created_at=now))
+    assert maintenance.orphaned_alerts(svc_engine, 90, now) == [orphan, approved]
+
+
 def test_instance_lock_excludes_second_holder(svc_config, tmp_path):
     cfg = svc_config()
     path = lock_path(cfg)

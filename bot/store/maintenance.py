@@ -8,6 +8,8 @@ from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 from .db import retry_locked, utcnow
 from .schema import deliveries, digests, items
 
+ALERTED = ("queued", "approved")
+
 FINAL_STATES = ("sent", "failed", "cancelled")
 
 
@@ -43,3 +45,15 @@ def summary_counts(engine: Engine) -> dict[str, int]:
             select(subscribers.c.status, func.count()).group_by(subscribers.c.status))})
         out["items"] = conn.execute(select(func.count()).select_from(items)).scalar() or 0
     return out
+
+
+def orphaned_alerts(engine: Engine, retention_days: int, now: datetime | None = None) -> list[int]:
+    """Items marked for alerting that have no delivery row at all: the process died between storing
+    them and queueing their deliveries (two transactions). Only items detected within the retention
+    are considered, so an old item whose finished rows were pruned is never alerted again."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    has_rows = exists().where(deliveries.c.item_id == items.c.id)
+    query = select(items.c.id).where(items.c.alert_state.in_(ALERTED), items.c.is_flash.is_(True),
+                                     items.c.detected_at >= cutoff, ~has_rows).order_by(items.c.id)
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(query)]

@@ -239,8 +239,6 @@ def test_sqlite_write_lock_held_by_another_process_is_waited_out(tmp_path, figur
         world.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: bot/service.py run_once_async + bot/store/items.py: an alert stored "
-                                       "(alert_state='queued') but not yet queued when the process dies is never sent")
 @pytest.mark.timeout(120)
 def test_crash_between_storing_an_alert_and_queueing_it(tmp_path, figures):
     # The window SIGKILL can hit: store_items committed the item as 'queued', queue_events had not committed.
