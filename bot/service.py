@@ -143,9 +143,11 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
 
 
 async def housekeeping(cfg, engine) -> dict:
-    """Prune items and finished deliveries older than `[bot] retention_days`, and stale rate-limit events."""
+    """Prune old items, finished deliveries and rate-limit events; queue alerts left unqueued."""
     counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
     counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
+    # An alert whose queueing failed after it was stored (database locked too long…) is not left behind.
+    counts["requeued"] = await asyncio.to_thread(requeue_orphans, cfg, engine)
     logs.event(log, "housekeeping", **counts)
     return counts
 
