@@ -40,8 +40,10 @@ FAULTS = [
 ]
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
 @pytest.mark.parametrize("fault,error,bounce,wide", FAULTS)
-async def test_smtp_faults_map_to_delivery_errors(smtp_server, fault, error, bounce, wide):
+async def test_smtp_faults_map_to_delivery_errors(smtp_server, fault, error, bounce, wide, pipelining):
+    smtp_server.pipelining = pipelining
     smtp_server.fail(**fault)
     ch = channel(smtp_server)
     with pytest.raises(error) as info:
@@ -56,10 +58,27 @@ async def test_smtp_faults_map_to_delivery_errors(smtp_server, fault, error, bou
     await ch.close()
 
 
-async def test_pool_reuses_at_most_concurrency_sessions(smtp_server):
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_pool_reuses_at_most_concurrency_sessions(smtp_server, pipelining):
+    smtp_server.pipelining = pipelining
     ch = channel(smtp_server, concurrency=3)
     await asyncio.gather(*(ch.send(out(f"u{i}@example.net", i)) for i in range(60)))
     assert len(smtp_server.messages) == 60 and smtp_server.connections == 3 and ch.connects == 3
+    assert ("PIPELINING" in await ch.check()) is pipelining  # the pipelined path was the one used
+    await ch.close()
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_message_bytes_arrive_unchanged_with_dot_stuffing(smtp_server, pipelining):
+    smtp_server.pipelining = pipelining
+    body = (b"From: a@example.org\r\nTo: r@example.net\r\nSubject: dots\r\n\r\n"
+            b".leading dot\r\n..two dots\r\nmiddle . dot\r\n.\r\nlast")  # no final CRLF
+    ch = channel(smtp_server)
+    await ch.send(Outgoing(delivery_id=1, recipient="r@example.net", body=body))
+    await ch.send(Outgoing(delivery_id=2, recipient="s@example.net", body=BODY))
+    got = [m.data for m in smtp_server.messages]
+    assert got[0].replace(b"\r\n", b"\n") == body.replace(b"\r\n", b"\n") + b"\n"
+    assert got[1].replace(b"\r\n", b"\n") == BODY.replace(b"\r\n", b"\n")
     await ch.close()
 
 

@@ -1,4 +1,8 @@
-"""Email channel: a pool of persistent aiosmtplib connections with TLS, auth, rate cap and error mapping."""
+"""Email channel: a pool of persistent SMTP sessions with TLS, auth, rate cap and error mapping.
+
+aiosmtplib opens each session (TLS, STARTTLS, AUTH, EHLO); `smtpsession.Session` then carries the
+messages, pipelining MAIL/RCPT/DATA when the server offers PIPELINING.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +15,7 @@ from aiosmtplib import errors as E
 
 from ..config import EmailConfig
 from .base import DeliveryError, Outgoing, PermanentError, Sent, TemporaryError
+from .smtpsession import Session
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ class EmailChannel:
         self.envelope_from = parseaddr(cfg.sender)[1]
         self._tls_context = tls_context
         self._local_hostname = local_hostname
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[Session] = []
         self._slots: asyncio.Semaphore | None = None
         self._limiter = RateLimiter(cfg.rate_limit)
         self.connects = 0  # sessions opened (tests and stats read it)
@@ -95,12 +100,13 @@ class EmailChannel:
             password=c.password or None, tls_context=self._tls_context, local_hostname=self._local_hostname, **tls,
         )
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> Session:
         client = self._client()
         try:
             await client.connect()
             if client.is_ehlo_or_helo_needed:
-                await client.ehlo()  # before MAIL, so no implicit EHLO can reset a transaction later
+                await client.ehlo()
+            session = Session(client, self.cfg.timeout)
         except BaseException as exc:
             client.close()
             if isinstance(exc, asyncio.CancelledError):
@@ -109,7 +115,7 @@ class EmailChannel:
             # Any failure while opening a session (refused, 421 greeting, TLS, auth) is channel-wide.
             raise channel_wide(err) if not err.permanent else err from None
         self.connects += 1
-        return client
+        return session
 
     async def send(self, msg: Outgoing) -> Sent:
         """Send one RFC 5322 message to msg.recipient; raise TemporaryError/PermanentError on failure."""
@@ -117,81 +123,73 @@ class EmailChannel:
             self._slots = asyncio.Semaphore(self.cfg.concurrency)
         await self._limiter.wait()
         async with self._slots:
-            if self._idle:
+            while self._idle:
+                session = self._idle.pop()
+                if not session.is_connected:  # the server closed it while idle
+                    session.close()
+                    continue
                 try:
-                    return await self._send_on(self._idle.pop(), msg, fresh=False)
+                    return await self._send_on(session, msg, fresh=False)
                 except _Stale:
-                    pass  # the server closed an idle session: one fresh session, one more try
+                    break  # the server closed an idle session: one fresh session, one more try
             return await self._send_on(await self._connect(), msg, fresh=True)
 
-    async def _send_on(self, client: aiosmtplib.SMTP, msg: Outgoing, fresh: bool) -> Sent:
+    async def _send_on(self, session: Session, msg: Outgoing, fresh: bool) -> Sent:
         try:
-            await self._transaction(client, msg)
+            await self._transaction(session, msg)
         except asyncio.CancelledError:
-            client.close()
+            session.close()
             raise
         except (E.SMTPServerDisconnected, ConnectionError) as exc:
-            client.close()
+            session.close()
             if not fresh:
                 raise _Stale() from None
             raise map_error(exc) from None
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to a DeliveryError
-            self._discard_or_keep(client, exc)
+            await self._discard_or_keep(session, exc)
             raise map_error(exc) from None
-        self._idle.append(client)
+        self._idle.append(session)
         return Sent(external_id=msg.meta.get("message_id"))
 
-    async def _transaction(self, client: aiosmtplib.SMTP, msg: Outgoing) -> None:
-        """MAIL, RCPT, DATA on an open session: aiosmtplib's sendmail minus its per-call address
-        re-parsing and SIZE computation (addresses were validated when the message was built)."""
+    async def _transaction(self, session: Session, msg: Outgoing) -> None:
+        """MAIL, RCPT, DATA (pipelined when offered) on an open session (addresses were validated
+        when the message was built)."""
         utf8 = bool(msg.meta.get("smtputf8"))
-        if utf8 and not client.supports_extension("smtputf8"):
+        if utf8 and not session.supports("smtputf8"):
             raise E.SMTPRecipientRefused(553, "the server does not support SMTPUTF8 for this address", msg.recipient)
         enc = "utf-8" if utf8 else "ascii"
         sender = (msg.envelope_from or self.envelope_from).encode(enc)
-        options = (b"SMTPUTF8",) if utf8 else ()
-        try:
-            r = await client.execute_command(b"MAIL", b"FROM:<" + sender + b">", *options)
-            if r.code != 250:
-                raise E.SMTPSenderRefused(r.code, r.message, self.envelope_from)
-            r = await client.execute_command(b"RCPT", b"TO:<" + msg.recipient.encode(enc) + b">")
-            if r.code not in (250, 251):
-                raise E.SMTPRecipientRefused(r.code, r.message, msg.recipient)
-            await client.data(msg.body)
-        except E.SMTPResponseException as exc:
-            if exc.code != 421:
-                try:  # reset the envelope so the session can carry the next message
-                    await client.rset()
-                except (ConnectionError, E.SMTPException):
-                    pass
-            raise
+        await session.mail(sender, msg.recipient.encode(enc), msg.body, b" SMTPUTF8" if utf8 else b"")
 
-    def _discard_or_keep(self, client: aiosmtplib.SMTP, exc: BaseException) -> None:
-        # A refused recipient leaves a healthy session (aiosmtplib sent RSET); anything else may not.
-        healthy = isinstance(exc, (E.SMTPRecipientsRefused, E.SMTPRecipientRefused, E.SMTPDataError, E.SMTPSenderRefused))
-        if healthy and client.is_connected and getattr(exc, "code", 0) != 421:
-            self._idle.append(client)
-        else:
-            client.close()
+    async def _discard_or_keep(self, session: Session, exc: BaseException) -> None:
+        # A refused sender/recipient/message leaves a usable session once the envelope is reset (RSET);
+        # anything else (timeout, garbage, 421) may not.
+        healthy = isinstance(exc, (E.SMTPRecipientRefused, E.SMTPDataError, E.SMTPSenderRefused))
+        if healthy and session.is_connected and getattr(exc, "code", 0) != 421:
+            try:
+                if (await session.command(b"RSET")).code == 250:
+                    self._idle.append(session)
+                    return
+            except (E.SMTPException, ConnectionError, OSError):
+                pass
+        session.close()
 
     async def check(self) -> str:
         """Connect, EHLO (and STARTTLS/login as configured); a one-line verdict, or TemporaryError."""
-        client = await self._connect()
+        session = await self._connect()
         try:
-            ehlo = client.last_ehlo_response
-            features = sorted(k.upper() for k in client.esmtp_extensions)
-            tls = "TLS" if client.get_transport_info("sslcontext") else "no TLS"
-            banner = (ehlo.message.splitlines()[0] if ehlo and ehlo.message else "").strip()
+            features = sorted(k.upper() for k in session.extensions)
+            tls = "TLS" if session.tls else "no TLS"
             auth = ", authenticated" if self.cfg.username else ""
-            return f"{self.cfg.host}:{self.cfg.port} ok ({banner}; {tls}{auth}; {', '.join(features)})"
+            return f"{self.cfg.host}:{self.cfg.port} ok ({session.banner}; {tls}{auth}; {', '.join(features)})"
         finally:
-            await self._quit(client)
+            await self._quit(session)
 
-    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+    async def _quit(self, session: Session) -> None:
         try:
-            await asyncio.wait_for(client.quit(), timeout=min(self.cfg.timeout, 5))
+            await asyncio.wait_for(session.quit(), timeout=min(self.cfg.timeout, 5))
         except Exception:  # noqa: BLE001 - closing politely is best effort
-            client.close()
+            session.close()
 
     async def close(self) -> None:
         """QUIT every idle session."""

@@ -98,6 +98,7 @@ class SMTPServer:
         self.save_dir = Path(save_dir) if save_dir else None
         self.messages: list[Received] = []
         self.delay = 0.0
+        self.pipelining = False  # advertise PIPELINING (RFC 2920) in EHLO; aiosmtpd handles pipelined input
         self.connections = 0
         self.logins: list[str] = []  # user names tried (no auth_ prefix: aiosmtpd reads those as mechanisms)
         self._users = users
@@ -174,6 +175,12 @@ class SMTPServer:
         user, password = auth_data.login.decode(), auth_data.password.decode()
         self.logins.append(user)
         return AuthResult(success=self._users.get(user) == password, handled=False)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         f = self._take("mail", None)
