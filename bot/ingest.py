@@ -58,15 +58,64 @@ def _store_result(engine: Engine, cfg: Config, source, result: FeedResult, now: 
     return events
 
 
+class Unchanged:
+    """A cycle's unchanged (304) sources, whose bookkeeping is written in one transaction per batch.
+
+    A 304 only moves timestamps and the next poll time, so 2,000 of them need not cost 2,000
+    serialized transactions. If a batch cannot be written, each source is retried on its own
+    and only the ones that still fail report an error.
+    """
+
+    BATCH = 250
+
+    def __init__(self, engine: Engine, cfg: Config, db_lock: asyncio.Lock):
+        self.engine, self.cfg, self.db_lock = engine, cfg, db_lock
+        self.pending: list[tuple[object, FeedResult, datetime, PollReport]] = []
+
+    async def add(self, source, result: FeedResult, now: datetime, report: PollReport) -> None:
+        """Queue one unchanged source's bookkeeping; write the batch once it is full."""
+        self.pending.append((source, result, now, report))
+        if len(self.pending) >= self.BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is queued: one transaction, or one per source if the batch fails."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        async with self.db_lock:
+            try:
+                await asyncio.to_thread(store_sources.record_successes, self.engine,
+                                        [(s, r, n) for s, r, n, _ in batch], self.cfg)
+                return
+            except Exception:  # noqa: BLE001 - fall back to per-source writes, isolating the bad one
+                pass
+            for source, result, now, report in batch:
+                try:
+                    await asyncio.to_thread(store_sources.record_success, self.engine, source, result, self.cfg, now)
+                except Exception as exc:  # noqa: BLE001
+                    report.error = result.error = f"internal error while polling: {type(exc).__name__}: {exc}"[:500]
+
+
 async def refresh_source(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_id: int,
-                         db_lock: asyncio.Lock | None = None) -> PollReport:
-    """Fetch, parse, detect and store one source; never raises."""
+                         db_lock: asyncio.Lock | None = None, source=None,
+                         unchanged: Unchanged | None = None) -> PollReport:
+    """Fetch, parse, detect and store one source; never raises.
+
+    `source` is its row when the caller already read it; with `unchanged`, a 304's bookkeeping
+    is left to that batch (written by its flush) instead of its own transaction.
+    """
     name = f"source #{source_id}"
     result = FeedResult()
     try:
-        source = store_sources.get_source(engine, source_id)
+        if source is None:
+            source = await asyncio.to_thread(store_sources.get_source, engine, source_id)
         name = source["name"]
         result = await fetch_feed(client, cfg, source["url"], source["etag"], source["last_modified"])
+        if unchanged is not None and result.not_modified and not result.error:
+            report = PollReport(name, result, [], None, source_id)
+            await unchanged.add(source, result, utcnow(), report)
+            return report
         async with db_lock or _nolock():
             events = await asyncio.to_thread(_store_result, engine, cfg, source, result, utcnow())
         return PollReport(name, result, events, result.error, source_id)
@@ -88,11 +137,16 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
     """Refresh the given sources concurrently (bounded by fetch.concurrency)."""
     sem = asyncio.Semaphore(cfg.fetch.concurrency)
     db_lock = asyncio.Lock()  # one writer at a time: SQLite serializes writes anyway
+    unchanged = Unchanged(engine, cfg, db_lock)
+    rows = await asyncio.to_thread(store_sources.get_sources, engine, source_ids)  # one read per cycle
 
     async def one(sid: int) -> PollReport:
         async with sem:
-            return await refresh_source(engine, cfg, client, sid, db_lock)
-    return list(await asyncio.gather(*(one(s) for s in source_ids)))
+            return await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged)
+    try:
+        return list(await asyncio.gather(*(one(s) for s in source_ids)))
+    finally:
+        await asyncio.shield(unchanged.flush())  # also on cancellation: those polls did happen
 
 
 async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, now: datetime | None = None) -> list[PollReport]:

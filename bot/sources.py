@@ -20,6 +20,7 @@ import httpx
 
 from .config import Config, FetchConfig
 from .feedparse import parse_feed
+from .fetchpool import ShardedTransport
 from .models import FeedResult
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -50,9 +51,10 @@ class Fetched:
 
 def make_client(fetch_cfg: FetchConfig) -> httpx.AsyncClient:
     """The one shared HTTP client: keep-alive pool sized to the concurrency, no auto-redirects."""
-    limits = httpx.Limits(max_connections=fetch_cfg.concurrency, max_keepalive_connections=fetch_cfg.concurrency)
+    # Sharded pool: same connection budget, far less per-request bookkeeping (see bot.fetchpool).
+    transport = ShardedTransport(max(1, fetch_cfg.concurrency))
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(fetch_cfg.timeout), limits=limits, follow_redirects=False,
+        timeout=httpx.Timeout(fetch_cfg.timeout), transport=transport, follow_redirects=False,
         headers={"User-Agent": fetch_cfg.user_agent, "Accept": ACCEPT}, trust_env=False,
     )
 
@@ -130,6 +132,9 @@ async def fetch_http(client: httpx.AsyncClient, url: str, fetch_cfg: FetchConfig
             hdrs = {k.lower(): v for k, v in resp.headers.items()}
             links = {k: v.get("url") for k, v in resp.links.items()} if "link" in hdrs else None
             if resp.status_code == 304:
+                # Read the (empty, capped) body: an unread response closes its connection instead
+                # of returning it to the pool, and every poll would then pay a new TCP connect.
+                await _read_capped(resp, fetch_cfg.max_bytes)
                 return Fetched(304, url, hdrs, b"", permanent_url, links)
             if resp.status_code >= 400:
                 raise _http_error(resp)

@@ -225,3 +225,15 @@ def test_stable_key_order(entry, key):
     data = f"<rss version='2.0'><channel><title>x</title><item><title>t</title>{entry}</item></channel></rss>".encode()
     got = parse_feed(data, {}, None).items[0].key
     assert got.startswith(key) and parse_feed(data, {}, None).items[0].key == got
+
+
+async def test_keepalive_survives_304s(feed_server, ingest_config):
+    cfg = ingest_config()
+    feed_server.set("/f", FEED, etag=True)
+    async with make_client(cfg.fetch) as client:
+        first = await fetch_feed(client, cfg, feed_server.url("/f"))
+        for _ in range(3):
+            res = await fetch_feed(client, cfg, feed_server.url("/f"), etag=first.etag)
+            assert res.not_modified and res.error is None
+    assert [r.status for r in feed_server.log("/f")] == [200, 304, 304, 304]
+    assert feed_server.connections == 1  # a 304's empty body is read, so its connection is reused

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from ..config import Config, SourceConfig
@@ -12,6 +12,7 @@ from .db import retry_locked, utcnow
 from .schema import sources
 
 REMOVED_FROM_CONFIG = "no longer in config.toml"
+_CHUNK = 500  # ids per IN (...) query, under SQLite's variable limit
 _SETTINGS = ("interval", "all_flash", "respect_ttl", "alert_on_first_poll", "category")
 
 
@@ -145,8 +146,40 @@ def backoff_seconds(row: RowMapping, failures: int, cfg: Config) -> int:
     return int(min(cfg.fetch.max_backoff, base * 2 ** min(failures - 1, 30)))
 
 
+def get_sources(engine: Engine, ids: list[int]) -> dict[int, RowMapping]:
+    """Many sources by id in a few queries (one poll cycle reads its rows at once); unknown ids are absent."""
+    found: dict[int, RowMapping] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), _CHUNK):
+            q = select(sources).where(sources.c.id.in_(ids[i:i + _CHUNK]))
+            found.update({r["id"]: r for r in conn.execute(q).mappings()})
+    return found
+
+
 def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
     """Store the fetch state of a successful poll (200 or 304) and schedule the next one."""
+    _update(engine, row["id"], success_values(row, result, cfg, now))
+
+
+def record_successes(engine: Engine, entries: list[tuple[RowMapping, FeedResult, datetime]], cfg: Config) -> None:
+    """record_success for many sources in one transaction (a cycle's unchanged feeds)."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row, result, now in entries:
+        values = success_values(row, result, cfg, now)
+        groups.setdefault(tuple(sorted(values)), []).append({"b_id": row["id"], **{f"v_{k}": v for k, v in values.items()}})
+
+    def run() -> None:
+        with engine.begin() as conn:
+            for keys, params in groups.items():
+                stmt = update(sources).where(sources.c.id == bindparam("b_id")).values(
+                    {k: bindparam(f"v_{k}") for k in keys})
+                conn.execute(stmt, params)  # executemany: one statement, one transaction
+    if groups:
+        retry_locked(run)
+
+
+def success_values(row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> dict:
+    """The column values a successful poll (200 or 304) writes, including the next poll time."""
     values = {
         "last_status": result.status, "last_polled_at": now, "last_success_at": now, "last_error": None,
         "consecutive_failures": 0, "baselined": True, "retry_after_until": None,
@@ -163,7 +196,7 @@ def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Con
     if result.permanent_url and result.permanent_url != row["url"]:
         values["url"] = result.permanent_url
     values["next_poll_at"] = now + timedelta(seconds=poll_interval(row, result, cfg, now))
-    _update(engine, row["id"], values)
+    return values
 
 
 def record_failure(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
