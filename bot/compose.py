@@ -16,6 +16,7 @@ from .channels.base import Outgoing
 from .config import Config
 
 _CACHE_SIZE = 64  # (item, revision, language, kind) builds kept; an alert run needs 2 (fr, en)
+_DIGEST_CACHE_SIZE = 512  # distinct (item list, language) digests kept: topics make few distinct lists
 _MAX_AGE = 300.0  # seconds a build is reused; later retries get a fresh Date header
 _PLAIN_NONCE = re.compile(r"[A-Za-z0-9_\-]*")  # JSON-encodes as itself between quotes
 
@@ -69,6 +70,7 @@ class Composer:
         self._prefs = TokenMaker(secret_key, tokens.PREFERENCES)
         self._mid_mac = hmac.new(hmac.new(secret_key.encode(), b"message-id", hashlib.sha256).digest(), digestmod=hashlib.sha256)
         self._templates: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
+        self._digests: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._posts: OrderedDict[tuple, str] = OrderedDict()
         self.dkim = self._dkim(cfg)
 
@@ -89,20 +91,21 @@ class Composer:
         return f"<{mac.hexdigest()[:30]}@{self.domain}>"
 
     # -- email -------------------------------------------------------------------------------------
-    def _template(self, cache_key: tuple, render, language: str) -> mailbuild.MailTemplate:
-        hit = self._templates.get(cache_key)
+    def _template(self, cache_key: tuple, render, language: str, cache: OrderedDict | None = None) -> mailbuild.MailTemplate:
+        cache = self._templates if cache is None else cache
+        hit = cache.get(cache_key)
         if hit and time.monotonic() - hit[1] < _MAX_AGE:
-            self._templates.move_to_end(cache_key)
+            cache.move_to_end(cache_key)
             return hit[0]
         ph = mailbuild.Placeholders.new()
         rendered = render(ph.links(self.public_url))
         env = mailbuild.Envelope(self.sender, rendered.subject, language, self.list_id,
                                  datetime.now(self.tz), self.public_url)
         template = mailbuild.build_template(env, rendered.text, rendered.html, ph)
-        self._templates[cache_key] = (template, time.monotonic())
-        self._templates.move_to_end(cache_key)
-        if len(self._templates) > _CACHE_SIZE:
-            self._templates.popitem(last=False)
+        cache[cache_key] = (template, time.monotonic())
+        cache.move_to_end(cache_key)
+        if len(cache) > (_CACHE_SIZE if cache is self._templates else _DIGEST_CACHE_SIZE):
+            cache.popitem(last=False)
         return template
 
     def email(self, row: dict, item: dict, thread_id: str | None = None) -> Outgoing:
@@ -116,13 +119,15 @@ class Composer:
         return self._personalize(row, template, mailbuild.thread_headers(thread_id) if update else b"")
 
     def digest(self, row: dict, digest_items: list[dict]) -> Outgoing:
-        """A personalized digest email (each subscriber has their own items, so nothing is cached)."""
+        """A personalized digest email. Its content depends only on the item list and the language,
+        so subscribers with the same list (same topics, same last digest) share one build."""
         sub = row["subscriber"]
         language = sub["language"] or self.cfg.bot.language
-        ph = mailbuild.Placeholders.new()
-        rendered = self.renderer.email_digest(digest_items, language, ph.links(self.public_url))
-        env = mailbuild.Envelope(self.sender, rendered.subject, language, self.list_id, datetime.now(self.tz), self.public_url)
-        return self._personalize(row, mailbuild.build_template(env, rendered.text, rendered.html, ph), b"")
+        today = datetime.now(self.tz).date()  # the digest's title names the day
+        key = ("digest", language, today, tuple((it["id"], it["revision"], it["content_hash"]) for it in digest_items))
+        template = self._template(
+            key, lambda links: self.renderer.email_digest(digest_items, language, links), language, self._digests)
+        return self._personalize(row, template, b"")
 
     def _personalize(self, row: dict, template: mailbuild.MailTemplate, thread: bytes) -> Outgoing:
         sub = row["subscriber"]

@@ -97,18 +97,24 @@ def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, onl
             earliest = min([earliest] + [s["last_digest_at"] for s in batch if s["last_digest_at"]])
         candidates = _prepare(store.candidate_items(conn, earliest))
         ids = [c["id"] for c in candidates]
+        # Subscribers with the same topics, window and history get the same list: choose it once.
+        chosen_for: dict[tuple, list[int]] = {}
         for batch in store.digest_subscribers(engine, cfg.delivery.batch_size, only_email):
-            seen = store.already_digested(conn, [s["id"] for s in batch], ids)
-            done = []
+            seen: dict[int, set[int]] = {}
+            for s, i in store.already_digested(conn, [s["id"] for s in batch], ids):
+                seen.setdefault(s, set()).add(i)
+            todo = []
             for sub in batch:
-                chosen = select_for(sub, candidates, {i for s, i in seen if s == sub["id"]}, now, cfg.digest.max_items)
-                if not chosen:
-                    result["empty"] += 1
-                    continue
-                store.queue_subscriber_digest(conn, digest_id, sub["id"], [c["id"] for c in chosen], now)
-                done.append(sub["id"])
-            store.mark_digested(conn, done, now)
-            result["queued"] += len(done)
+                already = frozenset(seen.get(sub["id"], ()))
+                key = (repr(sub.get("topics") or []), sub.get("last_digest_at"), already)
+                if key not in chosen_for:
+                    chosen_for[key] = [c["id"] for c in select_for(sub, candidates, already, now, cfg.digest.max_items)]
+                if chosen_for[key]:
+                    todo.append((sub["id"], chosen_for[key]))
+            result["empty"] += len(batch) - len(todo)
+            store.queue_subscriber_digests(conn, digest_id, todo, now)
+            store.mark_digested(conn, [sid for sid, _ in todo], now)
+            result["queued"] += len(todo)
     logs.event(log, "digest_queued", run_key=key, queued=result["queued"], empty=result["empty"])
     return result
 

@@ -10,6 +10,7 @@ MIME_QP_LONG_LINE) whatever the token length.
 """
 from __future__ import annotations
 
+import binascii
 import re
 import secrets
 import unicodedata
@@ -20,7 +21,6 @@ from email.utils import format_datetime, parseaddr
 
 # Slots filled per recipient.
 TO, MESSAGE_ID, THREAD, UNSUB_HEADER, UNSUB, PREFS = "to", "msgid", "thread", "unsub_h", "unsub", "prefs"
-_QP_SAFE = frozenset(b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~")
 _QP_MAX = 75  # content bytes before a soft break; with the "=" a line is at most 76
 # Characters never allowed into a header from feed data: controls, line/paragraph separators and
 # the bidi overrides used to disguise text.
@@ -58,37 +58,43 @@ def list_id_value(list_id: str | None, sender: str, name: str) -> str:
     return f"{clean_header_text(name, 60)} <{ident}>"
 
 
+def _split_markers(text: str, markers: set[str]) -> list[str]:
+    """text split around every marker occurrence: [text, marker, text, marker, ..., text]."""
+    out, pos = [], 0
+    while markers:
+        hits = [(i, m) for m in markers if (i := text.find(m, pos)) >= 0]
+        if not hits:
+            break
+        i, m = min(hits)
+        out += [text[pos:i], m]
+        pos = i + len(m)
+    out.append(text[pos:])
+    return out
+
+
 def qp_encode(text: str, markers: set[str]) -> bytes:
-    """Quoted-printable (CRLF lines ≤ 76) where each marker stays whole on its own soft-wrapped line."""
-    pattern = re.compile("(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")") if markers else None
+    """Quoted-printable (CRLF lines ≤ 76) where each marker stays whole on its own soft-wrapped line.
+
+    The text between markers is encoded by binascii.b2a_qp (C, line breaks kept, soft breaks at 76);
+    each such piece starts a line: the text's start, after a line break, or right after a marker,
+    whose substituted token ends with its own soft break (qp_token).
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    pieces = _split_markers(text, markers)
     out: list[bytes] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        pieces = pattern.split(line) if pattern else [line]
-        col = 0
-        for i, piece in enumerate(pieces):
-            if not piece:
-                continue
-            if pattern and i % 2 == 1:  # a marker: start it on a fresh line, end that line softly
-                if col:
-                    out.append(b"=\r\n")
-                out.append(piece.encode("ascii"))
-                col = 0  # the substituted token ends with its own soft break (qp_token)
-                continue
-            raw = piece.encode("utf-8")
-            last = len(raw) - 1
-            tail_of_line = i == len(pieces) - 1
-            for j, byte in enumerate(raw):
-                if byte in _QP_SAFE or (byte in (0x20, 0x09) and not (tail_of_line and j == last)):
-                    chunk = bytes((byte,))
-                else:
-                    chunk = b"=%02X" % byte
-                if col + len(chunk) > _QP_MAX:
-                    out.append(b"=\r\n")
-                    col = 0
-                out.append(chunk)
-                col += len(chunk)
-        out.append(b"\r\n")
-    return b"".join(out)
+    for i, piece in enumerate(pieces):
+        if i % 2 == 1:
+            out.append(piece.encode("ascii"))
+            continue
+        if not piece:
+            continue
+        encoded = binascii.b2a_qp(piece.encode("utf-8"), quotetabs=False, istext=True)
+        out.append(encoded)
+        if i + 1 < len(pieces) and not encoded.endswith(b"\n"):  # a marker follows mid-line
+            out.append(b"=\n")
+    out.append(b"\n")
+    # b2a_qp wrote "\n" line ends (hard and soft) and escaped every "\r", so this makes them all CRLF.
+    return b"".join(out).replace(b"\n", b"\r\n")
 
 
 def qp_token(token: str) -> bytes:

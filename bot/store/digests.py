@@ -96,6 +96,19 @@ def queue_subscriber_digest(conn: Connection, digest_id: int, subscriber_id: int
     return delivery_id
 
 
+def queue_subscriber_digests(conn: Connection, digest_id: int, todo: list[tuple[int, list[int]]], now: datetime) -> None:
+    """queue_subscriber_digest for many (subscriber_id, item_ids) at once: two multi-row statements."""
+    if not todo:
+        return
+    rows = [{"digest_id": digest_id, "item_id": None, "channel": "email", "recipient": str(sid), "subscriber_id": sid,
+             "revision": 0, "kind": "digest", "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for sid, _ in todo]
+    stmt = insert(deliveries).returning(deliveries.c.id, deliveries.c.subscriber_id, sort_by_parameter_order=True)
+    delivery_of = {r.subscriber_id: r.id for r in conn.execute(stmt, rows)}
+    conn.execute(insert(digest_items), [
+        {"subscriber_id": sid, "item_id": i, "delivery_id": delivery_of[sid]} for sid, ids in todo for i in ids])
+
+
 def mark_digested(conn: Connection, subscriber_ids: list[int], now: datetime) -> None:
     """Record the digest time of these subscribers (the start of their next digest window)."""
     if subscriber_ids:

@@ -149,17 +149,25 @@ def batch_context(engine: Engine, rows: list[dict]) -> dict:
                     D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
                 for o in conn.execute(q):
                     ctx["originals"][(item_id, channel, o.recipient)] = (o.state, o.external_id)
-        for r in rows:
-            if r["kind"] == "digest":
-                ctx["digests"][r["id"]] = _digest_items(conn, r["id"])
+        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] == "digest"])
     return ctx
 
 
-def _digest_items(conn, delivery_id: int) -> list[dict]:
-    q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
-         .select_from(digest_items.join(items, items.c.id == digest_items.c.item_id).join(sources, sources.c.id == items.c.source_id))
-         .where(digest_items.c.delivery_id == delivery_id).order_by(items.c.id))
-    return [dict(r) for r in conn.execute(q).mappings()]
+def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
+    """{delivery_id: its items in id order}; each distinct item is loaded once for the whole batch."""
+    lists: dict[int, list[int]] = {d: [] for d in delivery_ids}
+    for i in range(0, len(delivery_ids), 900):
+        q = (select(digest_items.c.delivery_id, digest_items.c.item_id)
+             .where(digest_items.c.delivery_id.in_(delivery_ids[i:i + 900])).order_by(digest_items.c.item_id))
+        for d, item_id in conn.execute(q):
+            lists[d].append(item_id)
+    wanted = sorted({i for ids in lists.values() for i in ids})
+    found: dict[int, dict] = {}
+    for i in range(0, len(wanted), 900):
+        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+             .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id.in_(wanted[i:i + 900])))
+        found.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
+    return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}
 
 
 _SET = update(deliveries).where(D.id == bindparam("_id")).values(
