@@ -11,6 +11,7 @@ MIME_QP_LONG_LINE) whatever the token length.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 import unicodedata
@@ -155,6 +156,7 @@ class Envelope:
     public_url: str
 
 
+@functools.lru_cache(maxsize=256)  # From, List-Id and a day's digest subject repeat on every build
 def _header(name: str, value: str) -> bytes:
     return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
 
@@ -192,9 +194,8 @@ def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> Mai
 def split_template(data: bytes, ph: Placeholders) -> MailTemplate:
     """Cut serialized bytes at every placeholder occurrence."""
     names = {ph.to: TO, ph.msgid: MESSAGE_ID, ph.thread: THREAD, ph.unsub_h: UNSUB_HEADER, ph.unsub: UNSUB, ph.prefs: PREFS}
-    pattern = re.compile(b"(" + b"|".join(re.escape(m.encode()) for m in names) + b")")
-    pieces = pattern.split(data)
-    return MailTemplate(parts=pieces[0::2], slots=[names[p.decode()] for p in pieces[1::2]])
+    pieces = _split_markers(data.decode("ascii"), set(names))  # the serialized message is pure ASCII
+    return MailTemplate(parts=[p.encode("ascii") for p in pieces[0::2]], slots=[names[p] for p in pieces[1::2]])
 
 
 def thread_headers(original_message_id: str | None) -> bytes:

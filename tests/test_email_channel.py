@@ -155,3 +155,12 @@ async def test_check_reports_the_server_or_raises(smtp_server):
     smtp_server.stop()
     with pytest.raises(TemporaryError, match="connect"):
         await ch.check()
+
+
+async def test_control_characters_in_an_address_are_refused_before_anything_is_sent(smtp_server):
+    ch = channel(smtp_server, concurrency=1)
+    with pytest.raises(PermanentError, match="control character"):
+        await ch.send(out("r@example.net>\r\nRCPT TO:<victim@example.net"))
+    await ch.send(out("ok@example.net"))  # the same session carries on
+    assert smtp_server.recipients() == ["ok@example.net"] and ch.connects == 1
+    await ch.close()

@@ -164,7 +164,7 @@ class EmailChannel:
     async def _discard_or_keep(self, session: Session, exc: BaseException) -> None:
         # A refused sender/recipient/message leaves a usable session once the envelope is reset (RSET);
         # anything else (timeout, garbage, 421) may not.
-        healthy = isinstance(exc, (E.SMTPRecipientRefused, E.SMTPDataError, E.SMTPSenderRefused))
+        healthy = isinstance(exc, (E.SMTPRecipientRefused, E.SMTPDataError, E.SMTPSenderRefused, ValueError))
         if healthy and session.is_connected and getattr(exc, "code", 0) != 421:
             try:
                 if (await session.command(b"RSET")).code == 250:

@@ -19,6 +19,7 @@ from aiosmtplib.response import SMTPResponse
 
 MAX_REPLY = 64 * 1024  # a reply longer than this is not SMTP
 _LONE_EOL = re.compile(rb"\r\n|\r|\n")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # CR/LF in an address would inject commands
 
 
 def wire_body(body: bytes) -> bytes:
@@ -141,6 +142,8 @@ class Session(asyncio.Protocol):
 
     async def mail(self, sender: bytes, recipient: bytes, body: bytes, options: bytes = b"") -> SMTPResponse:
         """MAIL FROM, RCPT TO, DATA and the message; the final reply, or aiosmtplib's errors."""
+        if _CONTROL.search(sender) or _CONTROL.search(recipient) or _CONTROL.search(options):
+            raise ValueError("address contains a control character")
         mail = b"MAIL FROM:<" + sender + b">" + options + b"\r\n"
         rcpt = b"RCPT TO:<" + recipient + b">\r\n"
         if self.pipelining:
