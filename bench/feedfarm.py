@@ -1,6 +1,6 @@
 """A fast local feed server for the polling benchmark: pre-forked stdlib HTTP workers.
 
-`python -m bench.feedfarm WORKERS` binds 127.0.0.1:0, prints the port, forks WORKERS processes
+`python -m bench.feedfarm WORKERS` binds 127.0.0.1:0, forks WORKERS processes, prints the port and their pids
 that all accept on the same socket and serve /feed/<size>/<i>.xml with a strong ETag; a matching
 If-None-Match gets 304. Feeds are generated deterministically, so every worker serves the same
 bytes and ETags without sharing memory.
@@ -85,8 +85,7 @@ def serve(workers: int) -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    print(sock.getsockname()[1], flush=True)
+    sock.listen(1024)  # connections made before the workers run simply wait in the backlog
     children = []
     for _ in range(workers):
         pid = os.fork()
@@ -98,6 +97,9 @@ def serve(workers: int) -> None:
             server.serve_forever(poll_interval=0.5)
             os._exit(0)
         children.append(pid)
+    # "PORT PID..." : the bench reads the workers' CPU time from /proc to show the server side
+    # is not the bottleneck (and that its CPU is not counted as Flashbot's).
+    print(sock.getsockname()[1], *children, flush=True)
 
     def stop(*_):
         for pid in children:
@@ -110,6 +112,19 @@ def serve(workers: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     for _ in children:
         os.wait()
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User+system CPU seconds used so far by these processes (all threads), from /proc; None if unreadable."""
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from . import loops
-from .common import FULL, ROOT, RUNS, Profile, median, need
-from .feedfarm import SIZES, feed
+from .common import FULL, ROOT, RUNS, Profile, Skipped, median, need
+from .feedfarm import SIZES, cpu_seconds, feed
 from .harness import run_child
 
 SOURCES = 2000
@@ -30,7 +30,7 @@ class FeedFarm:
     def __enter__(self) -> "FeedFarm":
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.feedfarm", str(WORKERS)], cwd=ROOT,
                                      stdout=subprocess.PIPE, text=True, start_new_session=True)
-        self.port = int(self.proc.stdout.readline())
+        self.port, *self.pids = (int(x) for x in self.proc.stdout.readline().split())
         return self
 
     def __exit__(self, *exc) -> None:
@@ -65,26 +65,31 @@ def run(p: dict) -> dict:
     engine = open_db(cfg.database_url)
     ingest.sync_sources(engine, cfg)
 
+    loop = p.get("loop", "asyncio")
+    farm = p.get("farm_pids") or []
+
     async def cycle(now, label: str) -> dict:
         async with sources.make_client(cfg.fetch) as client:
-            c0, t0 = _cpu(), time.perf_counter()
-            with Profile(f"poll-{label}-{size}"):
+            f0, c0, t0 = cpu_seconds(farm), _cpu(), time.perf_counter()
+            with Profile(f"poll-{label}-{size}-{loop}"):
                 reports = await ingest.poll_due(engine, cfg, client, now=now)
-            wall, cpu = time.perf_counter() - t0, _cpu() - c0
+            wall, cpu, f1 = time.perf_counter() - t0, _cpu() - c0, cpu_seconds(farm)
+        n = max(1, len(reports))
         return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "polled": len(reports),
-                "cpu_ms_per_source": round(cpu / max(1, len(reports)) * 1000, 4),
+                "cpu_ms_per_source": round(cpu / n * 1000, 4),
+                "farm_cpu_s": None if f0 is None or f1 is None else round(f1 - f0, 3),
                 "errors": sum(1 for r in reports if r.error),
                 "not_modified": sum(1 for r in reports if r.result.not_modified),
                 "first_error": next((f"{r.source}: {r.error}" for r in reports if r.error), None)}
 
-    out = {"size": size, "n": n}
-    out["cold"] = loops.run(lambda: cycle(None, "cold"), p.get("loop", "asyncio"))
+    out = {"size": size, "n": n, "loop": loop, "parse_ms": _parse_ms(size)}
+    out["cold"] = loops.run(lambda: cycle(None, "cold"), loop)
     with engine.connect() as conn:
         out["cold"]["items_stored"] = conn.execute(select(func.count()).select_from(schema.items)).scalar()
     warm = []
     for k in range(p.get("warm", 0)):  # each warm cycle pretends one more interval has passed
         later = utcnow() + timedelta(seconds=(INTERVAL + 1) * (k + 1))
-        warm.append(loops.run(lambda: cycle(later, "warm"), p.get("loop", "asyncio")))
+        warm.append(loops.run(lambda: cycle(later, "warm"), loop))
     if warm:
         out["warm"] = warm
     engine.dispose()
@@ -94,11 +99,23 @@ def run(p: dict) -> dict:
     return out
 
 
+def _parse_ms(size: str, samples: int = 20) -> float:
+    """CPU ms of `parse_feed` alone on one feed of this size (what a cold poll cannot avoid)."""
+    from bot.feedparse import parse_feed
+
+    bodies = [feed(size, i) for i in range(samples)]
+    c0 = time.process_time()
+    for body in bodies:
+        parse_feed(body, {"content-type": "application/rss+xml; charset=utf-8"}, "http://127.0.0.1/")
+    return round((time.process_time() - c0) / samples * 1000, 3)
+
+
 def _log_run(log, label: str, r: dict) -> None:
     c = r["cold"]
     log(f"  {label}: cold {c['polled']} sources {c['wall_s']} s wall, {c['cpu_ms_per_source']} ms "
         f"CPU/source, {c['errors']} errors" + "".join(
             f"; warm {w['wall_s']} s, {w['cpu_ms_per_source']} ms CPU/source, {w['not_modified']} x 304"
+            f" (feed farm {w['farm_cpu_s']} s CPU)"
             for w in r.get("warm", [])) + f"; RSS {r['rss_mb']} MB")
     if c["first_error"]:
         log(f"    first error: {c['first_error']}")
@@ -118,21 +135,30 @@ def bench(log=print) -> dict:
         for size, nitems in SIZES.items():
             runs = []
             for rep in range(RUNS):
-                runs.append(run_child("poll", {**base, "size": size, "n": n_cold}))
+                runs.append(run_child("poll", {**base, "size": size, "n": n_cold, "farm_pids": farm.pids}))
                 _log_run(log, f"{size:<6} run {rep + 1}", runs[-1])
             cold = {k: median([r["cold"][k] for r in runs])
-                    for k in ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "items_stored")}
+                    for k in ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "items_stored", "farm_cpu_s")}
+            cold["parse_ms"] = median([r["parse_ms"] for r in runs])
             cold.update(items_per_feed=nitems, feed_kb=len(feed(size, 1)) / 1024, sources=n_cold,
                         rss_mb=median([r["rss_mb"] for r in runs]), runs=[r["cold"] for r in runs])
             out["cold"][size] = cold
-        # Warm: 2,000 small feeds polled cold once (to learn ETags), then WARM_CYCLES all-304 cycles.
-        warm_children = RUNS if FULL else 1
-        warm_runs = []
-        for rep in range(warm_children):
-            r = run_child("poll", {**base, "size": "small", "n": SOURCES, "warm": WARM_CYCLES})
-            _log_run(log, f"warm run {rep + 1}", r)
-            warm_runs += r["warm"]
-    out["warm"] = {k: median([w[k] for w in warm_runs])
-                   for k in ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "not_modified")}
-    out["warm"].update(size=f"{SOURCES:,} sources, median of {len(warm_runs)} cycles", runs=warm_runs)
+        # Warm: 2,000 small feeds polled cold once (to learn ETags), then WARM_CYCLES all-304
+        # cycles, on the default loop (what `flashbot run` uses) and on uvloop.
+        for loop, key in (("asyncio", "warm"), ("uvloop", "warm_uvloop")):
+            warm_runs = []
+            for rep in range(RUNS if FULL else 1):
+                try:
+                    r = run_child("poll", {**base, "size": "small", "n": SOURCES, "warm": WARM_CYCLES,
+                                           "loop": loop, "farm_pids": farm.pids})
+                except Skipped as exc:
+                    out[key] = {"skipped": str(exc)}
+                    break
+                _log_run(log, f"warm {loop} run {rep + 1}", r)
+                warm_runs += r["warm"]
+            if warm_runs:
+                out[key] = {k: median([w[k] for w in warm_runs]) for k in
+                            ("wall_s", "cpu_s", "cpu_ms_per_source", "errors", "not_modified", "farm_cpu_s")}
+                out[key].update(size=f"{SOURCES:,} sources, median of {len(warm_runs)} cycles", loop=loop,
+                                runs=warm_runs)
     return out
