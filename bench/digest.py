@@ -16,6 +16,10 @@ ITEMS = 40  # items published in the last day
 # Every digest is rendered on its own (~10 ms each here), so quick mode sends 2,000 to stay
 # well under 10 minutes in all; full mode sends the 100,000 of the issue.
 QUICK_N = 2000
+# The worst case, every subscriber's list different, renders every digest on its own; full mode
+# caps it at this many digests (it is about the per-digest cost, not the scale).
+UNIQUE_MAX = 10000
+HISTORY = 8  # items each worst-case subscriber already got in an earlier digest (a different 8 each)
 TOPICS = ["Politique", "Monde", "Économie", "Sport", "Culture"]
 
 
@@ -50,10 +54,40 @@ def prepare(p: dict) -> dict:
                  "topics": [] if i % 3 == 0 else TOPICS[i % 5: i % 5 + 1 + i % 2],
                  "origin": "import", "token_nonce": f"{i:016x}", "created_at": now, "confirmed_at": now}
                 for i in range(start, min(p["n"], start + 5000))]
+        if p.get("unique"):  # everything, in French: only the history below sets the lists apart
+            for r in rows:
+                r.update(topics=[], language="fr")
         with engine.begin() as conn:
             conn.execute(schema.subscribers.insert(), rows)
+    if p.get("unique"):
+        _history(engine, p["n"], now)
     engine.dispose()
     return {"n": p["n"]}
+
+
+def _history(engine, n: int, now) -> None:
+    """An earlier digest run in which subscriber i got its own pseudo-random HISTORY items, so the
+    next digest of every subscriber holds a different list (the items they have not had yet)."""
+    import random
+
+    from sqlalchemy import select
+    from bot.store import schema
+
+    with engine.begin() as conn:
+        item_ids = [r[0] for r in conn.execute(select(schema.items.c.id))]
+        sub_ids = [r[0] for r in conn.execute(select(schema.subscribers.c.id).order_by(schema.subscribers.c.id))]
+        run = conn.execute(schema.digests.insert().values(run_key="history", created_at=now)).inserted_primary_key[0]
+        for start in range(0, n, 5000):
+            batch = sub_ids[start:start + 5000]
+            conn.execute(schema.deliveries.insert(), [{
+                "digest_id": run, "channel": "email", "recipient": str(sid), "subscriber_id": sid, "revision": 0,
+                "kind": "digest", "state": "sent", "attempts": 1, "created_at": now, "next_attempt_at": now}
+                for sid in batch])
+            d = schema.deliveries.c
+            ids = dict(conn.execute(select(d.subscriber_id, d.id).where(d.digest_id == run, d.subscriber_id.in_(batch))).all())
+            conn.execute(schema.digest_items.insert(), [
+                {"subscriber_id": sid, "item_id": i, "delivery_id": ids[sid]}
+                for sid in batch for i in random.Random(sid).sample(item_ids, HISTORY)])
 
 
 def run(p: dict) -> dict:
@@ -83,42 +117,68 @@ def run(p: dict) -> dict:
 
     r = loops.run(main, "uvloop")
     d = schema.deliveries
+    di = schema.digest_items.c
+    new = d.c.id.in_(select(d.c.id).where(d.c.kind == "digest", d.c.state == "sent", d.c.digest_id == select(func.max(d.c.digest_id)).scalar_subquery()))
     with engine.connect() as conn:
-        sent = conn.execute(select(func.count()).where(d.c.kind == "digest", d.c.state == "sent")).scalar()
-        per = conn.execute(select(func.count()).select_from(schema.digest_items)).scalar()
+        sent = conn.execute(select(func.count()).where(new)).scalar()
+        per = conn.execute(select(func.count()).select_from(schema.digest_items).where(di.delivery_id.in_(select(d.c.id).where(new)))).scalar()
+        # how many different item lists (hence separate renders) those digests held
+        lists = select(func.group_concat(di.item_id, ",").label("l")).where(di.delivery_id.in_(select(d.c.id).where(new))).group_by(di.delivery_id).subquery()
+        distinct = conn.execute(select(func.count(func.distinct(lists.c.l)))).scalar()
     engine.dispose()
     return {"n": p["n"], "queued": r["queued"], "sent": sent, "queue_s": round(r["queue_s"], 3),
             "wall_s": round(r["wall"], 3), "msg_per_s": round(sent / r["wall"], 1),
-            "items_per_digest": round(per / max(sent, 1), 1)}
+            "items_per_digest": round(per / max(sent, 1), 1), "distinct_lists": distinct}
 
 
 def bench(log=print) -> dict:
-    """N personalized digests through the real queue + delivery path to smtp-sink."""
+    """N personalized digests through the real queue + delivery path to smtp-sink, then the worst
+    case (every list different) on min(N, UNIQUE_MAX) subscribers, runs interleaved."""
     need("bot.digest", "send_now")
     need("bot.deliver", "DeliveryEngine")
     from .sink import SmtpSink
 
     from .fanout import CONNS
 
-    n, runs = size(), []
+    n = size()
+    variants = {"topics": n, "unique": min(n, UNIQUE_MAX)}
+    runs: dict[str, list] = {v: [] for v in variants}
     with SmtpSink(log=log) as sink, tempfile.TemporaryDirectory(prefix="flashbot-digest-") as tmp:
-        run_child("digest_prepare", {"db": f"{tmp}/template.db", "n": n})
+        for v, count in variants.items():
+            run_child("digest_prepare", {"db": f"{tmp}/{v}.db", "n": count, "unique": v == "unique"})
         for rep in range(RUNS):
-            before = sink.count()
-            r = run_child("digest_run", {"n": n, "port": sink.port, "conns": CONNS,
-                                         "template": f"{tmp}/template.db", "db": f"{tmp}/run.db"})
-            r["sink_received"] = _settled_count(sink, before)
-            runs.append(r)
-            log(f"  run {rep + 1}: {r['sent']:,} digests in {r['wall_s']} s = {r['msg_per_s']:,.0f} "
-                f"msg/s (queueing {r['queue_s']} s), {r['items_per_digest']} items each, RSS "
-                f"{r['rss_mb']} MB, sink got {r['sink_received']:,}")
-    out = {k: median([r[k] for r in runs]) for k in
-           ("n", "sent", "msg_per_s", "wall_s", "queue_s", "rss_mb", "items_per_digest", "sink_received")}
-    out["runs"] = runs
+            for v, count in variants.items():
+                before = sink.count()
+                r = run_child("digest_run", {"n": count, "port": sink.port, "conns": CONNS,
+                                             "template": f"{tmp}/{v}.db", "db": f"{tmp}/run.db"})
+                r["sink_received"] = _settled_count(sink, before)
+                runs[v].append(r)
+                log(f"  {v} run {rep + 1}: {r['sent']:,} digests in {r['wall_s']} s = {r['msg_per_s']:,.0f} "
+                    f"msg/s (queueing {r['queue_s']} s), {r['items_per_digest']} items each, "
+                    f"{r['distinct_lists']:,} different lists, RSS {r['rss_mb']} MB, sink got {r['sink_received']:,}")
+    keys = ("n", "sent", "msg_per_s", "wall_s", "queue_s", "rss_mb", "items_per_digest", "sink_received", "distinct_lists")
+    out = {k: median([r[k] for r in runs["topics"]]) for k in keys}
+    out["runs"] = runs["topics"]
+    worst = {k: median([r[k] for r in runs["unique"]]) for k in keys}
+    worst["runs"] = runs["unique"]
+    out["unique"] = worst
     out["method"] = (
         f"{n:,} active subscribers (digest or both modes, 10 % English, topics: none / one / two of "
         f"five) and {ITEMS} items of the last day. Measured: `bot.digest.send_now` (selects each "
         "subscriber's items and queues one digest row each) then `DeliveryEngine.run_due()` "
-        f"rendering every digest with `renderer.email_digest` and sending over {CONNS} SMTP "
-        "connections to smtp-sink. msg/s = digests sent ÷ (queue + send) wall time.")
+        f"rendering the digests with `renderer.email_digest` and sending over {CONNS} SMTP "
+        "connections to smtp-sink. msg/s = digests sent ÷ (queue + send) wall time. Every digest is "
+        "personalized (its own address, tokens, Message-ID), but subscribers with the same item list "
+        f"and language share one rendering: here {fmt_int(out['distinct_lists'])} different lists. "
+        f"**Worst case, every list different** (each of {worst['n']:,} subscribers already got a "
+        f"different {HISTORY} of the {ITEMS} items in an earlier digest, so "
+        f"{fmt_int(worst['distinct_lists'])} different lists, each rendered on its own): "
+        f"{fmt_int(worst['msg_per_s'])} msg/s ({worst['items_per_digest']} items each, "
+        f"{worst['wall_s']:.1f} s wall, peak RSS {worst['rss_mb']} MB, sink got "
+        f"{fmt_int(worst['sink_received'])}), median of {RUNS} runs.")
     return out
+
+
+def fmt_int(v) -> str:
+    """1234.5 → '1,234' ('–' for None)."""
+    return "–" if v is None else f"{int(round(v)):,}"
