@@ -283,3 +283,31 @@ async def test_feed_title_cannot_inject_headers(delivery_config, delivery_engine
     assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"] and "Bcc: victim" in msg["Subject"]
     head = m.data.split(b"\r\n\r\n", 1)[0]
     assert all(line[:1] in (b" ", b"\t") or b":" in line for line in head.split(b"\r\n"))
+
+
+async def test_outcomes_are_written_in_full_batches_on_one_thread(delivery_config, delivery_engine, smtp_server, monkeypatch):
+    db, cfg = delivery_engine, delivery_config  # batch_size = 50
+    item = add_item(db)
+    add_subscribers(db, [f"b{i}@example.net" for i in range(400)])
+    deliver.queue_events(db, cfg, [flash(item)])
+    smtp_server.pipelining = True
+    calls: list[tuple[str, int, str]] = []
+    for name in ("claim", "record"):
+        real = getattr(outbox, name)
+
+        def spy(*a, _real=real, _name=name, **kw):
+            import threading
+
+            calls.append((_name, len(a[1]) if _name == "record" else 0, threading.current_thread().name))
+            return _real(*a, **kw)
+        monkeypatch.setattr(outbox, name, spy)
+    deliver.FLUSH_SECONDS, saved = 60.0, deliver.FLUSH_SECONDS  # only full batches (and the final rest)
+    try:
+        await run(cfg, db)
+    finally:
+        deliver.FLUSH_SECONDS = saved
+    records = [n for name, n, _ in calls if name == "record"]
+    assert sum(records) == 400 and states(db, item) == {"sent": 400}
+    # the very first outcome is written at once (nothing written for FLUSH_SECONDS), then full batches
+    assert len(records) <= 400 // 50 + 2 and all(n >= 50 for n in records[1:-1])
+    assert {t for _, _, t in calls} == {"flashbot-outbox_0"}  # claims and records never run side by side
