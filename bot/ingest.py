@@ -134,19 +134,22 @@ class _nolock:
 
 
 async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_ids: list[int]) -> list[PollReport]:
-    """Refresh the given sources concurrently (bounded by fetch.concurrency)."""
-    sem = asyncio.Semaphore(cfg.fetch.concurrency)
+    """Refresh the given sources concurrently (bounded by fetch.concurrency); reports in the same order."""
     db_lock = asyncio.Lock()  # one writer at a time: SQLite serializes writes anyway
     unchanged = Unchanged(engine, cfg, db_lock)
     rows = await asyncio.to_thread(store_sources.get_sources, engine, source_ids)  # one read per cycle
+    reports: list[PollReport | None] = [None] * len(source_ids)
+    todo = iter(enumerate(source_ids))
 
-    async def one(sid: int) -> PollReport:
-        async with sem:
-            return await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged)
+    async def worker() -> None:
+        # `concurrency` workers sharing one iterator: no task and semaphore wait per source.
+        for i, sid in todo:
+            reports[i] = await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged)
     try:
-        return list(await asyncio.gather(*(one(s) for s in source_ids)))
+        await asyncio.gather(*(worker() for _ in range(min(cfg.fetch.concurrency, len(source_ids)))))
     finally:
         await asyncio.shield(unchanged.flush())  # also on cancellation: those polls did happen
+    return reports  # type: ignore[return-value] - every slot is filled once gather returns
 
 
 async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, now: datetime | None = None) -> list[PollReport]:
