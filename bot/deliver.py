@@ -84,8 +84,13 @@ class DeliveryEngine:
         if self._wake is not None:
             self._wake.set()
 
-    async def run_due(self, horizon: float = 0.0) -> dict:
-        """Send everything due now; with horizon > 0 also wait for retries falling due within that many seconds."""
+    async def run_due(self, horizon: float = 0.0, stop: asyncio.Event | None = None) -> dict:
+        """Send everything due now; with horizon > 0 also wait for retries falling due within that many seconds.
+
+        Setting `stop` ends the pass like a shutdown: nothing more is claimed, in-flight sends get
+        `delivery.grace_seconds`, and claimed rows not yet attempted go back to the queue."""
+        if stop is not None:
+            self._stop = stop
         loop = asyncio.get_running_loop()
         deadline = loop.time() + horizon
         self._stats = stats = Counter()

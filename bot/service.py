@@ -111,9 +111,36 @@ def requeue_orphans(cfg, engine) -> int:
     return created
 
 
-async def deliver_due(rt: Runtime, horizon: float) -> dict:
-    """Send everything due, then what falls due within `horizon` seconds (e.g. a Telegram retry_after)."""
-    return await rt.delivery.run_due(horizon)
+def install_signals(stop: asyncio.Event) -> list:
+    """Make SIGTERM and SIGINT set `stop`; returns the signals handled (none outside the main thread)."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    return handled
+
+
+def remove_signals(handled: list) -> None:
+    """Undo install_signals."""
+    loop = asyncio.get_running_loop()
+    for sig in handled:
+        loop.remove_signal_handler(sig)
+
+
+async def until_stopped(coro, stop: asyncio.Event):
+    """Await coro unless `stop` is set first (then cancel it and return None)."""
+    task = asyncio.ensure_future(coro)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()  # polls are safe to interrupt: each source's state is written in its own transaction
+    await asyncio.gather(task, return_exceptions=True)
+    logs.event(log, "run_once_interrupted", phase="polling")
+    return None
 
 
 async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
@@ -123,17 +150,23 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
     if rt is None:
         logs.event(log, "run_once_skipped", reason="another flashbot instance holds the lock", lock=str(lock_path(cfg)))
         return {"skipped": "locked"}
+    stop = asyncio.Event()
+    handled = install_signals(stop)  # SIGTERM/SIGINT: stop like `run` does, never mid-send like SIGKILL
+    dig: dict | None = None
+    sent: dict = {}
     try:
         digest.note_first_start(engine)
-        reports = await ingest.poll_all(engine, cfg, rt.pipe.client)
+        reports = await until_stopped(ingest.poll_all(engine, cfg, rt.pipe.client), stop) or []
         queued = 0
         for report in reports:
             n = await pipeline.queue(rt.pipe, report.events)
             pipeline.log_poll(report, n, report.result.elapsed)
             queued += n
-        dig = await asyncio.to_thread(digest.send_due, engine, cfg)
-        sent = await deliver_due(rt, horizon)
+        if not stop.is_set():
+            dig = await asyncio.to_thread(digest.send_due, engine, cfg)
+            sent = await rt.delivery.run_due(horizon, stop=stop)
     finally:
+        remove_signals(handled)
         await rt.close()
     result = {"sources": len(reports), "errors": sum(1 for r in reports if r.error),
               "events": sum(len(r.events) for r in reports), "queued": queued,
@@ -297,12 +330,7 @@ class Service:
 
     async def run(self, on_ready: Callable[[list[str]], None] | None = None) -> int:
         """Start, serve until SIGTERM/SIGINT (or `stop`), shut down cleanly; exit status 0."""
-        loop = asyncio.get_running_loop()
-        handled = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-                loop.add_signal_handler(sig, self.stop.set)
-                handled.append(sig)
+        handled = install_signals(self.stop)
         try:
             lines = await self.start()
             if on_ready is not None:
@@ -315,8 +343,7 @@ class Service:
                     logs.event(log, "component_crashed", logging.ERROR, error=repr(task.exception()))
             await self.shutdown()
         finally:
-            for sig in handled:
-                loop.remove_signal_handler(sig)
+            remove_signals(handled)
         return 0
 
 

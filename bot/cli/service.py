@@ -88,7 +88,7 @@ def digest(
     from .. import digest as digest_mod
 
     if send:
-        from ..service import deliver_due, open_runtime
+        from ..service import open_runtime
 
         async def go():
             rt = await open_runtime(cfg, st.engine, lock_wait=0, check=False)
@@ -96,7 +96,7 @@ def digest(
                 result = await asyncio.to_thread(digest_mod.send_now, st.engine, cfg)
                 if rt is None:  # another instance holds the lock: its delivery engine sends the rows
                     return result, None
-                return result, await deliver_due(rt, horizon=30)
+                return result, await rt.delivery.run_due(horizon=30)
             finally:
                 if rt is not None:
                     await rt.close()

@@ -173,13 +173,8 @@ def test_soak_sigkill_at_random_instant_of_a_2000_fan_out(tmp_path, figures, see
     kill_trial(tmp_path, figures, 1000 + seed, FULL, soak=True)
 
 
-ONCE_SIGTERM_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: bot/cli/service.py run --once / bot/service.py run_once_async: no SIGTERM handler, so SIGTERM kills "
-    "mid-send like SIGKILL and the rows left 'sending' are sent twice on the next run"))
-
-
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("command", [["run"], pytest.param(["run", "--once"], marks=ONCE_SIGTERM_BUG)],
+@pytest.mark.parametrize("command", [["run"], ["run", "--once"]],
                          ids=["run", "run-once"])
 def test_sigterm_mid_fan_out_stops_cleanly_and_restart_completes(tmp_path, figures, command):
     world = World(tmp_path, 300)
