@@ -19,14 +19,15 @@ import bot
 from bot import telegram_html as tg
 from bot.config import Config, ConfigError
 from bot.htmltext import cut_words, lead, lead_html, sanitize, to_text
-from bot.render_i18n import STRINGS, format_day, format_when, pick_language
+from bot.render_digest import DIGEST_TEMPLATES, Digests
+from bot.render_i18n import STRINGS, format_when, pick_language
 
 BUNDLED = Path(bot.__file__).resolve().parent.parent / "templates"
 # The only names ever rendered or included: a template name never comes from outside.
 TEMPLATES = frozenset({
     "email_base.html", "email_alert.html", "email_alert.txt", "email_update.html",
     "email_update.txt", "email_digest.html", "email_digest.txt", "telegram_post.html",
-    "telegram_update.html", "email_footer.txt",
+    "telegram_update.html", "email_footer.txt", *DIGEST_TEMPLATES,
 })
 ALERT_MAX_CHARS = 12000  # longer articles are shown as their lead with a "read more" link
 UPDATE_LEAD_CHARS = 1200
@@ -54,6 +55,11 @@ class _KnownNames(BaseLoader):
         if template not in TEMPLATES:
             raise TemplateNotFound(template)
         return self.inner.get_source(environment, template)
+
+
+def folder_names(folder: Path) -> set[str]:
+    """The template names an override folder defines."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
 
 
 def one_line(text: Any, limit: int | None = None) -> str:
@@ -126,6 +132,13 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+        overridden = folder_names(cfg.resolve(cfg.bot.templates)) if cfg.bot.templates else set()
+        # Overridden digest templates may not have the shape the fragment path relies on.
+        self.digests = Digests(self, fast=not overridden & set(DIGEST_TEMPLATES))
+
+    def inline(self, html: str) -> str:
+        """The HTML page with its stylesheet moved into style attributes (mail clients drop <style>)."""
+        return self._inliner.inline(html)
 
     # --- views -------------------------------------------------------------------------------
     def _common(self, lang: str, links: Mapping[str, str] | None) -> dict[str, Any]:
@@ -157,6 +170,13 @@ class Renderer:
             "body_clean": body,
         }
 
+    def digest_view(self, item: Any, lang: str) -> dict[str, Any]:
+        """item_view plus the digest's short lead and sort key (the article body is dropped)."""
+        view = self.item_view(item, lang)
+        view["lead"] = lead(view.pop("body_clean"), DIGEST_LEAD_CHARS)
+        view["sort_key"] = _when(_get(item, "published_at"))
+        return view
+
     def _subject(self, view: dict[str, Any], lang: str, update: bool) -> str:
         subject = " — ".join(x for x in (view["badge"], view["headline"]) if x) or self.cfg.bot.name
         if update:
@@ -166,7 +186,7 @@ class Renderer:
     def _email(self, name: str, subject: str, ctx: dict[str, Any]) -> RenderedEmail:
         html = self.env.get_template(f"{name}.html").render(ctx)
         text = self.env.get_template(f"{name}.txt").render(ctx)
-        html = self._inliner.inline(html)
+        html = self.inline(html)
         text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
         return RenderedEmail(one_line(subject, SUBJECT_MAX), html, text)
 
@@ -211,24 +231,7 @@ class Renderer:
                      date: date | datetime | None = None) -> RenderedEmail:
         """The daily digest: Flash Info first, then the rest grouped by category/source."""
         lang = pick_language(language, self.cfg.bot.language)
-        t = STRINGS[lang]
         day = date.astimezone(self.tz).date() if isinstance(date, datetime) else date
-        day = day or datetime.now(self.tz).date()
-        flash, groups = [], {}
-        for item in items:
-            view = self.item_view(item, lang)
-            view["lead"] = lead(view["body_clean"], DIGEST_LEAD_CHARS)
-            view["sort_key"] = _when(_get(item, "published_at")) or datetime.min.replace(tzinfo=timezone.utc)
-            if view["badge"]:
-                flash.append(view)
-            else:
-                group = (view["categories"] or [view["source"] or t["other"]])[0]
-                groups.setdefault(group, []).append(view)
-        newest_first = lambda views: sorted(views, key=lambda v: v["sort_key"], reverse=True)  # noqa: E731
-        sections = ([(t["digest_flash"], newest_first(flash))] if flash else []) + \
-            [(name, newest_first(views)) for name, views in groups.items()]
-        when = format_day(day, lang)
-        ctx = {**self._common(lang, links), "sections": sections, "count": len(items),
-               "title": t["digest_title"].format(date=when)}
-        subject = t["digest_subject"].format(name=self.cfg.bot.name, date=when)
-        return self._email("email_digest", subject, ctx)
+        subject, html, text = self.digests.render(list(items), lang, self._common(lang, links)["links"],
+                                                  day or datetime.now(self.tz).date())
+        return RenderedEmail(one_line(subject, SUBJECT_MAX), html, text)

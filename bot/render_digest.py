@@ -1,0 +1,199 @@
+"""Digest emails assembled from per-item fragments rendered (and CSS-inlined) once.
+
+When every subscriber's item list is different, each digest is a different page; rendering each
+from scratch (item views, Jinja2, text wrapping, CSS inlining of the whole page) cost ≈ 1.5 ms.
+Here an item's entry is rendered once per language into an HTML fragment, its CSS-inlined form and
+a text fragment; a page shell (title, intro, footer) is rendered and inlined once per language,
+day, item count and links; a digest is then string joins. The whole-page path stays for operator
+template overrides and as the reference the fast path is tested against (byte-identical output).
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from typing import Any, NamedTuple
+
+from markupsafe import Markup
+
+from bot.render_i18n import STRINGS, format_day
+
+# Templates whose override (bot.templates folder) disables the fragment path: the page must keep
+# the shape the fragments assume (one `body` holding sections and entries, CSS from the base).
+DIGEST_TEMPLATES = ("email_base.html", "email_digest.html", "email_digest.txt", "email_footer.txt",
+                    "email_digest_section.html", "email_digest_section.txt",
+                    "email_digest_entry.html", "email_digest_entry.txt")
+# Every field item_view reads. With an id and a content_hash (which covers title, summary and
+# content) the big HTML fields are left out of the cache key.
+_SMALL = ("id", "revision", "content_hash", "link", "label", "headline", "published_at",
+          "updated_at", "is_flash", "author", "source_name")
+_BIG = ("title", "summary_html", "content_html")
+ENTRY_CACHE = 4096  # (item, language) entries kept: a day of items in every language, many times
+SHELL_CACHE = 256  # (language, day, item count, links) page shells kept
+_NEWLINES = re.compile(r"\n{3,}")
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+class Fragment:
+    """One rendered part of a digest body (a section heading or an entry), in both formats."""
+
+    __slots__ = ("html", "text", "inlined")
+
+    def __init__(self, html: str, text: str) -> None:
+        self.html, self.text = html, text
+        self.inlined: str | None = None  # the CSS-inlined HTML, computed on first fast use
+
+
+class Entry(NamedTuple):
+    """An item prepared for digests in one language."""
+
+    view: dict[str, Any]
+    group: str | None  # the section it goes under; None for Flash Info
+    sort_key: datetime
+    fragment: Fragment
+
+
+class Shell(NamedTuple):
+    """A digest page around a body token: raw HTML, inlined HTML split at the body, text, subject."""
+
+    html: str
+    inlined: tuple[str, str] | None
+    text: str
+    subject: str
+
+
+class _LRU(OrderedDict):
+    """A small bounded least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def hit(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def item_key(item: Any, lang: str) -> tuple | None:
+    """A hashable key for everything that shapes an item's entry, or None if it has none."""
+    get = item.get if isinstance(item, Mapping) else lambda name: getattr(item, name, None)
+    fields = tuple(map(get, _SMALL))
+    if fields[0] is None or not fields[2]:  # no id or content hash: the content itself is the key
+        fields += tuple(map(get, _BIG))
+    categories = get("categories")
+    key = (lang, fields, tuple(categories) if isinstance(categories, list) else categories)
+    try:
+        hash(key)
+    except TypeError:  # odd field values (a dict, a list inside a list): render without caching
+        return None
+    return key
+
+
+class Digests:
+    """Builds digests for a Renderer: `render(items, lang, links, day) -> (subject, html, text)`."""
+
+    def __init__(self, renderer: Any, fast: bool) -> None:
+        self.r = renderer
+        self.fast = fast
+        token = secrets.token_hex(8)
+        self.token = f"FLASHBOTBODY{token}"  # alphanumeric: HTML parsing and inlining keep it as is
+        self._marks = (f"FLASHBOTFROM{token}", f"FLASHBOTTO{token}")
+        self.entries = _LRU(ENTRY_CACHE)
+        self.headings = _LRU(ENTRY_CACHE)
+        self.shells = _LRU(SHELL_CACHE)
+
+    # --- parts ---------------------------------------------------------------------------------
+    def _fragment(self, name: str, ctx: dict[str, Any]) -> Fragment:
+        html = self.r.env.get_template(f"{name}.html").render(ctx)
+        return Fragment(html, self.r.env.get_template(f"{name}.txt").render(ctx))
+
+    def entry(self, item: Any, lang: str) -> Entry:
+        """The item's entry in this language (cached per item content and language)."""
+        key = item_key(item, lang)
+        hit = self.entries.hit(key) if key else None
+        if hit:
+            return hit
+        view = self.r.digest_view(item, lang)
+        fragment = self._fragment("email_digest_entry", {**self.r._common(lang, None), "v": view})
+        group = None if view["badge"] else (view["categories"] or [view["source"] or STRINGS[lang]["other"]])[0]
+        entry = Entry(view, group, view["sort_key"] or _EPOCH, fragment)
+        return self.entries.put(key, entry) if key else entry
+
+    def heading(self, name: str, lang: str) -> Fragment:
+        """A section heading (cached per name and language)."""
+        key = (lang, name)
+        return self.headings.hit(key) or self.headings.put(
+            key, self._fragment("email_digest_section", {**self.r._common(lang, None), "name": name}))
+
+    def sections(self, items: list[Any], lang: str) -> list[tuple[str, list[Entry]]]:
+        """Flash Info first, then one section per category (or source) in order of appearance,
+        each newest first."""
+        flash: list[Entry] = []
+        groups: dict[str, list[Entry]] = {}
+        for item in items:
+            e = self.entry(item, lang)
+            if e.group is None:
+                flash.append(e)
+            else:
+                groups.setdefault(e.group, []).append(e)
+        newest_first = lambda entries: sorted(entries, key=lambda e: e.sort_key, reverse=True)  # noqa: E731
+        return ([(STRINGS[lang]["digest_flash"], newest_first(flash))] if flash else []) + \
+            [(name, newest_first(entries)) for name, entries in groups.items()]
+
+    def _page(self, lang: str, links: Mapping[str, str], day: date, count: int,
+              body: tuple[str, str], sections: list) -> tuple[str, str, str]:
+        t = STRINGS[lang]
+        when = format_day(day, lang)
+        ctx = {**self.r._common(lang, links), "count": count, "title": t["digest_title"].format(date=when),
+               "sections": [(name, [e.view for e in entries]) for name, entries in sections]}
+        html = self.r.env.get_template("email_digest.html").render({**ctx, "body": Markup(body[0])})
+        text = self.r.env.get_template("email_digest.txt").render({**ctx, "body": body[1]})
+        return html, text, t["digest_subject"].format(name=self.r.cfg.bot.name, date=when)
+
+    def shell(self, lang: str, links: Mapping[str, str], day: date, count: int) -> Shell:
+        """The page around the body token, rendered and CSS-inlined once per key."""
+        key = (lang, day, count, tuple(sorted(links.items())))
+        hit = self.shells.hit(key)
+        if hit:
+            return hit
+        html, text, subject = self._page(lang, links, day, count, (self.token, self.token), [])
+        inlined = self.r.inline(html)
+        parts = inlined.split(self.token)
+        ok = len(parts) == 2 and html.count(self.token) == 1 and text.count(self.token) == 1
+        return self.shells.put(key, Shell(html, (parts[0], parts[1]) if ok else None, text, subject))
+
+    def _inlined(self, fragment: Fragment, shell: Shell) -> str | None:
+        """The fragment as the whole-page inlining would write it: inlined inside the page."""
+        if fragment.inlined is None:
+            start, end = self._marks
+            out = self.r.inline(shell.html.replace(self.token, start + fragment.html + end))
+            if out.count(start) != 1 or out.count(end) != 1:
+                return None
+            fragment.inlined = out[out.index(start) + len(start):out.index(end)]
+        return fragment.inlined
+
+    # --- whole digest --------------------------------------------------------------------------
+    def render(self, items: list[Any], lang: str, links: Mapping[str, str], day: date) -> tuple[str, str, str]:
+        """(subject, html, text) of one digest."""
+        sections = self.sections(items, lang)
+        parts = [f for name, entries in sections for f in (self.heading(name, lang), *(e.fragment for e in entries))]
+        text_body = "".join(f.text for f in parts)
+        if self.fast and parts:
+            shell = self.shell(lang, links, day, len(items))
+            inlined = [self._inlined(f, shell) for f in parts] if shell.inlined else [None]
+            if None not in inlined:
+                text = shell.text.replace(self.token, text_body)
+                html = shell.inlined[0] + "".join(inlined) + shell.inlined[1]
+                return shell.subject, html, _NEWLINES.sub("\n\n", text).strip() + "\n"
+        html, text, subject = self._page(lang, links, day, len(items), ("".join(f.html for f in parts), text_body), sections)
+        return subject, self.r.inline(html), _NEWLINES.sub("\n\n", text).strip() + "\n"
