@@ -33,6 +33,9 @@ _BIG = ("title", "summary_html", "content_html")
 ENTRY_CACHE = 4096  # (item, language) entries kept: a day of items in every language, many times
 SHELL_CACHE = 256  # (language, day, item count, links) page shells kept
 _NEWLINES = re.compile(r"\n{3,}")
+# Link values that neither Jinja2's escaping nor the HTML serializer changes: such links can be
+# put into an already rendered shell by plain replacement (compose uses new placeholders per build).
+_PLAIN_LINK = re.compile(r"[A-Za-z0-9_:/.%@?=#+~,;!*()$-]*")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -56,12 +59,14 @@ class Entry(NamedTuple):
 
 
 class Shell(NamedTuple):
-    """A digest page around a body token: raw HTML, inlined HTML split at the body, text, subject."""
+    """A digest page around a body token: raw HTML, inlined HTML split at the body, text, subject,
+    and the link tokens standing for the links ({} when the real links are in the page)."""
 
     html: str
     inlined: tuple[str, str] | None
     text: str
     subject: str
+    tokens: dict[str, str]
 
 
 class _LRU(OrderedDict):
@@ -105,7 +110,7 @@ class Digests:
     def __init__(self, renderer: Any, fast: bool) -> None:
         self.r = renderer
         self.fast = fast
-        token = secrets.token_hex(8)
+        self._hex = token = secrets.token_hex(8)
         self.token = f"FLASHBOTBODY{token}"  # alphanumeric: HTML parsing and inlining keep it as is
         self._marks = (f"FLASHBOTFROM{token}", f"FLASHBOTTO{token}")
         self.entries = _LRU(ENTRY_CACHE)
@@ -161,16 +166,19 @@ class Digests:
         return html, text, t["digest_subject"].format(name=self.r.cfg.bot.name, date=when)
 
     def shell(self, lang: str, links: Mapping[str, str], day: date, count: int) -> Shell:
-        """The page around the body token, rendered and CSS-inlined once per key."""
-        key = (lang, day, count, tuple(sorted(links.items())))
+        """The page around the body token, rendered and CSS-inlined once per key (links as tokens
+        when they are plain, so the per-build placeholder links do not defeat the cache)."""
+        plain = all(_PLAIN_LINK.fullmatch(v) for v in links.values())
+        key = (lang, day, count) if plain else (lang, day, count, tuple(sorted(links.items())))
         hit = self.shells.hit(key)
         if hit:
             return hit
-        html, text, subject = self._page(lang, links, day, count, (self.token, self.token), [])
+        tokens = {name: f"FLASHBOTLINK{n}X{self._hex}" for n, name in enumerate(links)} if plain else {}
+        html, text, subject = self._page(lang, tokens or links, day, count, (self.token, self.token), [])
         inlined = self.r.inline(html)
         parts = inlined.split(self.token)
         ok = len(parts) == 2 and html.count(self.token) == 1 and text.count(self.token) == 1
-        return self.shells.put(key, Shell(html, (parts[0], parts[1]) if ok else None, text, subject))
+        return self.shells.put(key, Shell(html, (parts[0], parts[1]) if ok else None, text, subject, tokens))
 
     def _inlined(self, fragment: Fragment, shell: Shell) -> str | None:
         """The fragment as the whole-page inlining would write it: inlined inside the page."""
@@ -192,8 +200,11 @@ class Digests:
             shell = self.shell(lang, links, day, len(items))
             inlined = [self._inlined(f, shell) for f in parts] if shell.inlined else [None]
             if None not in inlined:
-                text = shell.text.replace(self.token, text_body)
-                html = shell.inlined[0] + "".join(inlined) + shell.inlined[1]
+                head, tail, text = shell.inlined[0], shell.inlined[1], shell.text
+                for name, token in shell.tokens.items():
+                    head, tail, text = (s.replace(token, links[name]) for s in (head, tail, text))
+                text = text.replace(self.token, text_body)
+                html = head + "".join(inlined) + tail
                 return shell.subject, html, _NEWLINES.sub("\n\n", text).strip() + "\n"
         html, text, subject = self._page(lang, links, day, len(items), ("".join(f.html for f in parts), text_body), sections)
         return subject, self.r.inline(html), _NEWLINES.sub("\n\n", text).strip() + "\n"
