@@ -110,3 +110,27 @@ async def test_permanent_redirect_and_max_age_on_304_are_kept_in_a_batch(feed_se
     assert rows["s000"]["url"] == feed_server.url("/moved") and rows["s000"]["last_status"] == 304
     assert rows["s001"]["max_age"] == 300 and rows["s001"]["last_status"] == 304
     assert rows["s002"]["max_age"] is None
+
+
+@pytest.mark.parametrize("alert_on_first_poll", [False, True])
+async def test_new_items_are_inserted_in_one_statement_with_their_events_in_feed_order(
+        feed_server, ingest_config, ingest_engine, alert_on_first_poll):
+    entries = [{"title": f"Titre {k}", "guid": f"g{k}"} for k in range(30)]
+    entries[3] = {"title": "FLASH INFO : Séisme au Japon", "guid": "g3"}
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f"), "alert_on_first_poll": alert_on_first_poll}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss(entries))
+    inserts = []
+    event.listen(ingest_engine, "before_cursor_execute",
+                 lambda conn, cur, stmt, params, ctx, many: inserts.append(stmt) if stmt.startswith("INSERT INTO items") else None)
+    [report] = await cycle(ingest_engine, cfg, None)
+    assert len(inserts) == 1, inserts  # one executemany, not one INSERT per item
+    kinds = [e.kind for e in report.events]
+    expected = "flash" if alert_on_first_poll else "baseline"
+    assert kinds == ["new" if alert_on_first_poll else "baseline"] * 3 + [expected] + kinds[4:] and len(kinds) == 30
+    assert [e.title for e in report.events] == ["Séisme au Japon" if k == 3 else f"Titre {k}" for k in range(30)]
+    with ingest_engine.connect() as conn:
+        from bot.store.schema import items
+        from sqlalchemy import select
+        rows = {r.id: r for r in conn.execute(select(items))}
+    assert all(rows[e.item_id].key == f"g{k}" for k, e in enumerate(report.events))

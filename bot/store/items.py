@@ -77,19 +77,29 @@ def _alert(conn: Connection, cfg: Config, source: RowMapping, item_id: int, item
     return ev(state if state == "held" else "flash")
 
 
+def _insert_new(conn: Connection, source: RowMapping, new: list[Item], baseline: bool, now: datetime) -> dict[str, int]:
+    """Insert a poll's new items (unique keys) with one multi-row INSERT; {key: id}."""
+    if not new:
+        return {}
+    rows = [{"source_id": source["id"], "key": it.key, "is_flash": it.is_flash, "baseline": baseline,
+             "detected_at": now, "alert_state": "none", "also_sources": [], "revision": 0, **_values(it)}
+            for it in new]
+    # One statement for all rows: building a literal INSERT per item cost ~0.2 ms each. RETURNING
+    # order is unspecified in SQLite, so ids are matched by key (unique within a source).
+    res = conn.execute(insert(items).returning(items.c.key, items.c.id), rows)
+    return {key: item_id for key, item_id in res}
+
+
 def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, old: RowMapping | None,
-               baseline: bool, now: datetime) -> Event | None:
-    vals = _values(item)
-    if old is None:
-        res = conn.execute(insert(items).values(
-            source_id=source["id"], key=item.key, is_flash=item.is_flash, baseline=baseline, detected_at=now,
-            alert_state="none", also_sources=[], revision=0, **vals))
-        item_id = res.inserted_primary_key[0]
+               baseline: bool, now: datetime, new_id: int | None) -> Event | None:
+    if old is None:  # inserted just before by _insert_new
+        headline = item.headline or item.title
         if baseline:
-            return Event(item_id, "baseline", source["name"], vals["headline"], item.is_flash)
+            return Event(new_id, "baseline", source["name"], headline, item.is_flash)
         if item.is_flash:
-            return _alert(conn, cfg, source, item_id, item, now)
-        return Event(item_id, "new", source["name"], vals["headline"], False)
+            return _alert(conn, cfg, source, new_id, item, now)
+        return Event(new_id, "new", source["name"], headline, False)
+    vals = _values(item)
     if old["content_hash"] == item.content_hash and old["is_flash"] == (item.is_flash or old["alert_state"] != "none"):
         return None
     if old["alert_state"] in ALERTED:
@@ -117,7 +127,10 @@ def store_items(engine: Engine, cfg: Config, source: RowMapping, parsed: list[It
     def run() -> list[Event]:
         with engine.begin() as conn:
             old = _existing(conn, source["id"], list(unique))
-            events = [_store_one(conn, cfg, source, it, old.get(k), baseline, now) for k, it in unique.items()]
+            new = [it for k, it in unique.items() if k not in old]
+            ids = _insert_new(conn, source, new, baseline, now)
+            events = [_store_one(conn, cfg, source, it, old.get(k), baseline, now, ids.get(k))
+                      for k, it in unique.items()]
             return [e for e in events if e is not None]
     return retry_locked(run)
 
