@@ -25,7 +25,7 @@ from bot.render_i18n import STRINGS, format_when, pick_language
 BUNDLED = Path(bot.__file__).resolve().parent.parent / "templates"
 # The only names ever rendered or included: a template name never comes from outside.
 TEMPLATES = frozenset({
-    "email_base.html", "email_alert.html", "email_alert.txt", "email_update.html",
+    "email_base.html", "email_article.html", "email_alert.html", "email_alert.txt", "email_update.html",
     "email_update.txt", "email_digest.html", "email_digest.txt", "telegram_post.html",
     "telegram_update.html", "email_footer.txt", *DIGEST_TEMPLATES,
 })
