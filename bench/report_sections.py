@@ -180,17 +180,18 @@ def latency(res: dict | None) -> list[str]:
     if why := _skip(res):
         return out + [why]
     out += [res.get("method", ""), "",
-            "| Path | alerts | Telegram p50 | Telegram p95 | email p50 | email p95 |",
-            "|---|---:|---:|---:|---:|---:|"]
+            "| Path | alerts | Telegram p50 | Telegram p95 | email p50 | email p95 | slowest | lost |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mode in ("push", "polling"):
         m = res.get(mode) or {}
         if "skipped" in m:
-            out.append(f"| {mode} | skipped: {m['skipped']} | | | | |")
+            out.append(f"| {mode} | skipped: {m['skipped']} | | | | | | |")
             continue
         label = "WebSub push" if mode == "push" else f"polling every {m.get('interval_s', 5)} s"
-        out.append(f"| {label} | {fmt(m.get('n'))} | {fmt(m.get('telegram_p50'), ' s', 2)} | "
-                   f"{fmt(m.get('telegram_p95'), ' s', 2)} | {fmt(m.get('email_p50'), ' s', 2)} | "
-                   f"{fmt(m.get('email_p95'), ' s', 2)} |")
+        slowest = max((v for v in (m.get("telegram_max"), m.get("email_max")) if v is not None), default=None)
+        out.append(f"| {label} | {fmt(m.get('n'))} | {fmt(m.get('telegram_p50'), ' s', 3)} | "
+                   f"{fmt(m.get('telegram_p95'), ' s', 3)} | {fmt(m.get('email_p50'), ' s', 3)} | "
+                   f"{fmt(m.get('email_p95'), ' s', 3)} | {fmt(slowest, ' s', 3)} | {fmt(m.get('lost'))} |")
     if res.get("note"):
         out += ["", res["note"]]
     return out
