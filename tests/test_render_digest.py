@@ -145,3 +145,10 @@ def test_old_style_override_still_gets_sections(render_config, tmp_path):
     mail = Renderer(render_config(templates="perso")).email_digest(
         [seed_item(headline="Un", label=None, is_flash=False, categories=["Monde"])], "fr", LINKS, date=BASE)
     assert mail.text == f"Monde: Un; | {LINKS['unsubscribe']}\n"
+
+
+@pytest.mark.parametrize("text", ["", "a", "\n\n", "\n\n\n", "a\n\n\n\nb", "\n" * 100 + "x" + "\n" * 7,
+                                  "a\n\nb\n\n\n\n\n\nc\n\n\n", "\r\n\r\n\r\n", "x\n \n\n\ny"])
+def test_collapse_blank_lines_matches_the_regex(text):
+    import re
+    assert render_digest.collapse_blank_lines(text) == re.sub(r"\n{3,}", "\n\n", text)
