@@ -134,7 +134,7 @@ class Renderer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
         overridden = folder_names(cfg.resolve(cfg.bot.templates)) if cfg.bot.templates else set()
         # Overridden digest templates may not have the shape the fragment path relies on.
-        self.digests = Digests(self, fast=not overridden & set(DIGEST_TEMPLATES))
+        self.digests = Digests(self, not overridden & set(DIGEST_TEMPLATES), lambda s: one_line(s, SUBJECT_MAX))
 
     def inline(self, html: str) -> str:
         """The HTML page with its stylesheet moved into style attributes (mail clients drop <style>)."""
@@ -234,4 +234,4 @@ class Renderer:
         day = date.astimezone(self.tz).date() if isinstance(date, datetime) else date
         subject, html, text = self.digests.render(list(items), lang, self._common(lang, links)["links"],
                                                   day or datetime.now(self.tz).date())
-        return RenderedEmail(one_line(subject, SUBJECT_MAX), html, text)
+        return RenderedEmail(subject, html, text)

@@ -14,7 +14,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from markupsafe import Markup
 
@@ -114,9 +114,10 @@ def item_key(item: Any, lang: str) -> tuple | None:
 class Digests:
     """Builds digests for a Renderer: `render(items, lang, links, day) -> (subject, html, text)`."""
 
-    def __init__(self, renderer: Any, fast: bool) -> None:
+    def __init__(self, renderer: Any, fast: bool, clean_subject: Callable[[str], str]) -> None:
         self.r = renderer
         self.fast = fast
+        self.clean_subject = clean_subject  # one line, cut: done once per shell, not per digest
         self._hex = token = secrets.token_hex(8)
         self.token = f"FLASHBOTBODY{token}"  # alphanumeric: HTML parsing and inlining keep it as is
         self._marks = (f"FLASHBOTFROM{token}", f"FLASHBOTTO{token}")
@@ -170,7 +171,7 @@ class Digests:
                "sections": [(name, [e.view for e in entries]) for name, entries in sections]}
         html = self.r.env.get_template("email_digest.html").render({**ctx, "body": Markup(body[0])})
         text = self.r.env.get_template("email_digest.txt").render({**ctx, "body": body[1]})
-        return html, text, t["digest_subject"].format(name=self.r.cfg.bot.name, date=when)
+        return html, text, self.clean_subject(t["digest_subject"].format(name=self.r.cfg.bot.name, date=when))
 
     def shell(self, lang: str, links: Mapping[str, str], day: date, count: int) -> Shell:
         """The page around the body token, rendered and CSS-inlined once per key (links as tokens
