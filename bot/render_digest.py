@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
@@ -124,6 +125,7 @@ class Digests:
         self.entries = _LRU(ENTRY_CACHE)
         self.headings = _LRU(ENTRY_CACHE)
         self.shells = _LRU(SHELL_CACHE)
+        self._lock = threading.Lock()  # the caches are OrderedDicts: one digest at a time
 
     # --- parts ---------------------------------------------------------------------------------
     def _fragment(self, name: str, ctx: dict[str, Any]) -> Fragment:
@@ -200,7 +202,11 @@ class Digests:
 
     # --- whole digest --------------------------------------------------------------------------
     def render(self, items: list[Any], lang: str, links: Mapping[str, str], day: date) -> tuple[str, str, str]:
-        """(subject, html, text) of one digest."""
+        """(subject, html, text) of one digest (thread-safe)."""
+        with self._lock:
+            return self._render(items, lang, links, day)
+
+    def _render(self, items: list[Any], lang: str, links: Mapping[str, str], day: date) -> tuple[str, str, str]:
         sections = self.sections(items, lang)
         parts = [f for name, entries in sections for f in (self.heading(name, lang), *(e.fragment for e in entries))]
         text_body = "".join(f.text for f in parts)

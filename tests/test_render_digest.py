@@ -152,3 +152,15 @@ def test_old_style_override_still_gets_sections(render_config, tmp_path):
 def test_collapse_blank_lines_matches_the_regex(text):
     import re
     assert render_digest.collapse_blank_lines(text) == re.sub(r"\n{3,}", "\n\n", text)
+
+
+def test_one_renderer_shared_by_threads(render_config, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast, slow = pair(render_config)
+    monkeypatch.setattr(fast.digests.entries, "size", 7)  # constant eviction while threads render
+    items, rng = pool(), random.Random(3)
+    lists = [rng.sample(items, rng.randint(1, 12)) for _ in range(80)]
+    with ThreadPoolExecutor(4) as pool_:
+        got = list(pool_.map(lambda chosen: fast.email_digest(chosen, "fr", LINKS, date=BASE), lists))
+    assert got == [slow.email_digest(chosen, "fr", LINKS, date=BASE) for chosen in lists]
