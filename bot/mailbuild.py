@@ -61,16 +61,12 @@ def list_id_value(list_id: str | None, sender: str, name: str) -> str:
 
 def _split_markers(text: str, markers: set[str]) -> list[str]:
     """text split around every marker occurrence: [text, marker, text, marker, ..., text]."""
-    out, pos = [], 0
-    while markers:
-        hits = [(i, m) for m in markers if (i := text.find(m, pos)) >= 0]
-        if not hits:
-            break
-        i, m = min(hits)
-        out += [text[pos:i], m]
-        pos = i + len(m)
-    out.append(text[pos:])
-    return out
+    if not markers:
+        return [text]
+    # One regex pass (longest marker first, so a marker that prefixes another never wins wrongly);
+    # the capturing group keeps the markers at the odd positions of the result.
+    pattern = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
+    return re.split(pattern, text)
 
 
 def qp_encode(text: str, markers: set[str]) -> bytes:
