@@ -21,6 +21,7 @@ import httpx
 from .config import Config, FetchConfig
 from .feedparse import parse_feed
 from .fetchpool import ShardedTransport
+from .inflate import ACCEPT_ENCODING, EncodingError, Inflater
 from .models import FeedResult
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -55,7 +56,8 @@ def make_client(fetch_cfg: FetchConfig) -> httpx.AsyncClient:
     transport = ShardedTransport(max(1, fetch_cfg.concurrency))
     return httpx.AsyncClient(
         timeout=httpx.Timeout(fetch_cfg.timeout), transport=transport, follow_redirects=False,
-        headers={"User-Agent": fetch_cfg.user_agent, "Accept": ACCEPT}, trust_env=False,
+        headers={"User-Agent": fetch_cfg.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+        trust_env=False,
     )
 
 
@@ -92,13 +94,26 @@ async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"response too large: {int(declared)} bytes declared, cap is {max_bytes} (fetch.max_bytes)", resp.status_code)
+    try:
+        inflater = Inflater(resp.headers.get("content-encoding"))
+    except EncodingError as exc:
+        raise FetchError(str(exc), resp.status_code) from None
     chunks: list[bytes] = []
     total = 0
-    async for chunk in resp.aiter_bytes():  # decoded: a gzip bomb is capped on its inflated size
-        total += len(chunk)
-        if total > max_bytes:
-            raise FetchError(f"response too large: more than {max_bytes} bytes (fetch.max_bytes)", resp.status_code)
-        chunks.append(chunk)
+
+    def take(pieces) -> None:
+        nonlocal total
+        for piece in pieces:  # bounded pieces: a bomb is cut at the cap on its inflated size
+            total += len(piece)
+            if total > max_bytes:
+                raise FetchError(f"response too large: more than {max_bytes} bytes (fetch.max_bytes)", resp.status_code)
+            chunks.append(piece)
+    try:
+        async for raw in resp.aiter_raw():  # raw: we decode ourselves, with a bound (bot.inflate)
+            take(inflater.feed(raw))
+        take(inflater.feed(b""))
+    except EncodingError as exc:
+        raise FetchError(str(exc), resp.status_code) from None
     return b"".join(chunks)
 
 
