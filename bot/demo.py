@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from . import digest, logs
+from . import digest, logs, loop
 from .config import load_config
 from .service import Service, StartupError
 from .store import open_db
@@ -233,7 +233,7 @@ def main(workdir: Path, serve: bool = False, log_format: str = "text") -> int:
     """Run the demo; returns the exit status (0 when the story completed)."""
     logs.setup(log_format, level=logging.WARNING)
     started = time.monotonic()
-    code = asyncio.run(_main(Path(workdir), serve))
+    code = loop.run(_main(Path(workdir), serve))
     if not serve:
         console.print(f"[green]demo finished in {time.monotonic() - started:.1f} s[/]")
     return code

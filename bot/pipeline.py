@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import Engine
 
-from . import deliver, digest, ingest, logs
+from . import deliver, digest, ingest, logs, loop
 from .models import Event
 
 log = logging.getLogger("flashbot.pipeline")
@@ -86,4 +86,4 @@ def run_once(cfg, engine: Engine, horizon: float = 30.0, lock_wait: float = 30.0
     """`flashbot run --once`: poll everything, queue, deliver all that is due (and soon due), return counts."""
     from .service import run_once_async  # the service owns channel set-up and the instance lock
 
-    return asyncio.run(run_once_async(cfg, engine, horizon=horizon, lock_wait=lock_wait))
+    return loop.run(run_once_async(cfg, engine, horizon=horizon, lock_wait=lock_wait))

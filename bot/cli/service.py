@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ..config import ConfigError
+from .. import loop
 from . import err, out, state
 
 
@@ -53,7 +54,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
                 out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
 
     try:
-        code = asyncio.run(serve(cfg, engine, on_ready=ready))
+        code = loop.run(serve(cfg, engine, on_ready=ready))
     except StartupError as exc:
         err.print(f"cannot start: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -100,7 +101,7 @@ def digest(
             finally:
                 if rt is not None:
                     await rt.close()
-        result, sent = asyncio.run(go())
+        result, sent = loop.run(go())
         if result.get("skipped"):
             err.print(result["skipped"])
             raise typer.Exit(1)
