@@ -138,8 +138,11 @@ async def test_overview_escapes_feed_data_and_shows_figures(web_client, web_engi
     assert "<img src=x" not in r.text
     assert 'class="flash">FLASH INFO<' in r.text and "Séisme" in r.text
     assert "403 Forbidden: bot was kicked" in r.text
-    assert "pending: 1, retry: 1, sent: 1" in r.text
-    assert "35.0 s" in r.text  # publication → first email: 30 s before detection + 5 s
+    assert "en attente : 1, à réessayer : 1, envoyé : 1" in r.text  # French by default
+    assert "35,0 s" in r.text  # publication → first email: 30 s before detection + 5 s
+    en = await web_client.get("/admin?lang=en")
+    assert "pending: 1, retry: 1, sent: 1" in en.text and "35.0 s" in en.text
+    assert XSS not in en.text and "403 Forbidden: bot was kicked" in en.text
     failures = await web_client.get("/admin/failures")
     assert XSS not in failures.text and "550 &lt;script&gt;" in failures.text
 
@@ -151,10 +154,14 @@ async def test_held_item_approve_and_cancel(web_client, web_engine, monkeypatch)
     monkeypatch.setattr(admin_mod, "_queue_item", lambda w, item_id: called.append(item_id) or 7)
     await login(web_client)
     r = await post(web_client, f"/admin/items/{ids['held']}/approve")
-    assert r.status_code == 303 and "7%20deliveries" in r.headers["location"]
+    assert r.status_code == 303 and r.headers["location"] == f"/admin?notice=approved&item={ids['held']}&n=7"
+    shown = await web_client.get(r.headers["location"])
+    assert f"Article {ids['held']} validé : 7 envoi(s) en file d'attente." in shown.text.replace("&#39;", "'")
     assert called == [ids["held"]] and state_of(web_engine, items, ids["held"], "alert_state") == "approved"
     again = await post(web_client, f"/admin/items/{ids['held']}/approve")
-    assert called == [ids["held"]] and "not%20waiting" in again.headers["location"]  # no double fan-out
+    assert called == [ids["held"]] and "notice=not_held" in again.headers["location"]  # no double fan-out
+    shown = await web_client.get(again.headers["location"] + "&lang=en")
+    assert f"Item {ids['held']} was not waiting for approval." in shown.text
     r = await post(web_client, f"/admin/items/{ids['running']}/cancel")
     assert r.status_code == 303
     assert state_of(web_engine, items, ids["running"], "alert_state") == "cancelled"
@@ -191,7 +198,8 @@ async def test_source_pause_resume_and_channel_resume(web_client, web_engine):
     ids = seed(web_engine)
     await login(web_client)
     page = await web_client.get("/admin/sources")
-    assert "HTTP 503" in page.text and "failing ×3" in page.text
+    assert "HTTP 503" in page.text and "en échec ×3" in page.text
+    assert "failing ×3" in (await web_client.get("/admin/sources?lang=en")).text
     await post(web_client, f"/admin/sources/{ids['source']}/pause")
     assert state_of(web_engine, sources, ids["source"], "paused") is True
     await post(web_client, f"/admin/sources/{ids['source']}/resume")
@@ -207,15 +215,15 @@ async def test_subscriber_search_treats_input_as_data(web_client, web_engine, q)
     subs.add(web_engine, ["alice@example.org", "bob@example.org"])
     await login(web_client)
     r = await web_client.get("/admin/subscribers", params={"q": q, "status": "active' --", "page": "-3"})
-    assert r.status_code == 200 and 'id="total">0 matching' in r.text and XSS not in r.text
-    ok = await web_client.get("/admin/subscribers", params={"q": "ALICE"})
-    assert "1 matching" in ok.text and "alice@example.org" in ok.text and "bob@example.org" not in ok.text
+    assert r.status_code == 200 and 'id="total">0 résultat(s)' in r.text and XSS not in r.text
+    ok = await web_client.get("/admin/subscribers", params={"q": "ALICE", "lang": "en"})
+    assert 'id="total">1 matching' in ok.text and "alice@example.org" in ok.text and "bob@example.org" not in ok.text
 
 
 async def test_subscriber_pages_paginate(web_client, web_engine):
     subs.insert_many(web_engine, [{"email": f"user{i:03d}@example.org"} for i in range(120)])
     await login(web_client)
-    first = await web_client.get("/admin/subscribers")
+    first = await web_client.get("/admin/subscribers?lang=en")
     third = await web_client.get("/admin/subscribers", params={"page": 3})
     assert "120 matching" in first.text and "Page 1 / 3" in first.text
     assert first.text.count("@example.org</td>") == 50 and third.text.count("@example.org</td>") == 20
@@ -295,6 +303,6 @@ async def test_pages_stay_fast_with_100k_subscribers(web_client, web_engine):
         t = time.monotonic()
         r = await web_client.get("/admin/subscribers", params=params)
         assert r.status_code == 200 and time.monotonic() - t < 1.5, params
-    assert "1 matching" in (await web_client.get("/admin/subscribers", params={"q": "user99999@"})).text
+    assert "1 résultat(s)" in (await web_client.get("/admin/subscribers", params={"q": "user99999@"})).text
     t = time.monotonic()
     assert (await web_client.get("/metrics")).status_code == 200 and time.monotonic() - t < 1.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,13 +30,13 @@ def protected(handler: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
         w = web(request)
         if not w.admin.enabled:
-            return w.render(request, "admin/disabled.html", status=503, lang="en")
+            return w.render(request, "admin/disabled.html", status=503)
         if not w.admin.logged_in(request):
             return RedirectResponse("/admin/login", status_code=303)
         if request.method == "POST":
             request.state.form = form = await read_form(request)
             if not w.csrf.valid(request, form.get(CSRF_FIELD)):
-                return w.message(request, "csrf_title", "csrf_body", status=403, lang="en")
+                return w.message(request, "csrf_title", "csrf_body", status=403)
         return await handler(request)
 
     wrapper.__name__ = handler.__name__
@@ -54,20 +55,20 @@ async def login(request: Request) -> Response:
     """GET shows the login form; POST checks the password (rate-limited per IP)."""
     w = web(request)
     if not w.admin.enabled:
-        return w.render(request, "admin/disabled.html", status=503, lang="en")
+        return w.render(request, "admin/disabled.html", status=503)
     if request.method == "GET":
-        return w.render(request, "admin/login.html", lang="en")
+        return w.render(request, "admin/login.html")
     form = await read_form(request)
     if not w.csrf.valid(request, form.get(CSRF_FIELD)):
-        return w.message(request, "csrf_title", "csrf_body", status=403, lang="en")
+        return w.message(request, "csrf_title", "csrf_body", status=403)
     bucket = ratelimit.bucket("login-ip", client_ip(request))
     if await w.db(ratelimit.count, w.engine, bucket, LOGIN_WINDOW) >= LOGIN_LIMIT:
-        return w.render(request, "admin/login.html", {"error": "Too many failed attempts; wait 15 minutes."},
-                        status=429, lang="en")
+        return w.render(request, "admin/login.html", {"error": "adm_login_limited"},
+                        status=429)
     if not w.admin.check_password(str(form.get("password", ""))):
         await w.db(ratelimit.hit, w.engine, bucket)
         log.warning("failed admin login from %s", client_ip(request))
-        return w.render(request, "admin/login.html", {"error": "Wrong password."}, status=401, lang="en")
+        return w.render(request, "admin/login.html", {"error": "adm_login_wrong"}, status=401)
     response = RedirectResponse("/admin", status_code=303)
     w.admin.start(response)
     return response
@@ -94,7 +95,7 @@ async def overview(request: Request) -> Response:
         "channels": await w.db(dashboard.channel_states, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
-    return w.render(request, "admin/overview.html", ctx, lang="en")
+    return w.render(request, "admin/overview.html", ctx)
 
 
 @protected
@@ -102,7 +103,7 @@ async def sources_page(request: Request) -> Response:
     """Every source: status, last error, next poll, pause/resume."""
     w = web(request)
     return w.render(request, "admin/sources.html", {"sources": await w.db(dashboard.source_list, w.engine),
-                                                    "now": utcnow()}, lang="en")
+                                                    "now": utcnow()})
 
 
 @protected
@@ -119,7 +120,7 @@ async def subscribers_page(request: Request) -> Response:
     ctx = {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE)), "q": q,
            "status": status or "", "mode": mode or "", "statuses": subs.STATUSES, "modes": subs.MODES,
            "counts": await w.db(subs.counts, w.engine)}
-    return w.render(request, "admin/subscribers.html", ctx, lang="en")
+    return w.render(request, "admin/subscribers.html", ctx)
 
 
 @protected
@@ -129,13 +130,14 @@ async def failures_page(request: Request) -> Response:
     page = _page(request)
     rows, total = await w.db(dashboard.failures, w.engine, PAGE, (page - 1) * PAGE)
     return w.render(request, "admin/failures.html", {"rows": rows, "total": total, "page": page,
-                                                     "pages": max(1, -(-total // PAGE))}, lang="en")
+                                                     "pages": max(1, -(-total // PAGE))})
 
 
-def _back(path: str, notice: str) -> RedirectResponse:
-    from urllib.parse import quote
-
-    return RedirectResponse(f"{path}?notice={quote(notice)}", status_code=303)
+def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
+    # A message name and numbers, never text: the page words it in the operator's language, and a
+    # crafted link cannot make the dashboard display arbitrary sentences.
+    query = urlencode({"notice": notice, **{k: int(v) for k, v in numbers.items()}})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
 @protected
@@ -144,7 +146,7 @@ async def retry(request: Request) -> Response:
     w = web(request)
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
     n = await w.db(_retry, w, ids)
-    return _back("/admin/failures", f"{n} deliveries queued again")
+    return _back("/admin/failures", "retried", n=n)
 
 
 def _retry(w: Web, ids: list[int]) -> int:
@@ -162,7 +164,7 @@ async def source_action(request: Request) -> Response:
     paused = request.path_params["action"] == "pause"
     ok = await w.db(dashboard.set_source_paused, w.engine, request.path_params["id"], paused,
                     "paused by operator" if paused else None)
-    return _back("/admin/sources", ("paused" if paused else "resumed") if ok else "unknown source")
+    return _back("/admin/sources", ("paused" if paused else "resumed") if ok else "unknown_source")
 
 
 @protected
@@ -174,19 +176,16 @@ async def item_action(request: Request) -> Response:
         raise HTTPException(404)
     if action == "approve":
         if not await w.db(dashboard.mark_approved, w.engine, item_id):
-            return _back("/admin", f"item {item_id} was not waiting for approval")
+            return _back("/admin", "not_held", item=item_id)
         queued = await w.db(_queue_item, w, item_id)
-        return _back("/admin", f"item {item_id} approved, {queued} deliveries queued")
+        return _back("/admin", "approved", item=item_id, n=queued)
     n = await w.db(dashboard.cancel_item, w.engine, item_id)
-    return _back("/admin", f"item {item_id} cancelled, {n} pending deliveries stopped")
+    return _back("/admin", "cancelled", item=item_id, n=n)
 
 
-def _queue_item(w: Web, item_id: int) -> int | str:
-    try:
-        from ..deliver import queue_item
-    except ImportError:
-        log.warning("bot.deliver.queue_item is not available: item %s approved but not queued", item_id)
-        return "no"
+def _queue_item(w: Web, item_id: int) -> int:
+    from ..deliver import queue_item
+
     return queue_item(w.engine, w.cfg, item_id)
 
 
@@ -195,7 +194,7 @@ async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
     ok = await w.db(dashboard.resume_channel, w.engine, request.path_params["name"])
-    return _back("/admin", "channel resumed" if ok else "unknown channel")
+    return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 
 
 def routes() -> list[Route]:

@@ -18,11 +18,13 @@ from starlette.routing import Route
 
 from ..config import Config
 from ..tokens import secret_key
+from . import localize
 from .i18n import CATALOGS, translator
 from .mailer import Mailer, SMTPMailer
 from .security import AdminSession, Csrf, SecurityHeaders
 
 log = logging.getLogger("flashbot.web")
+LANG_COOKIE = "fb_lang"  # Path=/admin: public pages keep following ?lang= and the subscriber's language
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 
 
@@ -44,9 +46,9 @@ class Web:
         return await run_in_threadpool(fn, *args, **kwargs)
 
     def lang(self, request: Request, preferred: str | None = None) -> str:
-        """?lang= wins, then the subscriber's language, then [bot] language."""
+        """?lang= wins, then the remembered choice (dashboard cookie), the subscriber's language, [bot] language."""
         asked = request.query_params.get("lang")
-        for choice in (asked, preferred, self.cfg.bot.language):
+        for choice in (asked, request.cookies.get(LANG_COOKIE), preferred, self.cfg.bot.language):
             if choice in CATALOGS:
                 return choice
         return "fr"
@@ -57,10 +59,20 @@ class Web:
         lang = lang or self.lang(request)
         full = {"_": translator(lang), "lang": lang, "bot_name": self.cfg.bot.name, "request": request,
                 "csrf_field": self.csrf.field_for(request), "public_url": self.cfg.bot.public_url,
-                "notice": request.query_params.get("notice", "")[:200], **(ctx or {})}
+                "notice": localize.notice(request, lang), **localize.helpers(lang, self.cfg.bot.timezone),
+                **(ctx or {})}
         response = HTMLResponse(self.env.get_template(f"web/{name}").render(full), status_code=status)
         self.csrf.set_cookie(request, response)
+        if request.url.path.startswith("/admin"):
+            self.remember_lang(request, response)
         return response
+
+    def remember_lang(self, request: Request, response: Response) -> None:
+        """On the dashboard, ?lang= is kept in a cookie so every later page and redirect follows it."""
+        asked = request.query_params.get("lang")
+        if asked in CATALOGS and asked != request.cookies.get(LANG_COOKIE):
+            response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, path="/admin", httponly=True,
+                                samesite="lax", secure=self.csrf.secure)
 
     def message(self, request: Request, title_key: str, body_key: str, status: int = 200,
                 lang: str | None = None, **extra: Any) -> HTMLResponse:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from markupsafe import Markup
+
 FR: dict[str, str] = {
     "signup_title": "Inscrivez-vous à la newsletter",
     "signup_intro": "Recevez les alertes Flash Info dès qu'elles tombent et/ou notre sélection quotidienne.",
@@ -142,6 +144,137 @@ EN: dict[str, str] = {
     "mail_already_action": "To change what you receive, open your preferences:",
 }
 
+# The operator dashboard: (French, English) per key, so a missing translation cannot slip in.
+# Keys ending in "_h" are trusted HTML (our own <code>/<strong>), their fields are escaped.
+ADMIN: dict[str, tuple[str, str]] = {
+    "adm_dashboard": ("Tableau de bord", "Dashboard"),
+    "adm_admin": ("administration", "admin"),
+    "adm_logout": ("Se déconnecter", "Log out"),
+    "adm_overview": ("Vue d'ensemble", "Overview"),
+    "adm_sources": ("Sources", "Sources"),
+    "adm_subscribers": ("Abonnés", "Subscribers"),
+    "adm_failures": ("Échecs", "Failures"),
+    "adm_times": ("Heures affichées dans le fuseau {tz}.", "Times shown in the {tz} time zone."),
+    "adm_disabled_title": ("Tableau de bord désactivé", "Dashboard disabled"),
+    "adm_disabled_body": ("Aucun mot de passe opérateur n'est configuré : le tableau de bord est donc désactivé "
+                          "(il n'y a pas de mot de passe par défaut).",
+                          "No operator password is configured, so the dashboard is switched off "
+                          "(there is no default password)."),
+    "adm_disabled_how_h": ("Renseignez <code>admin_password</code> dans la section <code>[web]</code> de "
+                           "<code>config.toml</code>, ou la variable d'environnement "
+                           "<code>FLASHBOT_ADMIN_PASSWORD</code>, puis redémarrez {name}.",
+                           "Set <code>admin_password</code> in the <code>[web]</code> section of "
+                           "<code>config.toml</code>, or the <code>FLASHBOT_ADMIN_PASSWORD</code> environment "
+                           "variable, then restart {name}."),
+    "adm_login_title": ("Connexion opérateur", "Operator login"),
+    "adm_login": ("Se connecter", "Log in"),
+    "adm_password": ("Mot de passe", "Password"),
+    "adm_login_wrong": ("Mot de passe incorrect.", "Wrong password."),
+    "adm_login_limited": ("Trop d'essais manqués : patientez 15 minutes.", "Too many failed attempts; wait 15 minutes."),
+    "adm_channel_paused_h": ("Le canal <strong>{channel}</strong> est en pause : {reason}",
+                             "Channel <strong>{channel}</strong> is paused: {reason}"),
+    "adm_no_reason": ("aucune raison enregistrée", "no reason recorded"),
+    "adm_resume_channel": ("Relancer {channel}", "Resume {channel}"),
+    "adm_held": ("En attente de validation ({n})", "Waiting for approval ({n})"),
+    "adm_approval_off_h": ("La validation est désactivée (<code>flash.require_approval = false</code>) : "
+                           "les alertes partent immédiatement.",
+                           "Approval is off (<code>flash.require_approval = false</code>): alerts go out at once."),
+    "adm_detected": ("Détecté", "Detected"),
+    "adm_source": ("Source", "Source"),
+    "adm_title_col": ("Titre", "Title"),
+    "adm_approve": ("Valider", "Approve"),
+    "adm_cancel": ("Annuler", "Cancel"),
+    "adm_deliveries": ("Envois", "Deliveries"),
+    "adm_channel": ("Canal", "Channel"),
+    "adm_last_day": ("Dernières 24 h", "Last 24 h"),
+    "adm_all_time": ("Depuis le début", "All time"),
+    "adm_latency_published": ("Premier envoi après publication (médiane / max)",
+                              "First delivery after publication (median / max)"),
+    "adm_latency_detected": ("après détection (médiane / max)", "after detection (median / max)"),
+    "adm_n_alerts": ("{n} alertes", "{n} alerts"),
+    "adm_recent": ("Articles récents", "Recent items"),
+    "adm_alert": ("Alerte", "Alert"),
+    "adm_first_sends": ("Premier Telegram / e-mail", "First Telegram / email"),
+    "adm_cancel_alert": ("Annuler l'alerte", "Cancel alert"),
+    "adm_no_items": ("Aucun article pour l'instant.", "No items yet."),
+    "adm_channels": ("Canaux", "Channels"),
+    "adm_state": ("État", "State"),
+    "adm_last_error": ("Dernière erreur", "Last error"),
+    "adm_updated": ("Mis à jour", "Updated"),
+    "adm_resume": ("Reprendre", "Resume"),
+    "adm_pause": ("Suspendre", "Pause"),
+    "adm_running": ("en service", "running"),
+    "adm_paused": ("en pause", "paused"),
+    "adm_no_channel_problem": ("Aucun canal n'a signalé de problème.", "No channel has reported a problem."),
+    "adm_sources_n": ("Sources ({n})", "Sources ({n})"),
+    "adm_name": ("Nom", "Name"),
+    "adm_status": ("Statut", "Status"),
+    "adm_last_poll": ("Dernière relève", "Last poll"),
+    "adm_last_success": ("Dernier succès", "Last success"),
+    "adm_next_poll": ("Prochaine relève", "Next poll"),
+    "adm_failing": ("en échec ×{n}", "failing ×{n}"),
+    "adm_ok": ("ok", "ok"),
+    "adm_reason_operator": ("suspendue par un opérateur", "paused by an operator"),
+    "adm_no_sources": ("Aucune source.", "No sources."),
+    "adm_total": ("total", "total"),
+    "adm_search_label": ("Rechercher par adresse", "Search by address"),
+    "adm_any_status": ("tous les statuts", "any status"),
+    "adm_any_mode": ("tous les modes", "any mode"),
+    "adm_mode": ("Mode", "Mode"),
+    "adm_search": ("Rechercher", "Search"),
+    "adm_matching": ("{n} résultat(s)", "{n} matching"),
+    "adm_address": ("Adresse", "Address"),
+    "adm_lang": ("Langue", "Lang"),
+    "adm_topics": ("Thèmes", "Topics"),
+    "adm_origin": ("Origine", "Origin"),
+    "adm_bounces": ("Rebonds", "Bounces"),
+    "adm_created": ("Créé", "Created"),
+    "adm_confirmed": ("Confirmé", "Confirmed"),
+    "adm_erased": ("(effacée)", "(erased)"),
+    "adm_nobody": ("Aucun abonné ne correspond.", "Nobody matches."),
+    "adm_failures_n": ("Envois en échec ({n})", "Failed deliveries ({n})"),
+    "adm_kind": ("Type", "Kind"),
+    "adm_recipient": ("Destinataire", "Recipient"),
+    "adm_item": ("Article", "Item"),
+    "adm_attempts": ("Tentatives", "Attempts"),
+    "adm_error": ("Erreur", "Error"),
+    "adm_select": ("sélectionner {id}", "select {id}"),
+    "adm_retry_selected": ("Réessayer la sélection", "Retry selected"),
+    "adm_no_failures": ("Aucun envoi en échec.", "No failed deliveries."),
+    "adm_count": ("{label} : {n}", "{label}: {n}"),
+    "adm_page": ("Page {page} / {pages}", "Page {page} / {pages}"),
+    "adm_previous": ("← précédente", "← previous"),
+    "adm_next": ("suivante →", "next →"),
+    # ?notice=<name> after an action (numbers only as fields: the URL cannot inject text).
+    "notice_retried": ("{n} envoi(s) remis en file d'attente.", "{n} deliveries queued again."),
+    "notice_paused": ("Source suspendue.", "Source paused."),
+    "notice_resumed": ("Source reprise.", "Source resumed."),
+    "notice_unknown_source": ("Source inconnue.", "Unknown source."),
+    "notice_not_held": ("L'article {item} n'attendait pas de validation.", "Item {item} was not waiting for approval."),
+    "notice_approved": ("Article {item} validé : {n} envoi(s) en file d'attente.",
+                        "Item {item} approved, {n} deliveries queued."),
+    "notice_cancelled": ("Article {item} annulé : {n} envoi(s) en attente arrêté(s).",
+                         "Item {item} cancelled, {n} pending deliveries stopped."),
+    "notice_channel_resumed": ("Canal relancé.", "Channel resumed."),
+    "notice_unknown_channel": ("Canal inconnu.", "Unknown channel."),
+    # Stored codes shown on the dashboard (label group + "_" + value).
+    "state_pending": ("en attente", "pending"), "state_sending": ("en cours", "sending"),
+    "state_sent": ("envoyé", "sent"), "state_retry": ("à réessayer", "retry"),
+    "state_failed": ("échec", "failed"), "state_cancelled": ("annulé", "cancelled"),
+    "alert_none": ("aucune", "none"), "alert_held": ("retenue", "held"), "alert_approved": ("validée", "approved"),
+    "alert_cancelled": ("annulée", "cancelled"), "alert_queued": ("lancée", "queued"),
+    "status_pending": ("en attente", "pending"), "status_active": ("actif", "active"),
+    "status_unsubscribed": ("désinscrit", "unsubscribed"), "status_suppressed": ("bloqué (rebonds)", "suppressed"),
+    "status_deleted": ("supprimé", "deleted"),
+    "smode_instant": ("alertes", "instant"), "smode_digest": ("lettre", "digest"), "smode_both": ("les deux", "both"),
+    "kind_alert": ("alerte", "alert"), "kind_update": ("mise à jour", "update"), "kind_digest": ("lettre", "digest"),
+    "kind_confirm": ("confirmation", "confirm"),
+    "origin_web": ("site", "web"), "origin_operator": ("opérateur", "operator"), "origin_import": ("import", "import"),
+    "websub_pending": ("en attente", "pending"), "websub_active": ("actif", "active"), "websub_denied": ("refusé", "denied"),
+}
+for _key, (_fr, _en) in ADMIN.items():
+    FR[_key], EN[_key] = _fr, _en
+
 CATALOGS = {"fr": FR, "en": EN}
 
 
@@ -154,3 +287,19 @@ def translator(lang: str) -> Callable[..., str]:
         return text.format(**fields) if fields else text
 
     return _
+
+
+def markup_translator(lang: str) -> Callable[..., Markup]:
+    """`_h(key, **fields)` for the trusted-HTML strings: the text is ours, every field is escaped."""
+    catalog = CATALOGS.get(lang, FR)
+
+    def _h(key: str, **fields: object) -> Markup:
+        return Markup(catalog.get(key) or FR.get(key) or key).format(**fields)
+
+    return _h
+
+
+def label(lang: str) -> Callable[[str, object], str]:
+    """`label(group, code)`: a stored code (state, status, mode…) in words, the code itself if unknown."""
+    catalog = CATALOGS.get(lang, FR)
+    return lambda group, code: catalog.get(f"{group}_{code}", str(code))
