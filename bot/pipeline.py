@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import Engine
 
-from . import deliver, digest, ingest, logs, loop
+from . import deliver, ingest, logs, loop
 from .models import Event
 
 log = logging.getLogger("flashbot.pipeline")

@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from . import deliver, digest, ingest, logs, pipeline, websub
-from .channels.base import ChannelPaused, PermanentError
-from .render import Renderer
+from . import digest, ingest, logs, pipeline, websub
+from .runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals, requeue_orphans, until_stopped
 from .scheduler import Jobs, Scheduler
-from .sources import make_client
 from .store import maintenance, ratelimit
-from .store.db import utcnow
 from .store.lock import InstanceLock, lock_path
 
+__all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "run_once_async", "serve"]
+
 log = logging.getLogger("flashbot.service")
-
-
-class StartupError(Exception):
-    """The service cannot start; the message says why and what to fix."""
 
 
 class _Uvicorn(uvicorn.Server):
@@ -37,110 +29,6 @@ class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
-
-
-@dataclass
-class Runtime:
-    """The long-lived parts shared by `run` and `run --once`."""
-
-    cfg: object
-    engine: object
-    channels: dict
-    delivery: deliver.DeliveryEngine
-    pipe: pipeline.Pipeline
-    lock: InstanceLock
-    warnings: list[str] = field(default_factory=list)
-
-    async def close(self) -> None:
-        """Close channels and the HTTP client, release the instance lock."""
-        for ch in self.channels.values():
-            with contextlib.suppress(Exception):
-                await ch.close()
-        await self.pipe.client.aclose()
-        self.lock.release()
-
-
-async def check_channels(channels: dict) -> list[str]:
-    """getMe / EHLO at start: a rejected token stops the start, an unreachable server only warns."""
-    warnings = []
-    for name, ch in channels.items():
-        check = getattr(ch, "check", None)
-        if check is None:
-            continue
-        try:
-            verdict = await asyncio.wait_for(check(), timeout=15)
-            logs.event(log, "channel_ok", channel=name, detail=verdict)
-        except (ChannelPaused, PermanentError) as exc:
-            raise StartupError(f"{name}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - unreachable now; the outbox keeps retrying
-            msg = f"{name}: unreachable for now ({exc or type(exc).__name__}); deliveries wait and retry"
-            warnings.append(msg)
-            logs.event(log, "channel_unreachable", logging.WARNING, channel=name, error=str(exc) or type(exc).__name__)
-    return warnings
-
-
-async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Runtime | None:
-    """Take the instance lock, sync sources, build channels and the delivery engine (None if locked)."""
-    lock = InstanceLock(lock_path(cfg))
-    if not await asyncio.to_thread(lock.acquire, lock_wait):
-        return None
-    channels: dict = {}
-    try:
-        await asyncio.to_thread(ingest.sync_sources, engine, cfg)
-        channels = deliver.build_channels(cfg)
-        warnings = await check_channels(channels) if check else []
-        delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg))
-        await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
-        await asyncio.to_thread(requeue_orphans, cfg, engine)  # alerts stored but never queued
-        pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
-    except BaseException:
-        for ch in channels.values():
-            with contextlib.suppress(Exception):
-                await ch.close()
-        lock.release()
-        raise
-    return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
-
-
-def requeue_orphans(cfg, engine) -> int:
-    """Queue the alerts a crash left stored but unqueued (idempotent: queue_item skips existing rows)."""
-    ids = maintenance.orphaned_alerts(engine, cfg.bot.retention_days)
-    created = sum(deliver.queue_item(engine, cfg, item_id) for item_id in ids)
-    if ids:
-        logs.event(log, "requeued_orphans", logging.WARNING, items=len(ids), deliveries=created)
-    return created
-
-
-def install_signals(stop: asyncio.Event) -> list:
-    """Make SIGTERM and SIGINT set `stop`; returns the signals handled (none outside the main thread)."""
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-    return handled
-
-
-def remove_signals(handled: list) -> None:
-    """Undo install_signals."""
-    loop = asyncio.get_running_loop()
-    for sig in handled:
-        loop.remove_signal_handler(sig)
-
-
-async def until_stopped(coro, stop: asyncio.Event):
-    """Await coro unless `stop` is set first (then cancel it and return None)."""
-    task = asyncio.ensure_future(coro)
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()  # polls are safe to interrupt: each source's state is written in its own transaction
-    await asyncio.gather(task, return_exceptions=True)
-    logs.event(log, "run_once_interrupted", phase="polling")
-    return None
 
 
 async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
