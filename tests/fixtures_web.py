@@ -1,6 +1,7 @@
 """Web fixtures: a real SMTP inbox (aiosmtpd on 127.0.0.1:0), a config, a database, the app and a client."""
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
@@ -32,6 +33,8 @@ class _Handler:
         self.inbox = inbox
 
     async def handle_DATA(self, server, session, envelope):
+        if self.inbox.delay:
+            await asyncio.sleep(self.inbox.delay)  # a slow relay
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.inbox.lock:
             self.inbox.messages.append(msg)
@@ -46,6 +49,7 @@ class Inbox:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
+        self.delay = 0.0  # seconds each DATA waits before "250 OK"
         self.controller = _PortZeroController(_Handler(self), hostname="127.0.0.1", port=0)
 
     def start(self) -> "Inbox":
@@ -63,13 +67,23 @@ class Inbox:
         return self.controller.port
 
     def wait(self, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
-        """Block until `count` messages arrived (or fail)."""
+        """Block until `count` messages arrived (or fail); for apps served in another thread."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 if len(self.messages) >= count:
                     return list(self.messages)
             time.sleep(0.02)
+        raise AssertionError(f"expected {count} mails, got {len(self.messages)}")
+
+    async def arrive(self, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+        """Wait (without blocking the event loop: the app sends mails after its response) for `count` messages."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            await asyncio.sleep(0.02)
         raise AssertionError(f"expected {count} mails, got {len(self.messages)}")
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -143,6 +157,14 @@ async def web_client(web_app):
     transport = httpx.ASGITransport(app=web_app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+    await settle(web_app)
+
+
+async def settle(app) -> None:
+    """Wait until the app's background mails are done (before asserting that none was sent)."""
+    from bot.web import drain_mail
+
+    assert await drain_mail(app, timeout=10) == 0, "a confirmation mail was still being sent after 10 s"
 
 
 class LiveServer:

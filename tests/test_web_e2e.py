@@ -46,7 +46,7 @@ async def subscribe_and_confirm(client, inbox, email: str) -> None:
     before = len(inbox.messages)
     page = await client.get("/")
     await client.post("/subscribe", data={"csrf": csrf_of(page.text), "email": email, "mode": "instant", "language": "fr"})
-    link = mail_link(inbox.wait(before + 1)[-1], "confirm").replace("http://testserver", "")
+    link = mail_link((await inbox.arrive(before + 1))[-1], "confirm").replace("http://testserver", "")
     confirm_page = await client.get(link)
     assert (await client.post(link, data={"csrf": csrf_of(confirm_page.text)})).status_code == 200
 
@@ -95,5 +95,5 @@ async def test_held_alert_waits_for_an_editor(web_client, web_config, web_engine
     r = await post(web_client, f"/admin/items/{held}/approve")
     assert r.status_code == 303 and r.headers["location"] == f"/admin?notice=approved&item={held}&n=1"
     await deliver_all(web_config, web_engine)
-    got = smtp_inbox.wait(1)
+    got = await smtp_inbox.arrive(1)
     assert [m["To"] for m in got] == ["reader@example.org"] and "Explosion" in got[0]["Subject"]

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, and_, func, insert, select, true, update
+from sqlalchemy.exc import IntegrityError
 
 from ..addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
 from .db import utcnow
@@ -45,6 +46,16 @@ def signup(engine: Engine, email: str, mode: str, language: str, topics: list[st
     confirmation click); an active or suppressed subscriber is left exactly as it was.
     """
     now = now or utcnow()
+    try:
+        return _signup(engine, email, mode, language, topics, now)
+    except IntegrityError:
+        # Two sign-ups of one new address at the same moment: the other one inserted it first,
+        # so this one now finds the row (a pending sign-up, not a crash).
+        return _signup(engine, email, mode, language, topics, now)
+
+
+def _signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
+            now: datetime) -> tuple[dict, str]:
     with engine.begin() as conn:
         row = conn.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
         if row is None:

@@ -1,9 +1,11 @@
 """The Starlette application: shared context, page rendering, error pages and the app factory."""
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..config import Config
+from ..store import ratelimit
 from ..tokens import secret_key
 from . import localize
 from .i18n import CATALOGS, translator
-from .mailer import Mailer, SMTPMailer
+from .mailer import Mailer, MailJobs, SMTPMailer
 from .security import AdminSession, Csrf, SecurityHeaders
 
 log = logging.getLogger("flashbot.web")
@@ -39,11 +42,20 @@ class Web:
     csrf: Csrf
     admin: AdminSession
     mailer: Mailer | None
+    mail_jobs: MailJobs
     scheduler_alive: Callable[[], bool] | None
+    # ratelimit.allow counts then records in a deferred SQLite transaction: two racing requests could
+    # both see "under the limit". One event loop serves the pages, so one lock makes it exact.
+    limits: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call off the event loop (the scheduler shares this loop)."""
         return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def allow(self, bucket: str, limit: int, window_seconds: float) -> bool:
+        """Count one event in a rate-limit bucket unless it is full (checks never interleave)."""
+        async with self.limits:
+            return await self.db(ratelimit.allow, self.engine, bucket, limit, window_seconds)
 
     def lang(self, request: Request, preferred: str | None = None) -> str:
         """?lang= wins, then the remembered choice (dashboard cookie), the subscriber's language, [bot] language."""
@@ -117,6 +129,21 @@ async def _stylesheet(request: Request) -> Response:
     return Response(css, media_type="text/css", headers={"cache-control": "public, max-age=3600"})
 
 
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    # Served with lifespan on: confirmation mails still in flight get a few seconds to go out.
+    await drain_mail(app)
+
+
+async def drain_mail(app: Starlette, timeout: float = 5) -> int:
+    """Let the confirmation mails in flight finish (cancel after `timeout`); return how many were cut."""
+    left = await app.state.web.mail_jobs.drain(timeout)
+    if left:
+        log.warning("%d confirmation mails not sent: still waiting for SMTP at shutdown", left)
+    return left
+
+
 def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], bool] | None = None,
                mailer: Mailer | None = None) -> Starlette:
     """The web app: sign-up, confirm, unsubscribe, preferences, /admin, /healthz and /metrics."""
@@ -129,10 +156,11 @@ def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], boo
     if cfg.email is None:
         log.warning("[email] is off: the sign-up page cannot send confirmation mails")
     state = Web(cfg=cfg, engine=engine, key=key, env=make_env(cfg), csrf=Csrf(key, secure),
-                admin=AdminSession(key, cfg.web.admin_password, secure), mailer=mailer,
+                admin=AdminSession(key, cfg.web.admin_password, secure), mailer=mailer, mail_jobs=MailJobs(),
                 scheduler_alive=scheduler_alive)
     routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *metrics.routes(state)]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash},
+                    lifespan=_lifespan)
     app.state.web = state
     app.add_middleware(SecurityHeaders)
     return app

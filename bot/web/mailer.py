@@ -1,7 +1,9 @@
-"""Confirmation and "already subscribed" mails: built from templates/confirm.*, sent with aiosmtplib."""
+"""Confirmation and "already subscribed" mails: built from templates/confirm.*, sent after the response."""
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Protocol
@@ -67,10 +69,62 @@ def build_message(cfg: Config, env: Environment, to: str, language: str, kind: s
 
 
 async def send(mailer: Mailer, message: EmailMessage) -> bool:
-    """Send; log and return False on any failure (the caller shows a 'try later' page)."""
+    """Send; log the failure and return False (nobody waits for the answer: the page is already shown)."""
     try:
         await mailer.send_message(message)
     except Exception as exc:  # noqa: BLE001 - SMTP, DNS, TLS, timeouts: all mean "not sent"
-        log.warning("confirmation mail not sent: %s", type(exc).__name__ + ": " + str(exc)[:200])
+        # SMTP refusals often quote the recipient: the log names the error, not the person.
+        detail = str(exc).replace(str(message["To"]), "<recipient>")[:200]
+        log.error("confirmation mail not sent: %s: %s", type(exc).__name__, detail)
         return False
     return True
+
+
+class MailJobs:
+    """Mails sent after the response: tracked tasks, bounded concurrency, every failure logged.
+
+    Sending during the request would make a new address (mail sent) answer slower than a known or
+    limited one (no mail): a timing side channel on who subscribed. Here the page never waits.
+    """
+
+    def __init__(self, concurrency: int = 4, max_pending: int = 1000) -> None:
+        self._tasks: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(concurrency)  # SMTP connections at once
+        self.max_pending = max_pending
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        """Jobs started and not finished."""
+        return len(self._tasks)
+
+    def spawn(self, job: Callable[[], Awaitable[object]], what: str = "confirmation mail") -> bool:
+        """Run `job()` in the background; False (logged) when too many are already waiting."""
+        if len(self._tasks) >= self.max_pending:
+            self.dropped += 1
+            log.error("%s dropped: %d mails already waiting for the SMTP server", what, len(self._tasks))
+            return False
+        task = asyncio.get_running_loop().create_task(self._run(job, what))
+        self._tasks.add(task)  # a strong reference: asyncio keeps only weak ones
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _run(self, job: Callable[[], Awaitable[object]], what: str) -> None:
+        async with self._slots:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                log.warning("%s cancelled before it was sent (shutting down)", what)
+                raise
+            except Exception as exc:  # noqa: BLE001 - a background job has nobody else to tell
+                log.error("%s failed: %s", what, type(exc).__name__ + ": " + str(exc)[:200])
+
+    async def drain(self, timeout: float = 10) -> int:
+        """Wait for the jobs in flight; cancel those still running after `timeout`; return that count."""
+        if not self._tasks:
+            return 0
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        return len(late)

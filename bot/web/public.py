@@ -69,7 +69,7 @@ def _choices(form: FormData, categories: list[str]) -> dict:
 
 
 async def subscribe(request: Request) -> Response:
-    """POST /subscribe: pending subscriber + confirmation mail; the same answer for every address."""
+    """POST /subscribe: pending subscriber, mail after the response; the same answer for every address."""
     w = web(request)
     form = await read_form(request)
     if not w.csrf.valid(request, form.get(CSRF_FIELD)):
@@ -88,28 +88,28 @@ async def subscribe(request: Request) -> Response:
     except subs.InvalidAddress:
         return await _signup_form(w, request, values, "invalid_email", status=400)
     ip_bucket = ratelimit.bucket("signup-ip", client_ip(request))
-    if not await w.db(ratelimit.allow, w.engine, ip_bucket, w.cfg.web.signup_limit_per_ip, 3600):
+    if not await w.allow(ip_bucket, w.cfg.web.signup_limit_per_ip, 3600):
         return w.message(request, "rate_title", "rate_body", status=429)
     topics = subs.normalize_topics([values["topics"], *values["categories"]])
     row, outcome = await w.db(subs.signup, w.engine, email, values["mode"], values["language"], topics)
-    if not await _mail_subscriber(w, row, outcome):
-        return w.message(request, "error_title", "mail_fail_body", status=503)
+    # The mail goes out after the response, so every address gets the same page in the same time.
+    w.mail_jobs.spawn(lambda: _mail_subscriber(w, row, outcome))
     return w.message(request, "check_title", "check_body")
 
 
-async def _mail_subscriber(w: Web, row: dict, outcome: str) -> bool:
-    """Send the confirmation (or 'already subscribed') mail unless limits say no; False if sending failed."""
+async def _mail_subscriber(w: Web, row: dict, outcome: str) -> None:
+    """Send the confirmation (or 'already subscribed') mail unless limits say no (background job)."""
     if outcome in ("new", "pending", "unsubscribed"):
         kind, link = "confirm", _link(w, tokens.CONFIRM, row)
     elif outcome == "active":
         kind, link = "already", _link(w, tokens.PREFERENCES, row)
     else:
-        return True  # suppressed (hard bounces): mailing it again would only bounce
+        return  # suppressed (hard bounces): mailing it again would only bounce
     addr_bucket = ratelimit.bucket("signup-addr", row["email"])
-    if not await w.db(ratelimit.allow, w.engine, addr_bucket, w.cfg.web.signup_limit_per_address, 86400):
+    if not await w.allow(addr_bucket, w.cfg.web.signup_limit_per_address, 86400):
         log.info("sign-up mail skipped: per-address daily limit reached")
-        return True
-    return await send(w.mailer, build_message(w.cfg, w.env, row["email"], row["language"], kind, link))
+        return
+    await send(w.mailer, build_message(w.cfg, w.env, row["email"], row["language"], kind, link))
 
 
 async def confirm(request: Request) -> Response:
