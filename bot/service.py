@@ -81,6 +81,7 @@ def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> 
     pages = create_app(cfg, engine, scheduler_alive=scheduler_alive)
     app = Starlette(routes=[*websub.routes(ctx), Mount("/", app=pages)])
     app.state.websub = ctx
+    app.state.pages = pages  # shutdown lets its confirmation mails in flight finish
     return app
 
 
@@ -210,6 +211,9 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - shutting down anyway
                 logs.event(log, "delivery_crashed", logging.ERROR, error=repr(exc))
         if self._server is not None:
+            from .web import drain_mail
+
+            await drain_mail(self._server.config.app.state.pages, timeout=5)
             self._server.should_exit = True
             await asyncio.gather(self._tasks["web"], return_exceptions=True)
         if self.rt is not None:
