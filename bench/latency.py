@@ -225,7 +225,7 @@ def bench(log=print) -> dict:
             f"email p50 {res['email_p50']} s p95 {res['email_p95']} s, lost {res['lost']}")
         out[mode] = res
     out["method"] = (
-        "`flashbot run` (the real service, a subprocess, default asyncio loop) against local "
+        "`flashbot run` (the real service, a subprocess, on uvloop when installed) against local "
         "stand-ins: the feed server, the Telegram Bot API stand-in, an SMTP server stamping each "
         "arrival, and for push the WebSub hub (the feed declares it; the service subscribes and "
         "verifies). One source, one instant-mode email subscriber plus the Telegram channel. "
