@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench soak lock browser clean serve
+.PHONY: demo test bench soak lock test-deps clean serve
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +22,19 @@ serve: $(STAMP)
 	$(VENV)/bin/flashbot demo --serve
 
 ## make test: the whole suite (real HTTP, SMTP, Telegram stand-in and one headless chromium).
-test: $(STAMP) browser
+test: $(STAMP) test-deps
 	$(PY) -m pytest -q -ra
 
-## make browser: Debian's chromium for the one real-browser test (skipped loudly if it cannot be installed).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+## make test-deps: Debian's chromium (the one real-browser test) and spamassassin (mail scoring);
+## their tests are skipped loudly if they cannot be installed (not root, no apt).
+test-deps:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v spamassassin >/dev/null 2>&1 || missing="$$missing spamassassin"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "WARNING: could not install chromium; the browser test will be skipped"; \
-	  else echo "WARNING: chromium missing and not root; the browser test will be skipped"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "WARNING: could not install$$missing; their tests will be skipped"; \
+	  else echo "WARNING:$$missing missing and not root; their tests will be skipped"; fi; fi
 
 ## make bench: benchmarks (quick mode; BENCH_FULL=1 for the 100k runs). Never part of make test.
 bench: $(STAMP)
