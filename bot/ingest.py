@@ -54,6 +54,7 @@ def _store_result(engine: Engine, cfg: Config, source, result: FeedResult, now: 
     events: list[Event] = []
     if not result.not_modified:
         events = store_items(engine, cfg, source, prepare(result.items, cfg, source), now)
+        result.item_count, result.items = len(result.items), []  # stored: release the parsed feed
     store_sources.record_success(engine, source, result, cfg, now)
     return events
 

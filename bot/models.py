@@ -45,6 +45,14 @@ class FeedResult:
     feed_title: str | None = None
     bozo: str | None = None  # feedparser's complaint, when it still got entries
     elapsed: float = 0.0
+    # Set when a poll has stored the items and released them (a cycle over thousands of sources
+    # must not hold every parsed feed in memory): how many items the feed had.
+    item_count: int | None = None
+
+    @property
+    def n_items(self) -> int:
+        """Items the feed had, whether or not they were released after storing."""
+        return self.item_count if self.item_count is not None else len(self.items)
 
 
 @dataclass

@@ -75,7 +75,7 @@ def log_poll(report: ingest.PollReport, queued: int, duration: float) -> None:
                    status=report.result.status, duration=duration)
         return
     logs.event(log, "poll", source=report.source, status=report.result.status,
-               not_modified=report.result.not_modified, items=len(report.result.items), queued=queued,
+               not_modified=report.result.not_modified, items=report.result.n_items, queued=queued,
                duration=duration, **kinds)
     for e in report.events:
         if e.kind in ("flash", "update", "held"):

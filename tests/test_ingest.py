@@ -296,3 +296,13 @@ async def test_a_new_hub_drops_the_old_websub_subscription(feed_server, ingest_c
     await poll(ingest_engine, cfg)
     row = get_source(ingest_engine, "src")
     assert (row["hub_url"], row["websub_state"], row["websub_lease_until"]) == ("http://127.0.0.1:9/other-hub", None, None)
+
+
+async def test_a_cycle_releases_parsed_items_once_stored(feed_server, ingest_config, ingest_engine):
+    # A cycle over thousands of sources must not hold every parsed feed until it ends.
+    cfg = ingest_config([{"name": "src", "url": feed_server.url("/f")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/f", rss([A, FLASH]))
+    [report] = await poll(ingest_engine, cfg)
+    assert report.result.items == [] and report.result.n_items == 2
+    assert set(item_rows(ingest_engine)) == {"a", "f1"}

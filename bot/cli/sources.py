@@ -211,7 +211,7 @@ def _print_reports(reports) -> None:
             base = sum(e.kind == "baseline" for e in rep.events)
             news = sum(e.kind in SHOWN for e in rep.events)
             extra = f", {base} recorded as baseline (first poll: no alert)" if base else ""
-            line = f"✓ {rep.source}: {len(res.items)} items, {news} new{extra}"
+            line = f"✓ {rep.source}: {res.n_items} items, {news} new{extra}"
         out.print(line, highlight=False)
     if any(e.kind in SHOWN for r in reports for e in r.events):
         out.print(_report_table(reports))
