@@ -22,7 +22,7 @@ from bot.htmltext import cut_words, lead, lead_html, sanitize, to_text
 from bot.render_digest import DIGEST_TEMPLATES, Digests
 from bot.render_i18n import STRINGS, format_when, pick_language
 
-BUNDLED = Path(bot.__file__).resolve().parent.parent / "templates"
+BUNDLED = bot.templates_dir()
 # The only names ever rendered or included: a template name never comes from outside.
 TEMPLATES = frozenset({
     "email_base.html", "email_article.html", "email_alert.html", "email_alert.txt", "email_update.html",

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from .. import templates_dir
 from ..config import Config
 from ..store import ratelimit
 from ..tokens import secret_key
@@ -28,7 +28,7 @@ from .security import AdminSession, Csrf, SecurityHeaders
 
 log = logging.getLogger("flashbot.web")
 LANG_COOKIE = "fb_lang"  # Path=/admin: public pages keep following ?lang= and the subscriber's language
-BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+BUNDLED_TEMPLATES = templates_dir()
 
 
 @dataclass
