@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
+import re
 import shutil
 import signal
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -41,9 +44,29 @@ RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
 console = Console()
 
 
+# The samples are dated around this instant; the demo moves every date by the same amount so the
+# newest item is "just published" and latencies from publication mean something.
+SAMPLES_NOW = email.utils.parsedate_to_datetime("Sat, 29 Nov 2025 11:25:00 +0100")
+_DATE = re.compile(r"<(pubDate|lastBuildDate)>([^<]+)</\1>")
+_shift: list[timedelta] = []  # fixed once per process: the same item keeps the same date in every copy
+
+
+def _redate(text: str) -> str:
+    if not _shift:
+        _shift.append(datetime.now(timezone.utc) - SAMPLES_NOW)
+
+    def move(m: re.Match) -> str:
+        try:
+            when = email.utils.parsedate_to_datetime(m.group(2)) + _shift[0]
+        except (TypeError, ValueError):
+            return m.group(0)
+        return f"<{m.group(1)}>{email.utils.format_datetime(when)}</{m.group(1)}>"
+    return _DATE.sub(move, text)
+
+
 def _feed(name: str, hub: Hub, edit: tuple[str, str] | None = None) -> bytes:
-    """A sample feed declaring our hub (and optionally with one edit applied)."""
-    text = (SAMPLES / name).read_text(encoding="utf-8")
+    """A sample feed declaring our hub, dated relative to now (and optionally with one edit applied)."""
+    text = _redate((SAMPLES / name).read_text(encoding="utf-8"))
     text = text.replace(f'href="{TOPIC}"/>', f'href="{TOPIC}"/>\n  <atom:link rel="hub" href="{hub.url}"/>', 1)
     if edit:
         text = text.replace(*edit)
