@@ -9,12 +9,12 @@ from sqlalchemy import Engine
 from .config import Config
 from .models import Event
 from .store import outbox
+from .store.items import ALERTED  # the alert went (or is going) out: an update is a correction
 from .store.db import utcnow
 from .topics import ItemTopics
 
 log = logging.getLogger("flashbot.deliver")
 NOT_ALERTABLE = ("cancelled",)
-ALERTED = ("queued", "approved")  # the alert went (or is going) out: an update is a correction
 
 
 def queue_events(engine: Engine, cfg: Config, events: Iterable[Event]) -> int:

@@ -146,11 +146,6 @@ def setup(fmt: str = "text", level: int | str = logging.INFO, secrets: Iterable[
     return _filter
 
 
-def redaction_filter() -> RedactFilter:
-    """The process-wide redaction filter installed by `setup`."""
-    return _filter
-
-
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields) -> None:
     """Log one event with structured fields: `event(log, "poll", source="x", new=2)`."""
     clean = {(k if k not in _STD_ATTRS else f"{k}_"): v for k, v in fields.items()}

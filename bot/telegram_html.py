@@ -7,7 +7,6 @@ from html.parser import HTMLParser
 from bot.htmldom import BLOCK, Node, parse
 
 LIMIT = 4096  # Telegram's message length, counted in UTF-16 code units after entity parsing
-ALLOWED = frozenset({"b", "i", "u", "s", "a", "code", "pre", "blockquote"})
 CANON = {"b": "b", "strong": "b", "i": "i", "em": "i", "u": "u", "ins": "u", "s": "s",
          "strike": "s", "del": "s", "a": "a", "code": "code", "pre": "pre",
          "blockquote": "blockquote"}

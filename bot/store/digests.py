@@ -84,20 +84,8 @@ def create_digest(conn: Connection, run_key: str, now: datetime) -> int | None:
         return None
 
 
-def queue_subscriber_digest(conn: Connection, digest_id: int, subscriber_id: int, item_ids: list[int], now: datetime) -> int:
-    """One pending email delivery of kind 'digest' plus its digest_items rows; returns the delivery id."""
-    delivery_id = conn.execute(insert(deliveries).values(
-        digest_id=digest_id, item_id=None, channel="email", recipient=str(subscriber_id),
-        subscriber_id=subscriber_id, revision=0, kind="digest", state="pending", attempts=0,
-        next_attempt_at=now, created_at=now,
-    )).inserted_primary_key[0]
-    conn.execute(insert(digest_items), [
-        {"subscriber_id": subscriber_id, "item_id": i, "delivery_id": delivery_id} for i in item_ids])
-    return delivery_id
-
-
 def queue_subscriber_digests(conn: Connection, digest_id: int, todo: list[tuple[int, list[int]]], now: datetime) -> None:
-    """queue_subscriber_digest for many (subscriber_id, item_ids) at once: two multi-row statements."""
+    """One pending digest delivery per (subscriber_id, item_ids), with its digest_items rows: two multi-row statements."""
     if not todo:
         return
     rows = [{"digest_id": digest_id, "item_id": None, "channel": "email", "recipient": str(sid), "subscriber_id": sid,
@@ -115,18 +103,6 @@ def mark_digested(conn: Connection, subscriber_ids: list[int], now: datetime) ->
         conn.execute(update(subscribers).where(subscribers.c.id.in_(subscriber_ids)).values(last_digest_at=now))
 
 
-def digest_items_of(conn: Connection, delivery_id: int) -> list[int]:
-    """Item ids in one digest delivery."""
-    return [r[0] for r in conn.execute(select(digest_items.c.item_id).where(digest_items.c.delivery_id == delivery_id))]
-
-
-def get_meta(engine: Engine, key: str) -> str | None:
-    """A value of the meta table."""
-    with engine.connect() as conn:
-        row = conn.execute(select(meta.c.value).where(meta.c.key == key)).first()
-    return row[0] if row else None
-
-
 def set_meta_once(engine: Engine, key: str, value: str) -> str:
     """Store key=value unless the key exists; return the stored value."""
     with engine.begin() as conn:
@@ -135,17 +111,3 @@ def set_meta_once(engine: Engine, key: str, value: str) -> str:
             return row[0]
         conn.execute(insert(meta).values(key=key, value=value))
         return value
-
-
-def digest_counts(engine: Engine, digest_id: int) -> dict[str, int]:
-    """Delivery states of one digest run."""
-    q = select(deliveries.c.state, func.count()).where(deliveries.c.digest_id == digest_id).group_by(deliveries.c.state)
-    with engine.connect() as conn:
-        return {r[0]: r[1] for r in conn.execute(q)}
-
-
-def latest_digests(engine: Engine, limit: int = 10) -> list[dict]:
-    """The most recent digest runs (for the CLI)."""
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(digests).order_by(digests.c.id.desc()).limit(limit))]
-

@@ -135,13 +135,6 @@ def store_items(engine: Engine, cfg: Config, source: RowMapping, parsed: list[It
     return retry_locked(run)
 
 
-def get_item(engine: Engine, item_id: int) -> RowMapping | None:
-    """One item with its source name (as `source_name`)."""
-    q = select(items, sources.c.name.label("source_name")).join(sources, sources.c.id == items.c.source_id)
-    with engine.connect() as conn:
-        return conn.execute(q.where(items.c.id == item_id)).mappings().first()
-
-
 def recent_items(engine: Engine, limit: int = 50, flash_only: bool = False) -> list[RowMapping]:
     """Most recently detected items with their source name, newest first."""
     q = select(items, sources.c.name.label("source_name")).join(sources, sources.c.id == items.c.source_id)

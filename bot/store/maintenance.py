@@ -6,9 +6,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
 from .db import retry_locked, utcnow
+from .items import ALERTED
 from .schema import deliveries, digests, items
-
-ALERTED = ("queued", "approved")
 
 FINAL_STATES = ("sent", "failed", "cancelled")
 

@@ -13,7 +13,6 @@ from .schema import UTCDateTime, channel_state, deliveries, digest_items, items,
 
 D, S = deliveries.c, subscribers.c
 DUE_STATES = ("pending", "retry")
-LIVE_STATES = ("pending", "retry", "sending")
 INSTANT_MODES = ("instant", "both")
 _RETURNED = [D.id, D.item_id, D.digest_id, D.channel, D.recipient, D.subscriber_id, D.revision, D.kind, D.attempts]
 
@@ -307,9 +306,3 @@ def channel_states(engine: Engine) -> list[dict]:
     """Every channel_state row (paused flag and last error)."""
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(channel_state)).mappings()]
-
-
-def state_of(engine: Engine, ids: list[int]) -> dict[int, str]:
-    """Current state of given rows (tests and CLI)."""
-    with engine.connect() as conn:
-        return {r.id: r.state for r in conn.execute(select(D.id, D.state).where(D.id.in_(ids)))}

@@ -72,9 +72,3 @@ def needing_subscription(engine: Engine, now: datetime, margin: timedelta) -> li
     q = select(sources).where(c.hub_url.is_not(None), c.topic_url.is_not(None), c.paused.is_(False), due)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
-
-
-def active_ids(engine: Engine) -> set[int]:
-    """Ids of sources with an active push subscription (polled at the slower fallback interval)."""
-    with engine.connect() as conn:
-        return {r[0] for r in conn.execute(select(sources.c.id).where(sources.c.websub_state == "active"))}
