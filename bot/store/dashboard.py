@@ -9,6 +9,7 @@ from statistics import median
 
 from sqlalchemy import Engine, func, or_, select, update
 
+from . import outbox
 from .db import utcnow
 from .schema import channel_state, deliveries, items, sources, subscribers
 
@@ -164,24 +165,13 @@ def mark_approved(engine: Engine, item_id: int) -> bool:
                             .values(alert_state="approved")).rowcount == 1
 
 
-def cancel_item(engine: Engine, item_id: int) -> int:
-    """Cancel an alert: item → cancelled and its queued deliveries stop; return deliveries cancelled."""
-    with engine.begin() as conn:
-        conn.execute(update(items).where(items.c.id == item_id).values(alert_state="cancelled"))
-        return conn.execute(update(deliveries)
-                            .where(deliveries.c.item_id == item_id, deliveries.c.state.in_(("pending", "retry")))
-                            .values(state="cancelled", last_error="cancelled by operator",
-                                    next_attempt_at=None)).rowcount
-
-
-def channel_states(engine: Engine) -> list[dict]:
-    """Per-channel operational state (paused after a Telegram 403, …)."""
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(channel_state).order_by(channel_state.c.channel)).mappings()]
-
-
 def resume_channel(engine: Engine, channel: str) -> bool:
     """Un-pause a channel the bot paused (e.g. once it is re-added to the Telegram channel)."""
     with engine.begin() as conn:
         return conn.execute(update(channel_state).where(channel_state.c.channel == channel)
                             .values(paused=False, last_error=None, updated_at=utcnow())).rowcount == 1
+
+
+# The outbox owns these; the dashboard offers them under the same names.
+cancel_item = outbox.cancel_item
+channel_states = outbox.channel_states

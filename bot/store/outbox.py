@@ -305,4 +305,4 @@ def failures(engine: Engine, limit: int = 50, item_id: int | None = None) -> lis
 def channel_states(engine: Engine) -> list[dict]:
     """Every channel_state row (paused flag and last error)."""
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(channel_state)).mappings()]
+        return [dict(r) for r in conn.execute(select(channel_state).order_by(channel_state.c.channel)).mappings()]
