@@ -93,8 +93,8 @@ def _history(engine, n: int, now) -> None:
 def run(p: dict) -> dict:
     """Queue one digest run (bot.digest.send_now) and send it all (DeliveryEngine.run_due)."""
     digest = need("bot.digest", "send_now")
-    deliver = need("bot.deliver", "DeliveryEngine", "build_channels")
-    render = need("bot.render", "Renderer")
+    deliver = need("bot.delivery.engine", "DeliveryEngine", "build_channels")
+    render = need("bot.render.renderer", "Renderer")
     from sqlalchemy import func, select
     from bot.store import open_db, schema
 
@@ -135,7 +135,7 @@ def bench(log=print) -> dict:
     """N personalized digests through the real queue + delivery path to smtp-sink, then the worst
     case (every list different) on min(N, UNIQUE_MAX) subscribers, runs interleaved."""
     need("bot.digest", "send_now")
-    need("bot.deliver", "DeliveryEngine")
+    need("bot.delivery.engine", "DeliveryEngine")
     from .sink import SmtpSink
 
     from .fanout import CONNS

@@ -134,9 +134,9 @@ class _thread_timers:
 
 def run(p: dict) -> dict:
     """Fan the alert out through queue_events -> DeliveryEngine.run_due -> EmailChannel."""
-    deliver = need("bot.deliver", "queue_events", "DeliveryEngine", "build_channels")
-    render = need("bot.render", "Renderer")
-    need("bot.channels.email", "EmailChannel")
+    deliver = need("bot.delivery.engine", "queue_events", "DeliveryEngine", "build_channels")
+    render = need("bot.render.renderer", "Renderer")
+    need("bot.delivery.channels.email", "EmailChannel")
     from sqlalchemy import func, select
     from bot.models import Event
     from bot.store import open_db, schema

@@ -1,7 +1,7 @@
 """Benchmark 3: feed changed → first Telegram post and first email, through the real service.
 
 `flashbot run` runs as a subprocess against local stand-ins in the bench process: the feed
-server (bot.testing.feedserver), the Telegram Bot API stand-in, an SMTP server that stamps each
+server (bot.demo.feedserver), the Telegram Bot API stand-in, an SMTP server that stamps each
 message's arrival, and (push mode) the WebSub hub. One subscriber gets instant emails. Alerts
 are published one after the other; each is timed from the moment the feed changed (the feed
 server starts serving it, or the hub starts pushing it) to the first post / email that names it.
@@ -45,8 +45,8 @@ def _rss(entries: list[tuple[str, str]], extra: str = "") -> bytes:
 
 
 def _stamped_smtp():
-    """bot.testing.smtpserver.SMTPServer that also records when each message arrived."""
-    from bot.testing.smtpserver import SMTPServer
+    """bot.demo.smtpserver.SMTPServer that also records when each message arrived."""
+    from bot.demo.smtpserver import SMTPServer
 
     class Stamped(SMTPServer):
         def __init__(self, *a, **kw):
@@ -123,9 +123,9 @@ def run(p: dict) -> dict:
     """Child: stand-ins here, `flashbot run` as a subprocess; publish alerts, time their arrival."""
     from bot.store import open_db
     from bot.store import subscribers as subs
-    from bot.testing.feedserver import FeedServer
-    from bot.testing.hub import Hub
-    from bot.testing.telegram_api import BotAPIStandin
+    from bot.demo.feedserver import FeedServer
+    from bot.demo.hub import Hub
+    from bot.demo.telegram_api import BotAPIStandin
 
     mode, n = p["mode"], p["alerts"]
     tmp = Path(tempfile.mkdtemp(prefix=f"flashbot-lat-{mode}-"))

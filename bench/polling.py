@@ -49,8 +49,8 @@ def _cpu() -> float:
 
 def run(p: dict) -> dict:
     """Child: fresh DB with N sources of one size; a cold cycle, then (optionally) a warm one."""
-    ingest = need("bot.ingest", "poll_due", "sync_sources")
-    sources = need("bot.sources", "make_client")
+    ingest = need("bot.ingest.poll", "poll_due", "sync_sources")
+    sources = need("bot.ingest.fetch", "make_client")
     from sqlalchemy import func, select
     from bot.config import parse_config
     from bot.store import open_db, schema, utcnow
@@ -101,7 +101,7 @@ def run(p: dict) -> dict:
 
 def _parse_ms(size: str, samples: int = 20) -> float:
     """CPU ms of `parse_feed` alone on one feed of this size (what a cold poll cannot avoid)."""
-    from bot.feedparse import parse_feed
+    from bot.ingest.parse import parse_feed
 
     bodies = [feed(size, i) for i in range(samples)]
     c0 = time.process_time()
@@ -123,7 +123,7 @@ def _log_run(log, label: str, r: dict) -> None:
 
 def bench(log=print) -> dict:
     """Cold cycle per feed size (fresh DB per run); warm cycles on 2,000 sources after a cold one."""
-    need("bot.ingest", "poll_due", "sync_sources")
+    need("bot.ingest.poll", "poll_due", "sync_sources")
     from bot.config import FetchConfig
 
     conc = FetchConfig().concurrency

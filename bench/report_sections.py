@@ -95,7 +95,7 @@ def fanout(res: dict | None) -> list[str]:
     out += [
         "One Flash Info alert (≈3 KB multipart/alternative, 10 % of subscribers in English) to N "
         "active email subscribers. **Flashbot** = the whole real path in one process: "
-        "`bot.deliver.queue_events` creates the delivery rows in a fresh SQLite database "
+        "`bot.delivery.engine.queue_events` creates the delivery rows in a fresh SQLite database "
         f"(on {res.get('db_dir_fs', '?')}), then `DeliveryEngine.run_due()` renders, sends through "
         f"the real `EmailChannel` ({res['conns']} SMTP connections) and records every state; it "
         "pipelines MAIL/RCPT/DATA (RFC 2920) since smtp-sink offers PIPELINING, so it can beat (b). "

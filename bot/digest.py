@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from . import logs
-from .store import digests as store
-from .store.db import utcnow
-from .topics import ItemTopics, wants
+from bot import logs
+from bot.store import digests as store
+from bot.store.db import utcnow
+from bot.topics import ItemTopics, wants
 
 log = logging.getLogger("flashbot.digest")
 # A subscriber with no digest yet gets the last day's news, not the whole archive.
@@ -162,8 +162,8 @@ def preview_items(engine: Engine, cfg, subscriber: Mapping, now: datetime | None
 
 def write_preview(engine: Engine, cfg, email: str | None, out_file: Path) -> tuple[Path, Path, int] | None:
     """Render one subscriber's current digest to HTML and text files; None if the address is unknown."""
-    from . import tokens
-    from .render import Renderer
+    from bot import tokens
+    from bot.render.renderer import Renderer
 
     if email:
         sub = store.subscriber_by_email(engine, email)

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import Engine
 
-from . import deliver, ingest, logs, loop
-from .models import Event
+from bot.delivery import engine as deliver
+from bot.ingest import poll as ingest
+from bot import logs
+from bot.service import loop
+from bot.models import Event
 
 log = logging.getLogger("flashbot.pipeline")
 
@@ -84,6 +87,6 @@ def log_poll(report: ingest.PollReport, queued: int, duration: float) -> None:
 
 def run_once(cfg, engine: Engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
     """`flashbot run --once`: poll everything, queue, deliver all that is due (and soon due), return counts."""
-    from .service import run_once_async  # the service owns channel set-up and the instance lock
+    from bot.service.daemon import run_once_async  # the service owns channel set-up and the instance lock
 
     return loop.run(run_once_async(cfg, engine, horizon=horizon, lock_wait=lock_wait))

@@ -8,7 +8,7 @@ from itsdangerous.encoding import base64_encode
 from itsdangerous.serializer import Serializer
 from sqlalchemy import Engine, select
 
-from .store.schema import meta
+from bot.store.schema import meta
 
 # One salt per purpose, so a token for one action is useless for another.
 UNSUBSCRIBE = "unsubscribe"

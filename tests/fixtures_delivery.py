@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from bot.config import parse_config
 from bot.store import open_db, utcnow
 from bot.store.schema import deliveries, items, sources, subscribers
-from bot.testing.smtpserver import SMTPServer
+from bot.demo.smtpserver import SMTPServer
 
 SECRET = "delivery-test-secret-key-0123456789"
 SENDER = "Flash Info <alertes@example.org>"

@@ -7,7 +7,7 @@ import pytest
 
 from bot.config import parse_config
 from bot.store import open_db
-from bot.testing.feedserver import FeedServer
+from bot.demo.feedserver import FeedServer
 
 SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "testing" / "samples"
 

@@ -108,9 +108,9 @@ class Stack:
     """Real local servers (feeds, SMTP, Telegram Bot API stand-in) and a config file pointing at them."""
 
     def __init__(self, tmp_path: Path):
-        from bot.testing.feedserver import FeedServer
-        from bot.testing.smtpserver import SMTPServer
-        from bot.testing.telegram_api import BotAPIStandin
+        from bot.demo.feedserver import FeedServer
+        from bot.demo.smtpserver import SMTPServer
+        from bot.demo.telegram_api import BotAPIStandin
 
         self.dir = tmp_path
         self.feeds = FeedServer().start()

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.telegram import TelegramChannel
+from bot.delivery.channels.telegram import TelegramChannel
 from bot.config import TelegramConfig
-from bot.testing.telegram_api import BotAPIStandin
+from bot.demo.telegram_api import BotAPIStandin
 
 
 @pytest.fixture

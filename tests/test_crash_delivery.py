@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import deliver
+from bot.delivery import engine as deliver
 from bot.config import load_config
 from bot.store import open_db
 from fixtures_delivery import add_item, add_subscribers, rows_of

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot import deliver, tokens
+from bot.delivery import engine as deliver
+from bot import tokens
 from bot.models import Event
-from bot.render import Renderer
+from bot.render.renderer import Renderer
 from bot.store import outbox, utcnow
 from bot.store.schema import deliveries, items, subscribers
 from fixtures_delivery import SECRET, add_item, add_subscribers, make_delivery_config, rows_of

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
-from bot import deliver
+from bot.delivery import engine as deliver
 from bot.models import Event
-from bot.render import Renderer
+from bot.render.renderer import Renderer
 from bot.store import open_db, outbox, utcnow
 from bot.store.schema import deliveries, digest_items, digests, items
 from fixtures_delivery import add_item, add_subscribers, make_delivery_config, rows_of

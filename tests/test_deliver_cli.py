@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from bot import deliver
+from bot.delivery import engine as deliver
 from bot.cli import app
-from bot.render import Renderer
+from bot.render.renderer import Renderer
 from bot.store import open_db, outbox
 from bot.store.schema import deliveries
 from fixtures_delivery import add_item, add_subscribers, rows_of

@@ -9,8 +9,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from bot import mailbuild
-from bot.mailbuild import Envelope, Placeholders, build_template, clean_header_text, slot_values, thread_headers
+from bot.delivery import mime as mailbuild
+from bot.delivery.mime import Envelope, Placeholders, build_template, clean_header_text, slot_values, thread_headers
 
 URL = "https://news.example.org"
 
@@ -128,7 +128,7 @@ def test_dkim_signature_verifies_and_covers_rfc8058_headers(tmp_path):
 @pytest.mark.parametrize("sid,nonce", [(1, ""), (42, "abc"), (10**9, "é-ü"), (7, "a" * 200), (3, "x" * 5)])
 def test_fast_tokens_equal_bot_tokens(sid, nonce):
     from bot import tokens
-    from bot.compose import TokenMaker
+    from bot.delivery.compose import TokenMaker
 
     for purpose in (tokens.UNSUBSCRIBE, tokens.PREFERENCES):
         maker = TokenMaker("k3y-0123456789", purpose)
@@ -141,8 +141,8 @@ def test_fast_tokens_equal_bot_tokens(sid, nonce):
 async def test_engine_signs_every_copy_when_dkim_is_configured(tmp_path, smtp_server):
     import dkim
 
-    from bot import deliver
-    from bot.render import Renderer
+    from bot.delivery import engine as deliver
+    from bot.render.renderer import Renderer
     from bot.store import open_db
     from fixtures_delivery import add_item, add_subscribers, make_delivery_config
 

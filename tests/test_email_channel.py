@@ -7,10 +7,10 @@ import ssl
 
 import pytest
 
-from bot.channels.base import Outgoing, PermanentError, TemporaryError
-from bot.channels.email import EmailChannel
+from bot.delivery.channels.base import Outgoing, PermanentError, TemporaryError
+from bot.delivery.channels.email import EmailChannel
 from bot.config import EmailConfig
-from bot.testing.smtpserver import SMTPServer, self_signed_cert
+from bot.demo.smtpserver import SMTPServer, self_signed_cert
 
 BODY = b"From: a@example.org\r\nTo: r@example.net\r\nSubject: t\r\n\r\nhello\r\n"
 

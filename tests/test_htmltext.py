@@ -4,7 +4,7 @@ import re
 import pytest
 from fixtures_render import GOLDEN, SEED_URL
 
-from bot.htmltext import cut_words, lead, lead_html, paragraphs, sanitize, to_text
+from bot.render.html.plaintext import cut_words, lead, lead_html, paragraphs, sanitize, to_text
 
 SEED_HTML = (GOLDEN / "seed_article.input.html").read_text(encoding="utf-8")
 LINK_WORDS = ["Turquie", "Khalifa Haftar", "Russie", "Haftar", "Bloomberg", "Libye", "terrorisme",
@@ -214,7 +214,7 @@ def test_french_quotes_and_colons_never_wrap_alone():
 ])
 def test_hostile_sizes_and_nesting_are_bounded(html, expected):
     import time
-    from bot import telegram_html as tg
+    from bot.render.html import telegram as tg
     start = time.perf_counter()
     clean = sanitize(html, "https://a.example/")
     text = to_text(html)

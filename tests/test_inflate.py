@@ -1,4 +1,4 @@
-"""Bounded Content-Encoding decoding (bot.inflate): right bytes out, bombs never inflated whole."""
+"""Bounded Content-Encoding decoding (bot.ingest.inflate): right bytes out, bombs never inflated whole."""
 from __future__ import annotations
 
 import gzip
@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from bot.inflate import PIECE, EncodingError, Inflater
+from bot.ingest.inflate import PIECE, EncodingError, Inflater
 
 BODY = ("<rss><channel><title>Flash</title>" + "<item><title>é</title></item>" * 2000 + "</channel></rss>").encode()
 

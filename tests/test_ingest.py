@@ -7,8 +7,8 @@ from datetime import timedelta
 from fixtures_ingest import rss
 from sqlalchemy import select
 
-from bot.ingest import ingest_bytes, poll_all, poll_due, refresh_source, sync_sources
-from bot.sources import make_client
+from bot.ingest.poll import ingest_bytes, poll_all, poll_due, refresh_source, sync_sources
+from bot.ingest.fetch import make_client
 from bot.store import utcnow
 from bot.store.schema import items, sources
 from bot.store.sources import get_source, list_sources

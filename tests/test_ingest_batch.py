@@ -7,9 +7,9 @@ import pytest
 from fixtures_ingest import rss
 from sqlalchemy import event
 
-from bot import ingest
-from bot.ingest import poll_due, sync_sources
-from bot.sources import make_client
+from bot.ingest import poll as ingest
+from bot.ingest.poll import poll_due, sync_sources
+from bot.ingest.fetch import make_client
 from bot.store import sources as store_sources
 from bot.store import utcnow
 from bot.store.sources import list_sources

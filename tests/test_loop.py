@@ -1,7 +1,7 @@
 """The service runs on uvloop when it is installed."""
 import asyncio
 
-from bot import loop
+from bot.service import loop
 
 
 def test_runs_on_uvloop_when_installed():

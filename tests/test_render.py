@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from fixtures_render import seed_item, telegram_problems
 from jinja2 import TemplateNotFound
 
-from bot import telegram_html as tg
+from bot.render.html import telegram as tg
 from bot.config import ConfigError
-from bot.htmltext import to_text
-from bot.render import BUNDLED, TEMPLATES, Renderer, one_line
+from bot.render.html.plaintext import to_text
+from bot.render.renderer import BUNDLED, TEMPLATES, Renderer, one_line
 from bot.store.db import open_db
 from bot.store.schema import items, sources
 

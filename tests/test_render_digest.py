@@ -5,8 +5,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from fixtures_render import seed_item
 
-from bot import render_digest
-from bot.render import Renderer
+from bot.render import digest as render_digest
+from bot.render.renderer import Renderer
 
 LINKS = {"unsubscribe": "%%UNSUB:ab_c-1.2@x%%", "preferences": "https://news.example/preferences/%%TOKEN%%"}
 BASE = datetime(2026, 11, 29, 6, 10, tzinfo=timezone.utc)

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 import pytest
 from fixtures_render import GOLDEN, seed_item, telegram_problems
 
-from bot import telegram_html as tg
-from bot.render import Renderer
+from bot.render.html import telegram as tg
+from bot.render.renderer import Renderer
 
 LINKS = {"unsubscribe": "%%UNSUBSCRIBE_URL%%", "preferences": "%%PREFERENCES_URL%%"}
 DAY = datetime(2026, 11, 29, 6, 0, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot import logs
-from bot.scheduler import Jobs, Scheduler, is_due
+from bot.service.scheduler import Jobs, Scheduler, is_due
 from bot.store import maintenance
 from bot.store.db import utcnow
 from bot.store.lock import InstanceLock, lock_path
@@ -108,7 +108,7 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
 
 
 async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, svc_engine):
-    from bot.service import housekeeping
+    from bot.service.daemon import housekeeping
     from bot.store import ratelimit
     from bot.store.schema import rate_events
 

@@ -10,7 +10,7 @@ from fixtures_ingest import SAMPLES
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.opml import OPMLError, build_opml, parse_opml
+from bot.ingest.opml import OPMLError, build_opml, parse_opml
 
 ROOT = Path(__file__).resolve().parent.parent
 

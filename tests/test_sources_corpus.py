@@ -9,8 +9,8 @@ import pytest
 
 from sqlalchemy import func, select
 
-from bot.ingest import poll_all, sync_sources
-from bot.sources import fetch_feed, make_client
+from bot.ingest.poll import poll_all, sync_sources
+from bot.ingest.fetch import fetch_feed, make_client
 from bot.store.schema import items
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -7,8 +7,8 @@ import time
 import pytest
 from fixtures_ingest import SAMPLES, rss
 
-from bot.feedparse import parse_feed
-from bot.sources import fetch_feed, make_client, parse_max_age, parse_retry_after
+from bot.ingest.parse import parse_feed
+from bot.ingest.fetch import fetch_feed, make_client, parse_max_age, parse_retry_after
 
 FEED = rss([{"title": "FLASH INFO : Séisme au Japon", "guid": "1"}, {"title": "Météo du jour", "guid": "2"}])
 

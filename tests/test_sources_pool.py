@@ -7,8 +7,8 @@ import httpx
 import pytest
 from fixtures_ingest import rss
 
-from bot.fetchpool import ShardedTransport
-from bot.sources import fetch_feed, make_client
+from bot.ingest.httppool import ShardedTransport
+from bot.ingest.fetch import fetch_feed, make_client
 
 FEED = rss([{"title": "Grève à la SNCF", "guid": "a"}])
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from bot.testing.telegram_api import BotAPIStandin, Fault
-from bot.testing.telegram_entities import EntityError, parse_html
+from bot.demo.telegram_api import BotAPIStandin, Fault
+from bot.demo.telegram_entities import EntityError, parse_html
 
 VALID = [
     ("plain text", "plain text", []),

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bot.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, TemporaryError
-from bot.channels.telegram import TelegramChannel
+from bot.delivery.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, TemporaryError
+from bot.delivery.channels.telegram import TelegramChannel
 
 POST = '<b>FLASH INFO</b> Séisme &amp; tsunami &lt;alerte&gt;\n<a href="https://exemple.fr/a?x=1&amp;y=2">Lire</a>'
 

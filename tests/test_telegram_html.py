@@ -4,8 +4,8 @@ import random
 import pytest
 from fixtures_render import GOLDEN, SEED_URL, telegram_problems
 
-from bot import telegram_html as tg
-from bot.htmltext import sanitize
+from bot.render.html import telegram as tg
+from bot.render.html.plaintext import sanitize
 
 SEED_HTML = (GOLDEN / "seed_article.input.html").read_text(encoding="utf-8")
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.base import Outgoing, Sent
-from bot.render import Renderer
-from bot.testing.telegram_entities import MAX_LENGTH, utf16_len
+from bot.delivery.channels.base import Outgoing, Sent
+from bot.render.renderer import Renderer
+from bot.demo.telegram_entities import MAX_LENGTH, utf16_len
 from fixtures_render import seed_item
 
 LONG_BODY = "".join(f"<p>Paragraphe {n} : Tom &amp; Jerry &lt;3 <a href='/x/{n}'>lien {n}</a> — 😀 éè.</p>"

@@ -15,8 +15,8 @@ from bot.store import utcnow
 from bot.store import subscribers as subs
 from bot.store.schema import deliveries, items, sources
 
-deliver = pytest.importorskip("bot.deliver", reason="delivery engine not present")
-render = pytest.importorskip("bot.render", reason="renderer not present")
+deliver = pytest.importorskip("bot.delivery.engine", reason="delivery engine not present")
+render = pytest.importorskip("bot.render.renderer", reason="renderer not present")
 
 
 def add_flash(engine, title: str, alert_state: str = "none") -> int:

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from bot import websub
+from bot.ingest import websub
 from bot.store import websub as wstore
 from bot.store.db import utcnow
-from bot.testing.hub import Hub
+from bot.demo.hub import Hub
 from fixtures_service import ServedApp, add_source
 
 TOPIC = "http://127.0.0.1:9/feed.xml"  # only compared, never fetched

@@ -7,10 +7,10 @@ import socket
 import time
 
 from bot.config import load_config
-from bot.service import Service
+from bot.service.daemon import Service
 from bot.store import open_db
 from bot.store import websub as wstore
-from bot.testing.hub import Hub
+from bot.demo.hub import Hub
 from fixtures_service import flash_rss
 
 BASE = [("a1", "Municipales : les listes déposées"), ("a2", "Météo : un week-end doux")]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import typer
 from rich.console import Console
 
-from ..config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Flashbot: Flash Info alerts by email and Telegram.")
 err = Console(stderr=True)
@@ -39,7 +39,7 @@ class State:
     def engine(self):
         """The migrated database engine; a database error exits 1 with the reason."""
         if self._engine is None:
-            from ..store import open_db
+            from bot.store import open_db
 
             try:
                 self._engine = open_db(self.config.database_url)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from . import err, out, state
+from bot.cli import err, out, state
 
 STATES = ["pending", "sending", "retry", "sent", "failed", "cancelled"]
 
@@ -25,7 +25,7 @@ def deliveries(
     resume: str = typer.Option(None, "--resume", help="Resume a paused channel (email or telegram)."),
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
-    from ..store import outbox
+    from bot.store import outbox
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
@@ -85,10 +85,10 @@ def preview(
     update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
 ) -> None:
     """Write the alert email (HTML, text, full .eml) and the Telegram post to files and print their paths."""
-    from .. import tokens
-    from ..compose import Composer
-    from ..render import Renderer
-    from ..store import outbox
+    from bot import tokens
+    from bot.delivery.compose import Composer
+    from bot.render.renderer import Renderer
+    from bot.store import outbox
 
     st = state(ctx)
     cfg, engine = st.config, st.engine

@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..config import ConfigError
-from .. import loop
-from . import err, out, state
+from bot.config import ConfigError
+from bot.service import loop
+from bot.cli import err, out, state
 
 
 def _logging(ctx: typer.Context, cfg=None) -> None:
-    from .. import logs
+    from bot import logs
 
     fmt = state(ctx).log_format
     try:
@@ -30,7 +30,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
     _logging(ctx, cfg)
     engine = st.engine
     if once:
-        from ..pipeline import run_once
+        from bot.pipeline import run_once
 
         try:
             result = run_once(cfg, engine)
@@ -45,7 +45,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
                   f"{result['queued']} delivery row(s) queued, {result['digest']} digest(s) queued; "
                   f"delivery: {', '.join(f'{k} {v}' for k, v in sent.items()) or 'nothing due'}", highlight=False)
         return
-    from ..service import StartupError, serve
+    from bot.service.daemon import StartupError, serve
 
     def ready(lines: list[str]) -> None:
         if st.log_format == "text":  # JSON logs already carry the summary as `startup` events
@@ -67,7 +67,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
 def demo(ctx: typer.Context, serve_: bool = typer.Option(False, "--serve", help="Keep running to browse the pages (Ctrl-C stops)."),
          workdir: Path = typer.Option(Path("demo-out"), "--dir", help="Work folder (config, database, mail).")) -> None:
     """The whole pipeline on 127.0.0.1: sample feeds, embedded SMTP and Telegram stand-in; no network, no account."""
-    from .. import demo as demo_mod
+    from bot.demo import story as demo_mod
 
     raise typer.Exit(demo_mod.main(workdir, serve=serve_, log_format=state(ctx).log_format))
 
@@ -86,10 +86,10 @@ def digest(
     st = state(ctx)
     cfg = st.config
     _logging(ctx, cfg)
-    from .. import digest as digest_mod
+    from bot import digest as digest_mod
 
     if send:
-        from ..service import open_runtime
+        from bot.service.daemon import open_runtime
 
         async def go():
             rt = await open_runtime(cfg, st.engine, lock_wait=0, check=False)
@@ -124,7 +124,7 @@ def digest(
 def check(ctx: typer.Context, offline: bool = typer.Option(False, "--offline", help="Config and database only, no network."),
           timeout: float = typer.Option(10, "--timeout", help="Seconds per network check.")) -> None:
     """Validate the config and test connectivity (SMTP EHLO, Telegram getMe, each source); a verdict per part."""
-    from ..checks import run_checks
+    from bot.service.checks import run_checks
 
     st = state(ctx)
     cfg = st.config

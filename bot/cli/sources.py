@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from . import err, out, state
+from bot.cli import err, out, state
 
 sources_app = typer.Typer(no_args_is_help=True, help="List, add, remove, pause, resume, import and export feed sources.")
 
@@ -45,7 +45,7 @@ def _hints(row) -> str:
 
 def _synced(ctx: typer.Context):
     """Config and engine, with the config's [[sources]] synced into the database."""
-    from ..store.sources import sync_sources
+    from bot.store.sources import sync_sources
 
     st = state(ctx)
     sync_sources(st.engine, st.config)
@@ -55,8 +55,8 @@ def _synced(ctx: typer.Context):
 @sources_app.command("list")
 def list_cmd(ctx: typer.Context) -> None:
     """Show every source: status, last success, last error, next poll, TTL / max-age."""
-    from ..store import utcnow
-    from ..store.sources import list_sources
+    from bot.store import utcnow
+    from bot.store.sources import list_sources
 
     cfg, engine = _synced(ctx)
     now, tz = utcnow(), ZoneInfo(cfg.bot.timezone)
@@ -79,8 +79,8 @@ def add_cmd(ctx: typer.Context, name: str, url: str,
             alert_on_first_poll: bool = typer.Option(False, "--alert-on-first-poll", help="Alert on items present at the first poll."),
             category: str = typer.Option(None, "--category", help="Category given to every item.")) -> None:
     """Add a feed (http(s) URL or local file path)."""
-    from ..sources import is_http
-    from ..store.sources import SourceError, add_source
+    from bot.ingest.fetch import is_http
+    from bot.store.sources import SourceError, add_source
 
     cfg, engine = _synced(ctx)
     if not is_http(url) and not url.startswith("file://") and not cfg.resolve(url).is_file():
@@ -97,7 +97,7 @@ def add_cmd(ctx: typer.Context, name: str, url: str,
 
 
 def _one(ctx: typer.Context, name: str):
-    from ..store.sources import SourceError, get_source
+    from bot.store.sources import SourceError, get_source
 
     cfg, engine = _synced(ctx)
     try:
@@ -110,7 +110,7 @@ def _one(ctx: typer.Context, name: str):
 @sources_app.command("remove")
 def remove_cmd(ctx: typer.Context, name: str) -> None:
     """Remove a source added from the CLI or OPML, with its items."""
-    from ..store.sources import remove_source
+    from bot.store.sources import remove_source
 
     _cfg, engine, row = _one(ctx, name)
     if row["origin"] == "config":
@@ -124,7 +124,7 @@ def remove_cmd(ctx: typer.Context, name: str) -> None:
 @sources_app.command("pause")
 def pause_cmd(ctx: typer.Context, name: str) -> None:
     """Stop polling a source until `sources resume`."""
-    from ..store.sources import set_paused
+    from bot.store.sources import set_paused
 
     _cfg, engine, _row = _one(ctx, name)
     set_paused(engine, name, True, "paused by an operator")
@@ -134,7 +134,7 @@ def pause_cmd(ctx: typer.Context, name: str) -> None:
 @sources_app.command("resume")
 def resume_cmd(ctx: typer.Context, name: str) -> None:
     """Resume a paused source (its failure count is reset; it is polled at once)."""
-    from ..store.sources import set_paused
+    from bot.store.sources import set_paused
 
     _cfg, engine, _row = _one(ctx, name)
     set_paused(engine, name, False)
@@ -145,8 +145,8 @@ def resume_cmd(ctx: typer.Context, name: str) -> None:
 def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML file."),
                interval: int = typer.Option(60, "--interval", min=1, help="Seconds between polls.")) -> None:
     """Add every feed of an OPML file (feeds already present, by URL, are skipped)."""
-    from ..opml import OPMLError, parse_opml, unique_name
-    from ..store.sources import add_source, list_sources
+    from bot.ingest.opml import OPMLError, parse_opml, unique_name
+    from bot.store.sources import add_source, list_sources
 
     _cfg, engine = _synced(ctx)
     try:
@@ -172,8 +172,8 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML f
 @sources_app.command("export")
 def export_cmd(ctx: typer.Context, output: Path = typer.Option(None, "--output", "-o", help="File (default: stdout).")) -> None:
     """Write all sources as OPML 2.0."""
-    from ..opml import build_opml
-    from ..store.sources import list_sources
+    from bot.ingest.opml import build_opml
+    from bot.store.sources import list_sources
 
     _cfg, engine = _synced(ctx)
     data = build_opml(list_sources(engine))
@@ -220,8 +220,8 @@ def _print_reports(reports) -> None:
 
 
 async def _poll(cfg, engine, once: bool):
-    from ..ingest import poll_all, poll_due
-    from ..sources import make_client
+    from bot.ingest.poll import poll_all, poll_due
+    from bot.ingest.fetch import make_client
 
     async with make_client(cfg.fetch) as client:
         if once:

@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from ..store import dashboard, utcnow
-from ..store import subscribers as subs
-from . import err, out, state
+from bot.store import dashboard, utcnow
+from bot.store import subscribers as subs
+from bot.cli import err, out, state
 
 sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
 BATCH = 5000

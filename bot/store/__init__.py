@@ -1,3 +1,3 @@
 """Storage: every database side effect of Flashbot lives in this package."""
-from .db import migrate, open_db, retry_locked, utcnow  # noqa: F401
-from . import schema  # noqa: F401
+from bot.store.db import migrate, open_db, retry_locked, utcnow  # noqa: F401
+from bot.store import schema  # noqa: F401

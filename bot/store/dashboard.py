@@ -9,9 +9,9 @@ from statistics import median
 
 from sqlalchemy import Engine, func, or_, select, update
 
-from . import outbox
-from .db import utcnow
-from .schema import channel_state, deliveries, items, sources, subscribers
+from bot.store import outbox
+from bot.store.db import utcnow
+from bot.store.schema import channel_state, deliveries, items, sources, subscribers
 
 ACTIVE_STATES = ("pending", "retry", "sending")
 

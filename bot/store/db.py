@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from .schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import SCHEMA_VERSION, meta, metadata
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .schema import deliveries, digest_items, digests, items, meta, sources, subscribers
+from bot.store.schema import deliveries, digest_items, digests, items, meta, sources, subscribers
 
 DIGEST_MODES = ("digest", "both")
 # Items that never belong in a newsletter: held for approval, cancelled by an operator.

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.engine import RowMapping
 
-from ..config import Config
-from ..detect import norm_title
-from ..models import Event, Item
-from .db import retry_locked, utcnow
-from .schema import items, sources
+from bot.config import Config
+from bot.ingest.detect import norm_title
+from bot.models import Event, Item
+from bot.store.db import retry_locked, utcnow
+from bot.store.schema import items, sources
 
 ALERTED = ("queued", "approved")  # states in which subscribers got (or are getting) the alert
 _CHUNK = 400  # keys per IN (...) query, under SQLite's variable limit

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
-from .db import retry_locked, utcnow
-from .items import ALERTED
-from .schema import deliveries, digests, items
+from bot.store.db import retry_locked, utcnow
+from bot.store.items import ALERTED
+from bot.store.schema import deliveries, digests, items
 
 FINAL_STATES = ("sent", "failed", "cancelled")
 
@@ -35,7 +35,7 @@ def prune(engine: Engine, retention_days: int, now: datetime | None = None) -> d
 
 def summary_counts(engine: Engine) -> dict[str, int]:
     """Numbers for the startup summary: sources (active/paused), subscribers by status, items."""
-    from .schema import sources, subscribers
+    from bot.store.schema import sources, subscribers
 
     with engine.connect() as conn:
         out = {f"sources_{'paused' if p else 'active'}": n for p, n in conn.execute(

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import utcnow
-from .schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
+from bot.store.db import utcnow
+from bot.store.schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
 DUE_STATES = ("pending", "retry")

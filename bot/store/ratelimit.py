@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select
 
-from .db import utcnow
-from .schema import rate_events
+from bot.store.db import utcnow
+from bot.store.schema import rate_events
 
 
 PRUNE_CHANCE = 0.02

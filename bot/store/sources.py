@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
-from ..config import Config, SourceConfig
-from ..models import FeedResult
-from .db import retry_locked, utcnow
-from .schema import sources
+from bot.config import Config, SourceConfig
+from bot.models import FeedResult
+from bot.store.db import retry_locked, utcnow
+from bot.store.schema import sources
 
 REMOVED_FROM_CONFIG = "no longer in config.toml"
 _CHUNK = 500  # ids per IN (...) query, under SQLite's variable limit

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
-from ..addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
-from .db import utcnow
-from .schema import deliveries, items, subscribers
+from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.store.db import utcnow
+from bot.store.schema import deliveries, items, subscribers
 
 MODES = ("instant", "digest", "both")
 LANGUAGES = ("fr", "en")

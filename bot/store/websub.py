@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from .schema import sources
+from bot.store.schema import sources
 
 # While a subscription request waits for the hub's verification, websub_lease_until holds the
 # moment after which it is considered lost and sent again.

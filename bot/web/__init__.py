@@ -1,2 +1,2 @@
 """Web pages (Starlette): sign-up, confirmation, unsubscribe, preferences, /admin, /healthz, /metrics."""
-from .app import create_app, drain_mail  # noqa: F401
+from bot.web.app import create_app, drain_mail  # noqa: F401

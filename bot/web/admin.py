@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ..store import dashboard, ratelimit, utcnow
-from ..store import subscribers as subs
-from .app import Web, web
-from .public import read_form
-from .security import CSRF_FIELD, client_ip
+from bot.store import dashboard, ratelimit, utcnow
+from bot.store import subscribers as subs
+from bot.web.app import Web, web
+from bot.web.public import read_form
+from bot.web.security import CSRF_FIELD, client_ip
 
 log = logging.getLogger("flashbot.web.admin")
 PAGE = 50
@@ -184,7 +184,7 @@ async def item_action(request: Request) -> Response:
 
 
 def _queue_item(w: Web, item_id: int) -> int:
-    from ..deliver import queue_item
+    from bot.delivery.engine import queue_item
 
     return queue_item(w.engine, w.cfg, item_id)
 

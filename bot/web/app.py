@@ -17,14 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .. import templates_dir
-from ..config import Config
-from ..store import ratelimit
-from ..tokens import secret_key
-from . import localize
-from .i18n import CATALOGS, translator
-from .mailer import Mailer, MailJobs, SMTPMailer
-from .security import AdminSession, Csrf, SecurityHeaders
+from bot import templates_dir
+from bot.config import Config
+from bot.store import ratelimit
+from bot.tokens import secret_key
+from bot.web import localize
+from bot.web.i18n import CATALOGS, translator
+from bot.web.mailer import Mailer, MailJobs, SMTPMailer
+from bot.web.security import AdminSession, Csrf, SecurityHeaders
 
 log = logging.getLogger("flashbot.web")
 LANG_COOKIE = "fb_lang"  # Path=/admin: public pages keep following ?lang= and the subscriber's language
@@ -147,7 +147,7 @@ async def drain_mail(app: Starlette, timeout: float = 5) -> int:
 def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], bool] | None = None,
                mailer: Mailer | None = None) -> Starlette:
     """The web app: sign-up, confirm, unsubscribe, preferences, /admin, /healthz and /metrics."""
-    from . import admin, metrics, public
+    from bot.web import admin, metrics, public
 
     key = secret_key(engine, cfg.web.secret_key)
     secure = cfg.bot.public_url.startswith("https://")

@@ -9,7 +9,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from starlette.requests import Request
 
-from .i18n import CATALOGS, FR, label, markup_translator, translator
+from bot.web.i18n import CATALOGS, FR, label, markup_translator, translator
 
 NOTICE_FIELDS = ("n", "item")
 # Pause reasons written by the dashboard and the CLI: stored in English (like errors), shown translated.

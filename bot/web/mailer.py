@@ -11,8 +11,8 @@ from typing import Protocol
 import aiosmtplib
 from jinja2 import Environment
 
-from ..config import Config, EmailConfig
-from .i18n import translator
+from bot.config import Config, EmailConfig
+from bot.web.i18n import translator
 
 log = logging.getLogger("flashbot.web.mailer")
 

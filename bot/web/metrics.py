@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..store import dashboard
-from ..store import subscribers as subs
+from bot.store import dashboard
+from bot.store import subscribers as subs
 
 if TYPE_CHECKING:
-    from .app import Web
+    from bot.web.app import Web
 
 log = logging.getLogger("flashbot.web.metrics")
 LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

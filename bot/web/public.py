@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from .. import tokens
-from ..store import dashboard, ratelimit
-from ..store import subscribers as subs
-from .app import Web, web
-from .mailer import build_message, send
-from .security import CSRF_FIELD, client_ip
+from bot import tokens
+from bot.store import dashboard, ratelimit
+from bot.store import subscribers as subs
+from bot.web.app import Web, web
+from bot.web.mailer import build_message, send
+from bot.web.security import CSRF_FIELD, client_ip
 
 log = logging.getLogger("flashbot.web")
 HONEYPOT = "website"

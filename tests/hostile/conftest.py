@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.testing.feedserver import FeedServer
+from bot.demo.feedserver import FeedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "hostile_corpus"

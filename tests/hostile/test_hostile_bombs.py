@@ -1,7 +1,7 @@
 """Size bombs measured in a child process with a hard address-space limit, so a failure is a clean
 MemoryError in the child instead of an out-of-memory kill of the test run.
 
-The child fetches through `bot.sources.fetch_feed` from a real FeedServer and prints the outcome and
+The child fetches through `bot.ingest.fetch.fetch_feed` from a real FeedServer and prints the outcome and
 its peak RSS (ru_maxrss) as JSON.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ CHILD = textwrap.dedent("""
     sys.path[:0] = [{tests!r}, {here!r}]
     limit = {limit} * 1024 * 1024
     from bot.config import parse_config
-    from bot.sources import fetch_feed, make_client
-    from bot.testing.feedserver import FeedServer
+    from bot.ingest.fetch import fetch_feed, make_client
+    from bot.demo.feedserver import FeedServer
     body = open(sys.argv[1], "rb").read()
     headers = json.loads(sys.argv[2])
     cfg = parse_config({{"fetch": {{"timeout": 10}}}}, ".", env={{}})

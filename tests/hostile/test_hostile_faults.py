@@ -16,8 +16,8 @@ from bot.pipeline import run_once
 from bot.store import open_db
 from bot.store import outbox
 from bot.store.schema import deliveries, subscribers
-from bot.testing.smtpserver import SMTPServer
-from bot.testing.telegram_api import BotAPIStandin
+from bot.demo.smtpserver import SMTPServer
+from bot.demo.telegram_api import BotAPIStandin
 from fixtures_delivery import add_subscribers
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -12,8 +12,8 @@ import pytest
 from bot.config import parse_config
 from bot.pipeline import run_once
 from bot.store import open_db
-from bot.testing.smtpserver import SMTPServer
-from bot.testing.telegram_api import BotAPIStandin
+from bot.demo.smtpserver import SMTPServer
+from bot.demo.telegram_api import BotAPIStandin
 from conftest import SOAK
 from fixtures_delivery import add_subscribers
 from hostile_scan import email_problems, telegram_problems

@@ -1,4 +1,4 @@
-"""Each hand-made hostile feed of tests/hostile_corpus, fetched and parsed on its own through `bot.sources.fetch_feed`.
+"""Each hand-made hostile feed of tests/hostile_corpus, fetched and parsed on its own through `bot.ingest.fetch.fetch_feed`.
 
 Checks per case: no exception escapes, the outcome the manifest expects (a clear error or parsed items),
 bounded wall time (fetch.timeout + slack) and bounded Python memory (tracemalloc peak), /etc/passwd never read.
@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from bot.config import parse_config
-from bot.sources import fetch_feed, make_client
+from bot.ingest.fetch import fetch_feed, make_client
 from conftest import SECRET_MARKERS, load_cases, serve_case
 from hostile_scan import leaked_secret
 

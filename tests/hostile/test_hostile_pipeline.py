@@ -20,8 +20,8 @@ from bot.config import parse_config
 from bot.pipeline import run_once
 from bot.store import open_db
 from bot.store.schema import deliveries, items, sources
-from bot.testing.smtpserver import SMTPServer
-from bot.testing.telegram_api import BotAPIStandin
+from bot.demo.smtpserver import SMTPServer
+from bot.demo.telegram_api import BotAPIStandin
 from conftest import SECRET_MARKERS, load_cases, serve_case
 from fixtures_delivery import add_subscribers
 from hostile_scan import email_problems, html_problems, leaked_secret, telegram_problems

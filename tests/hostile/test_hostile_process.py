@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import ingest
+from bot.ingest import poll as ingest
 from bot.config import load_config
-from bot.sources import make_client
+from bot.ingest.fetch import make_client
 from bot.store import open_db
 from bot.store.schema import deliveries
-from bot.testing.feedserver import FeedServer
-from bot.testing.smtpserver import SMTPServer
-from bot.testing.telegram_api import BotAPIStandin
+from bot.demo.feedserver import FeedServer
+from bot.demo.smtpserver import SMTPServer
+from bot.demo.telegram_api import BotAPIStandin
 from conftest import SOAK
 from fixtures_delivery import add_subscribers
 

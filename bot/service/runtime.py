@@ -8,12 +8,14 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
-from . import deliver, ingest, logs, pipeline
-from .channels.base import ChannelPaused, PermanentError
-from .render import Renderer
-from .sources import make_client
-from .store import maintenance
-from .store.lock import InstanceLock, lock_path
+from bot.delivery import engine as deliver
+from bot.ingest import poll as ingest
+from bot import logs, pipeline
+from bot.delivery.channels.base import ChannelPaused, PermanentError
+from bot.render.renderer import Renderer
+from bot.ingest.fetch import make_client
+from bot.store import maintenance
+from bot.store.lock import InstanceLock, lock_path
 
 log = logging.getLogger("flashbot.service")
 

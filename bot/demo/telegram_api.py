@@ -14,8 +14,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from bot.testing.telegram_methods import (KICKED, SEND_METHODS, BotAPIMethods, Fault, Post, _Answer, _error,
-                                          _params)
+from bot.demo.telegram_methods import KICKED, SEND_METHODS, BotAPIMethods, Fault, Post, _Answer, _error, _params
 
 __all__ = ["BotAPIStandin", "Fault", "Post", "SEND_METHODS"]
 

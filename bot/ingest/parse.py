@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.urls import resolve_relative_uris
 
-from .models import FeedResult, Item
+from bot.models import FeedResult, Item
 
 MAX_ENTRIES = 1000  # a feed with more entries is cut: bounded time and memory per poll
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([^\s>]+)\s+(SYSTEM|PUBLIC|\"[^\"]*\"|'[^']*')", re.I)

@@ -15,8 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .config import FlashConfig
-from .models import Item
+from bot.config import FlashConfig
+from bot.models import Item
 
 # Separators after a prefix; a hyphen only counts when followed by a space ("Flash-ball" is a word).
 _SEP = re.compile(r"\s*(?:[:|/•·–—\])»]|-(?=\s|$))[\s:|/•·–—\-\])»]*")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from .feedparse import UnsafeXML, screen_entities
+from bot.ingest.parse import UnsafeXML, screen_entities
 
 
 class OPMLError(ValueError):

@@ -14,15 +14,15 @@ from datetime import datetime
 import httpx
 from sqlalchemy import Engine
 
-from .config import Config
-from .detect import detect
-from .feedparse import parse_feed
-from .models import Event, FeedResult, Item
-from .sources import fetch_feed, is_http
-from .store import utcnow
-from .store import sources as store_sources
-from .store.items import store_items
-from .store.sources import sync_sources  # noqa: F401 - public interface: bot.ingest.sync_sources
+from bot.config import Config
+from bot.ingest.detect import detect
+from bot.ingest.parse import parse_feed
+from bot.models import Event, FeedResult, Item
+from bot.ingest.fetch import fetch_feed, is_http
+from bot.store import utcnow
+from bot.store import sources as store_sources
+from bot.store.items import store_items
+from bot.store.sources import sync_sources  # noqa: F401 - public interface: bot.ingest.sync_sources
 
 
 @dataclass

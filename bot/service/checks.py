@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from .store import open_db
+from bot.store import open_db
 
 Verdict = tuple[str, str, str]  # (part, ok|off|warn|FAIL, detail)
 
@@ -52,7 +52,7 @@ async def check_channel(name: str, section, make, timeout: float) -> Verdict:
 
 async def check_sources(cfg, timeout: float) -> list[Verdict]:
     """Fetch each configured source once (nothing is stored)."""
-    from .sources import fetch_feed, make_client
+    from bot.ingest.fetch import fetch_feed, make_client
 
     client = make_client(cfg.fetch.model_copy(update={"timeout": min(cfg.fetch.timeout, timeout)}))
     try:
@@ -75,8 +75,8 @@ async def run_checks(cfg, offline: bool = False, timeout: float = 10) -> list[Ve
                 await asyncio.to_thread(check_database, cfg), check_web(cfg)]
     if offline:
         return verdicts
-    from .channels.email import EmailChannel
-    from .channels.telegram import TelegramChannel
+    from bot.delivery.channels.email import EmailChannel
+    from bot.delivery.channels.telegram import TelegramChannel
 
     verdicts.append(await check_channel("email", cfg.email, EmailChannel, timeout))
     verdicts.append(await check_channel("telegram", cfg.telegram, TelegramChannel, timeout))

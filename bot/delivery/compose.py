@@ -11,9 +11,10 @@ from collections import OrderedDict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from . import mailbuild, tokens
-from .channels.base import Outgoing
-from .config import Config
+from bot.delivery import mime as mailbuild
+from bot import tokens
+from bot.delivery.channels.base import Outgoing
+from bot.config import Config
 
 _CACHE_SIZE = 64  # (item, revision, language, kind) builds kept; an alert run needs 2 (fr, en)
 _DIGEST_CACHE_SIZE = 512  # distinct (item list, language) digests kept: topics make few distinct lists

@@ -16,11 +16,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from sqlalchemy import Engine
 
-from . import logs
-from .store import websub as store
-from .store.db import utcnow
+from bot import logs
+from bot.store import websub as store
+from bot.store.db import utcnow
 
-log = logging.getLogger("flashbot.websub")
+log = logging.getLogger("flashbot.ingest.websub")
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 PushHandler = Callable[[int, bytes, dict], Awaitable[object]]
 

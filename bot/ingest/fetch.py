@@ -18,11 +18,11 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .config import Config, FetchConfig
-from .feedparse import parse_feed
-from .fetchpool import ShardedTransport
-from .inflate import ACCEPT_ENCODING, EncodingError, Inflater
-from .models import FeedResult
+from bot.config import Config, FetchConfig
+from bot.ingest.parse import parse_feed
+from bot.ingest.httppool import ShardedTransport
+from bot.ingest.inflate import ACCEPT_ENCODING, EncodingError, Inflater
+from bot.models import FeedResult
 
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -52,7 +52,7 @@ class Fetched:
 
 def make_client(fetch_cfg: FetchConfig) -> httpx.AsyncClient:
     """The one shared HTTP client: keep-alive pool sized to the concurrency, no auto-redirects."""
-    # Sharded pool: same connection budget, far less per-request bookkeeping (see bot.fetchpool).
+    # Sharded pool: same connection budget, far less per-request bookkeeping (see bot.ingest.httppool).
     transport = ShardedTransport(max(1, fetch_cfg.concurrency))
     return httpx.AsyncClient(
         timeout=httpx.Timeout(fetch_cfg.timeout), transport=transport, follow_redirects=False,
@@ -109,7 +109,7 @@ async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
                 raise FetchError(f"response too large: more than {max_bytes} bytes (fetch.max_bytes)", resp.status_code)
             chunks.append(piece)
     try:
-        async for raw in resp.aiter_raw():  # raw: we decode ourselves, with a bound (bot.inflate)
+        async for raw in resp.aiter_raw():  # raw: we decode ourselves, with a bound (bot.ingest.inflate)
             take(inflater.feed(raw))
         take(inflater.feed(b""))
     except EncodingError as exc:

@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 from markupsafe import Markup
 
-from bot.render_i18n import STRINGS, format_day
+from bot.render.strings import STRINGS, format_day
 
 # Templates whose override (bot.templates folder) disables the fragment path: the page must keep
 # the shape the fragments assume (one `body` holding sections and entries, CSS from the base).

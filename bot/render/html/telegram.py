@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from bot.htmldom import BLOCK, Node, parse
+from bot.render.html.dom import BLOCK, Node, parse
 
 LIMIT = 4096  # Telegram's message length, counted in UTF-16 code units after entity parsing
 CANON = {"b": "b", "strong": "b", "i": "i", "em": "i", "u": "u", "ins": "u", "s": "s",

@@ -12,11 +12,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 
-from . import digest, logs
-from .store.db import utcnow
-from .store.schema import sources
+from bot import digest, logs
+from bot.store.db import utcnow
+from bot.store.schema import sources
 
-log = logging.getLogger("flashbot.scheduler")
+log = logging.getLogger("flashbot.service.scheduler")
 RECONCILE_SECONDS = 3.0  # how soon a source added/paused/removed by the CLI or dashboard takes effect
 HOUSEKEEPING_SECONDS = 3600
 WEBSUB_SECONDS = 60

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from bot.testing.telegram_entities import MAX_LENGTH, EntityError, parse_html, utf16_len
+from bot.demo.telegram_entities import MAX_LENGTH, EntityError, parse_html, utf16_len
 
 SEND_METHODS = frozenset({"sendmessage", "editmessagetext"})
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup "

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import nh3
 
-from bot.htmlchrome import remove_chrome
-from bot.htmldom import BLOCK, Node, parse, serialize
+from bot.render.html.chrome import remove_chrome
+from bot.render.html.dom import BLOCK, Node, parse, serialize
 
 TEXT_TAGS = {"p", "br", "a", "b", "strong", "i", "em", "u", "s", "strike", "del", "ins", "code",
              "pre", "blockquote", "q", "cite", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",

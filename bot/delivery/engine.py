@@ -15,15 +15,15 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from . import tokens
-from .channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
-from .compose import Composer
-from .config import Config
-from .fanout import queue_events, queue_item, queue_update  # noqa: F401 - public API of this module
-from .store import outbox, retry_locked
-from .store.db import utcnow
+from bot import tokens
+from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
+from bot.delivery.compose import Composer
+from bot.config import Config
+from bot.delivery.fanout import queue_events, queue_item, queue_update  # noqa: F401 - public API of this module
+from bot.store import outbox, retry_locked
+from bot.store.db import utcnow
 
-log = logging.getLogger("flashbot.deliver")
+log = logging.getLogger("flashbot.delivery.engine")
 FLUSH_SECONDS = 0.2  # outcomes wait at most this long (while sends go on) before being written
 _DB_THREAD: ThreadPoolExecutor | None = None
 
@@ -42,11 +42,11 @@ def build_channels(cfg: Config) -> dict:
     """The configured channels by name (a channel whose config section is absent is off)."""
     channels: dict = {}
     if cfg.email is not None:
-        from .channels.email import EmailChannel
+        from bot.delivery.channels.email import EmailChannel
 
         channels["email"] = EmailChannel(cfg.email)
     if cfg.telegram is not None:
-        from .channels.telegram import TelegramChannel
+        from bot.delivery.channels.telegram import TelegramChannel
 
         channels["telegram"] = TelegramChannel(cfg.telegram)
     return channels

@@ -12,11 +12,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from . import digest, ingest, logs, pipeline, websub
-from .runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals, requeue_orphans, until_stopped
-from .scheduler import Jobs, Scheduler
-from .store import maintenance, ratelimit
-from .store.lock import InstanceLock, lock_path
+from bot import digest, logs, pipeline
+from bot.ingest import poll as ingest, websub
+from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals, requeue_orphans, until_stopped
+from bot.service.scheduler import Jobs, Scheduler
+from bot.store import maintenance, ratelimit
+from bot.store.lock import InstanceLock, lock_path
 
 __all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "run_once_async", "serve"]
 
@@ -75,7 +76,7 @@ async def housekeeping(cfg, engine) -> dict:
 
 def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> Starlette:
     """The web app with the WebSub callback routes mounted next to it."""
-    from .web import create_app
+    from bot.web import create_app
 
     ctx = websub.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(rt.pipe, sid, body, headers))
     pages = create_app(cfg, engine, scheduler_alive=scheduler_alive)
@@ -211,7 +212,7 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - shutting down anyway
                 logs.event(log, "delivery_crashed", logging.ERROR, error=repr(exc))
         if self._server is not None:
-            from .web import drain_mail
+            from bot.web import drain_mail
 
             await drain_mail(self._server.config.app.state.pages, timeout=5)
             self._server.should_exit = True

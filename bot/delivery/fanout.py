@@ -6,14 +6,14 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine
 
-from .config import Config
-from .models import Event
-from .store import outbox
-from .store.items import ALERTED  # the alert went (or is going) out: an update is a correction
-from .store.db import utcnow
-from .topics import ItemTopics
+from bot.config import Config
+from bot.models import Event
+from bot.store import outbox
+from bot.store.items import ALERTED  # the alert went (or is going) out: an update is a correction
+from bot.store.db import utcnow
+from bot.topics import ItemTopics
 
-log = logging.getLogger("flashbot.deliver")
+log = logging.getLogger("flashbot.delivery.engine")
 NOT_ALERTABLE = ("cancelled",)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bot.htmldom import BLOCK, Node
+from bot.render.html.dom import BLOCK, Node
 
 # WordPress/Jetpack/plugins class or id fragments that only ever wrap page chrome.
 CHROME_TOKENS = (

@@ -16,11 +16,11 @@ from jinja2 import (BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Str
 from markupsafe import Markup
 
 import bot
-from bot import telegram_html as tg
+from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
-from bot.htmltext import cut_words, lead, lead_html, sanitize, to_text
-from bot.render_digest import DIGEST_TEMPLATES, Digests
-from bot.render_i18n import STRINGS, format_when, pick_language
+from bot.render.html.plaintext import cut_words, lead, lead_html, sanitize, to_text
+from bot.render.digest import DIGEST_TEMPLATES, Digests
+from bot.render.strings import STRINGS, format_when, pick_language
 
 BUNDLED = bot.templates_dir()
 # The only names ever rendered or included: a template name never comes from outside.

@@ -22,18 +22,19 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from . import digest, logs, loop
-from .config import load_config
-from .service import Service, StartupError
-from .store import open_db
-from .store import subscribers as subs
-from .store.schema import items, sources
-from .testing.feedserver import FeedServer
-from .testing.hub import Hub
-from .testing.smtpserver import SMTPServer
-from .testing.telegram_api import BotAPIStandin
+from bot import digest, logs
+from bot.service import loop
+from bot.config import load_config
+from bot.service.daemon import Service, StartupError
+from bot.store import open_db
+from bot.store import subscribers as subs
+from bot.store.schema import items, sources
+from bot.demo.feedserver import FeedServer
+from bot.demo.hub import Hub
+from bot.demo.smtpserver import SMTPServer
+from bot.demo.telegram_api import BotAPIStandin
 
-SAMPLES = Path(__file__).parent / "testing" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 TOPIC = "https://www.redaction-exemple.fr/feed/"  # the samples' rel="self"
 ADMIN_PASSWORD = "demo-admin"
 SUBSCRIBERS = [  # (address, mode, language)

@@ -2,7 +2,7 @@
 
 Built on python-telegram-bot's `telegram.Bot`. The channel sends each message exactly once and
 maps every failure onto the outbox's vocabulary; waiting and retrying belong to the outbox
-(`bot.deliver`), which honours `TemporaryError.retry_after` (Telegram's flood-control wait).
+(`bot.delivery.engine`), which honours `TemporaryError.retry_after` (Telegram's flood-control wait).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, N
                             TelegramError, TimedOut)
 from telegram.request import HTTPXRequest
 
-from bot.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, TemporaryError
+from bot.delivery.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, TemporaryError
 from bot.config import TelegramConfig
 
 log = logging.getLogger(__name__)

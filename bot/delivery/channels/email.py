@@ -13,9 +13,9 @@ from email.utils import parseaddr
 import aiosmtplib
 from aiosmtplib import errors as E
 
-from ..config import EmailConfig
-from .base import DeliveryError, Outgoing, PermanentError, Sent, TemporaryError
-from .smtpsession import Session
+from bot.config import EmailConfig
+from bot.delivery.channels.base import DeliveryError, Outgoing, PermanentError, Sent, TemporaryError
+from bot.delivery.channels.smtp import Session
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""Delivery channels; each implements bot.channels.base.Channel."""

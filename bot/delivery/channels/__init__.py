@@ -1,0 +1,1 @@
+"""Delivery channels; each implements bot.delivery.channels.base.Channel."""
