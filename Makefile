@@ -44,13 +44,13 @@ bench: $(STAMP)
 soak: $(STAMP)
 	FLASHBOT_SOAK=1 $(PY) -m pytest -q -ra -m slow tests
 
-## make lock: re-resolve pyproject.toml into requirements.lock.
+## make lock: re-resolve pyproject.toml into requirements.lock (--all keeps setuptools: the wheel test builds with it).
 lock:
 	rm -rf /tmp/flashbot-lock && $(PYTHON) -m venv /tmp/flashbot-lock
 	/tmp/flashbot-lock/bin/pip install --quiet ".[test]"
 	{ echo "# Flashbot lock file: exact versions of every runtime and test dependency (transitive included)."; \
 	  echo "# Regenerate with 'make lock' after changing pyproject.toml."; \
-	  /tmp/flashbot-lock/bin/pip freeze | grep -v -i '^flashbot'; } > requirements.lock
+	  /tmp/flashbot-lock/bin/pip freeze --all | grep -v -i -E '^(flashbot|pip)( |==|@)'; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo-out
