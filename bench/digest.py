@@ -93,7 +93,7 @@ def _history(engine, n: int, now) -> None:
 def run(p: dict) -> dict:
     """Queue one digest run (bot.digest.send_now) and send it all (DeliveryEngine.run_due)."""
     digest = need("bot.digest", "send_now")
-    deliver = need("bot.delivery.engine", "DeliveryEngine", "build_channels")
+    deliver = need("bot.delivery.engine", "DeliveryEngine")
     render = need("bot.render.renderer", "Renderer")
     from sqlalchemy import func, select
     from bot.store import open_db, schema
@@ -103,7 +103,7 @@ def run(p: dict) -> dict:
     engine = open_db(cfg.database_url)
 
     async def main() -> dict:
-        channels = deliver.build_channels(cfg)
+        channels = need("bot.delivery.channels", "build_channels").build_channels(cfg)
         eng = deliver.DeliveryEngine(engine, cfg, channels, render.Renderer(cfg))
         t0 = time.perf_counter()
         queued = await asyncio.to_thread(digest.send_now, engine, cfg)

@@ -134,7 +134,8 @@ class _thread_timers:
 
 def run(p: dict) -> dict:
     """Fan the alert out through queue_events -> DeliveryEngine.run_due -> EmailChannel."""
-    deliver = need("bot.delivery.engine", "queue_events", "DeliveryEngine", "build_channels")
+    deliver = need("bot.delivery.engine", "DeliveryEngine")
+    fanout = need("bot.delivery.fanout", "queue_events")
     render = need("bot.render.renderer", "Renderer")
     need("bot.delivery.channels.email", "EmailChannel")
     from sqlalchemy import func, select
@@ -148,13 +149,13 @@ def run(p: dict) -> dict:
 
     async def main() -> dict:
         renderer = render.Renderer(cfg)
-        channels = deliver.build_channels(cfg)
+        channels = need("bot.delivery.channels", "build_channels").build_channels(cfg)
         probe = channels["email"] = FirstSendProbe(channels["email"])
         engine_ = deliver.DeliveryEngine(engine, cfg, channels, renderer)
         event = Event(item_id=p["item_id"], kind="flash", source="bench", title=message.TITLE,
                       is_flash=True)
         t0 = time.perf_counter()
-        queued = await asyncio.to_thread(deliver.queue_events, engine, cfg, [event])
+        queued = await asyncio.to_thread(fanout.queue_events, engine, cfg, [event])
         t_queued = time.perf_counter()
         with Profile(f"fanout-{p['n']}"), _thread_timers() as timers:
             stats = await engine_.run_due()

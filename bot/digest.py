@@ -15,7 +15,7 @@ from bot.store import digests as store
 from bot.store.db import utcnow
 from bot.topics import ItemTopics, wants
 
-log = logging.getLogger("flashbot.digest")
+log = logging.getLogger(__name__)
 # A subscriber with no digest yet gets the last day's news, not the whole archive.
 FIRST_WINDOW = timedelta(days=1)
 FIRST_START_KEY = "first_started_at"

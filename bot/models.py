@@ -3,6 +3,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+
+class AlertState(StrEnum):
+    """items.alert_state: none → detected | held → (approved →) queued; or cancelled by an operator."""
+
+    NONE = "none"  # not Flash Info, or never alerted (baseline, duplicate)
+    HELD = "held"  # waits for an editor's approval
+    DETECTED = "detected"  # the alert is decided; its delivery rows are not created yet
+    APPROVED = "approved"  # an editor approved it; its delivery rows are not created yet
+    QUEUED = "queued"  # its delivery rows exist: set in the very transaction that creates them
+    CANCELLED = "cancelled"
+
+
+# Alerts whose fan-out is still owed (a crash between storing and queueing leaves them here).
+AWAITING_FANOUT = (AlertState.DETECTED, AlertState.APPROVED)
+# Alerts that went, or are going, out: a later edit is a correction, the same story elsewhere a duplicate.
+ALERTED = (AlertState.DETECTED, AlertState.APPROVED, AlertState.QUEUED)
+
+
+class DeliveryState(StrEnum):
+    """deliveries.state: pending → sending → sent | retry | failed | cancelled."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed: marked BEFORE it leaves, so a crash knows what may have gone twice
+    RETRY = "retry"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+DUE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY)
+UNFINISHED_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING)
+FINAL_STATES = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.CANCELLED)
 
 
 @dataclass
@@ -55,15 +89,26 @@ class FeedResult:
         return self.item_count if self.item_count is not None else len(self.items)
 
 
+class EventKind(StrEnum):
+    """What storing one item meant."""
+
+    FLASH = "flash"  # new Flash Info item to alert
+    HELD = "held"  # flash waiting for approval
+    UPDATE = "update"  # an alerted flash item changed: a correction
+    NEW = "new"  # non-flash item stored (digest material)
+    BASELINE = "baseline"  # recorded on a source's first poll, no alert
+    DUPLICATE = "duplicate"  # same story already alerted from another source
+
+
+ALERTING = (EventKind.FLASH, EventKind.UPDATE)  # the events that create delivery rows
+
+
 @dataclass
 class Event:
     """What storing one parsed item meant; the pipeline queues deliveries from these."""
 
     item_id: int
-    # flash: new Flash Info item to alert | held: flash waiting for approval | update: an alerted
-    # flash item changed | new: non-flash item stored (digest material) | baseline: recorded on a
-    # source's first poll, no alert | duplicate: same story already alerted from another source
-    kind: str
+    kind: str  # an EventKind
     source: str
     title: str
     is_flash: bool = False

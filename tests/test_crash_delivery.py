@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.delivery import engine as deliver
+from bot.delivery import fanout
 from bot.config import load_config
 from bot.store import open_db
 from fixtures_delivery import add_item, add_subscribers, rows_of
@@ -62,7 +63,7 @@ def test_sigkill_mid_fan_out_loses_nothing(tmp_path, smtp_server, kill_after):
     db = open_db(cfg.database_url)
     item = add_item(db)
     add_subscribers(db, [f"s{i:04d}@example.net" for i in range(SUBSCRIBERS)])
-    assert deliver.queue_item(db, cfg, item) == SUBSCRIBERS
+    assert fanout.queue_item(db, cfg, item) == SUBSCRIBERS
     smtp_server.delay = 0.01  # slowed server: the kill lands mid fan-out
 
     child = run_once(path)

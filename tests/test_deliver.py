@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.delivery import engine as deliver
+from bot.delivery.channels import build_channels
+from bot.delivery import fanout
 from bot import tokens
 from bot.models import Event
 from bot.render.renderer import Renderer
@@ -21,7 +23,7 @@ def flash(item_id: int) -> Event:
 
 
 def make_engine(cfg, db):
-    return deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    return deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
 
 
 async def run(cfg, db, horizon: float = 0.0) -> dict:
@@ -46,8 +48,8 @@ async def test_fan_out_reaches_every_active_instant_subscriber_once(delivery_con
     add_subscribers(db, ["pending@example.net"], status="pending")
     add_subscribers(db, ["gone@example.net"], status="unsubscribed")
 
-    assert deliver.queue_events(db, cfg, [flash(item)]) == len(fr) + len(en)
-    assert deliver.queue_events(db, cfg, [flash(item)]) == 0  # queueing twice creates nothing
+    assert fanout.queue_events(db, cfg, [flash(item)]) == len(fr) + len(en)
+    assert fanout.queue_events(db, cfg, [flash(item)]) == 0  # queueing twice creates nothing
     stats = await run(cfg, db)
 
     got = Counter(smtp_server.recipients())
@@ -92,7 +94,7 @@ async def test_topics_filter_who_gets_the_alert(tmp_path, smtp_server, topics, i
     item = add_item(db, **item_kw)
     add_subscribers(db, ["reader@example.net"], topics=topics)
     add_subscribers(db, ["everything@example.net"])
-    deliver.queue_events(db, cfg, [flash(item)])
+    fanout.queue_events(db, cfg, [flash(item)])
     await run(cfg, db)
     assert ("reader@example.net" in smtp_server.recipients()) is wanted
     assert "everything@example.net" in smtp_server.recipients()
@@ -103,7 +105,7 @@ async def test_451_is_retried_later_then_sent(delivery_config, delivery_engine, 
     item = add_item(db)
     add_subscribers(db, ["busy@example.net", "ok@example.net"])
     smtp_server.fail(451, stage="rcpt", pattern="busy@*", times=1)
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     before = utcnow()
     await run(cfg, db)
     row = rows_of(db, item, recipient="1")[0]
@@ -125,7 +127,7 @@ async def test_temporary_errors_stop_after_max_attempts(tmp_path, smtp_server):
     item = add_item(db)
     add_subscribers(db, ["full@example.net"])
     smtp_server.fail(452, stage="rcpt")
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db, horizon=3)
     row = rows_of(db, item)[0]
     assert row["state"] == "failed" and row["attempts"] == 3
@@ -139,7 +141,7 @@ async def test_5xx_fails_permanently_and_counts_a_bounce(delivery_config, delive
     item = add_item(db)
     bad, good = add_subscribers(db, ["bad@example.net", "good@example.net"])
     smtp_server.fail(code, stage=stage, pattern="bad@*")
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db, horizon=2)
     row = rows_of(db, item, subscriber_id=bad)[0]
     assert row["state"] == "failed" and row["attempts"] == 1 and str(code) in row["last_error"]
@@ -154,10 +156,10 @@ async def test_bounce_limit_suppresses_and_cancels_pending(delivery_config, deli
     bad, _ = add_subscribers(db, ["bad@example.net", "good@example.net"])
     smtp_server.fail(550, stage="rcpt", pattern="bad@*")
     first, second, third = add_item(db, "FLASH INFO — Un"), add_item(db, "FLASH INFO — Deux"), add_item(db, "FLASH INFO — Trois")
-    deliver.queue_item(db, cfg, first)
+    fanout.queue_item(db, cfg, first)
     await run(cfg, db)
-    deliver.queue_item(db, cfg, second)
-    deliver.queue_item(db, cfg, third)
+    fanout.queue_item(db, cfg, second)
+    fanout.queue_item(db, cfg, third)
     with db.begin() as conn:  # hold the third alert back so it is still pending at suppression time
         conn.execute(update(deliveries).where(deliveries.c.item_id == third).values(next_attempt_at=utcnow() + timedelta(hours=1)))
     await run(cfg, db)
@@ -167,7 +169,7 @@ async def test_bounce_limit_suppresses_and_cancels_pending(delivery_config, deli
     assert rows_of(db, third, subscriber_id=bad)[0]["state"] == "cancelled"
     assert rows_of(db, third, recipient="2")[0]["state"] == "pending"
     fourth = add_item(db, "FLASH INFO — Quatre")
-    deliver.queue_item(db, cfg, fourth)
+    fanout.queue_item(db, cfg, fourth)
     assert [r["subscriber_id"] for r in rows_of(db, fourth)] == [2]  # never mailed again
 
 
@@ -176,7 +178,7 @@ async def test_dropped_connection_reconnects_and_delivers(delivery_config, deliv
     item = add_item(db)
     add_subscribers(db, [f"u{i}@example.net" for i in range(30)])
     smtp_server.fail(stage="data", drop=True, times=3)
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db, horizon=5)
     assert sorted(set(smtp_server.recipients())) == sorted(f"u{i}@example.net" for i in range(30))
     assert len(smtp_server.recipients()) == 30  # a dropped DATA was never accepted, so no duplicate
@@ -188,7 +190,7 @@ async def test_server_down_holds_the_channel_without_burning_attempts(delivery_c
     db, cfg = delivery_engine, delivery_config
     item = add_item(db)
     add_subscribers(db, [f"u{i}@example.net" for i in range(20)])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     smtp_server.stop()
     await run(cfg, db)
     rows = rows_of(db, item)
@@ -205,7 +207,7 @@ async def test_unsubscribed_after_queueing_gets_nothing_even_a_retry(delivery_co
     item = add_item(db)
     left, retried, stays = add_subscribers(db, ["left@example.net", "retried@example.net", "stays@example.net"])
     smtp_server.fail(451, stage="rcpt", pattern="retried@*")
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     with db.begin() as conn:
         conn.execute(update(subscribers).where(subscribers.c.id == left).values(status="unsubscribed"))
     await run(cfg, db)
@@ -223,11 +225,11 @@ async def test_cancelled_alert_sends_nothing(delivery_config, delivery_engine, s
     db, cfg = delivery_engine, delivery_config
     item = add_item(db)
     add_subscribers(db, ["a@example.net", "b@example.net"])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     assert outbox.cancel_item(db, item) == 2
     await run(cfg, db)
     assert smtp_server.messages == [] and states(db, item) == {"cancelled": 2}
-    assert deliver.queue_item(db, cfg, item) == 0  # a cancelled alert is never queued again
+    assert fanout.queue_item(db, cfg, item) == 0  # a cancelled alert is never queued again
     assert outbox.retry_deliveries(db, [r["id"] for r in rows_of(db, item)]) == 0  # cancelled stays cancelled
     with db.begin() as conn:  # even rows forced back to pending respect the item's cancelled state
         conn.execute(update(deliveries).where(deliveries.c.item_id == item).values(state="pending"))
@@ -239,9 +241,12 @@ async def test_held_items_wait_for_approval(delivery_config, delivery_engine, sm
     db, cfg = delivery_engine, delivery_config
     item = add_item(db, alert_state="held")
     add_subscribers(db, ["a@example.net"])
-    assert deliver.queue_events(db, cfg, [Event(item, "held", "src", "t", True)]) == 0
-    assert rows_of(db, item) == []
-    assert deliver.queue_item(db, cfg, item) == 1  # the operator approved it
+    assert fanout.queue_events(db, cfg, [Event(item, "held", "src", "t", True)]) == 0
+    assert rows_of(db, item) == [] and fanout.queue_item(db, cfg, item) == 0  # held: not before approval
+    from bot.store.items import approve
+
+    assert approve(db, item) and fanout.queue_item(db, cfg, item) == 1  # the operator approved it
+    assert not approve(db, item)  # approving twice does nothing
     await run(cfg, db)
     assert smtp_server.recipients() == ["a@example.net"]
 
@@ -250,7 +255,7 @@ async def test_each_copy_is_personal_and_rfc8058(delivery_config, delivery_engin
     db, cfg = delivery_engine, delivery_config
     item = add_item(db)
     ids = add_subscribers(db, [f"p{i}@example.net" for i in range(8)])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db)
     by_email = {f"p{i}@example.net": sid for i, sid in enumerate(ids)}
     mids = set()
@@ -275,7 +280,7 @@ async def test_feed_title_cannot_inject_headers(delivery_config, delivery_engine
     db, cfg = delivery_engine, delivery_config
     item = add_item(db, "FLASH INFO — Alerte\r\nBcc: victim@evil.example\r\n\r\n<b>body</b>\x00\u2028X-Evil: 1")
     add_subscribers(db, ["a@example.net"])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db)
     [m] = smtp_server.messages
     assert m.rcpt_tos == ["a@example.net"]
@@ -290,7 +295,7 @@ async def test_outcomes_are_written_in_full_batches_on_one_thread(delivery_confi
     db, cfg = delivery_engine, delivery_config  # batch_size = 50
     item = add_item(db)
     add_subscribers(db, [f"b{i}@example.net" for i in range(400)])
-    deliver.queue_events(db, cfg, [flash(item)])
+    fanout.queue_events(db, cfg, [flash(item)])
     smtp_server.pipelining = True
     calls: list[tuple[str, int, str]] = []
     for name in ("claim", "record"):

@@ -7,6 +7,8 @@ from datetime import timedelta
 from sqlalchemy import insert, select, update
 
 from bot.delivery import engine as deliver
+from bot.delivery.channels import build_channels
+from bot.delivery import fanout
 from bot.models import Event
 from bot.render.renderer import Renderer
 from bot.store import open_db, outbox, utcnow
@@ -21,7 +23,7 @@ def setup(tmp_path, smtp_server, telegram_api, **delivery):
 
 
 async def run(cfg, db, horizon: float = 0.0) -> dict:
-    eng = deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    eng = deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
     try:
         return await eng.run_due(horizon=horizon)
     finally:
@@ -41,7 +43,7 @@ async def test_alert_posts_once_to_telegram_and_records_message_id(tmp_path, smt
     cfg, db = setup(tmp_path, smtp_server, telegram_api)
     item = add_item(db)
     add_subscribers(db, ["a@example.net"])
-    assert deliver.queue_events(db, cfg, [Event(item, "flash", "src", "t", True)]) == 2
+    assert fanout.queue_events(db, cfg, [Event(item, "flash", "src", "t", True)]) == 2
     await run(cfg, db)
     [post] = telegram_api.posts
     assert post.chat_id == "@flash_test" and "Séisme au large de Nice" in post.plain and post.parse_mode == "HTML"
@@ -57,11 +59,11 @@ async def test_update_edits_the_post_and_threads_a_correction_email(tmp_path, sm
     cfg, db = setup(tmp_path, smtp_server, telegram_api)
     item = add_item(db)
     add_subscribers(db, ["a@example.net", "b@example.net"])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db)
     originals = {m.rcpt_tos[0]: m.parsed()["Message-ID"] for m in smtp_server.messages}
     revise(db, item, "FLASH INFO — Séisme de magnitude 6 au large de Nice")
-    assert deliver.queue_events(db, cfg, [Event(item, "update", "src", "t", True)]) == 3
+    assert fanout.queue_events(db, cfg, [Event(item, "update", "src", "t", True)]) == 3
     await run(cfg, db)
 
     [edit] = telegram_api.edits
@@ -81,9 +83,9 @@ async def test_update_before_the_alert_went_out_is_not_sent_twice(tmp_path, smtp
     cfg, db = setup(tmp_path, smtp_server, telegram_api)
     item = add_item(db)
     add_subscribers(db, ["a@example.net"])
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     revise(db, item, "FLASH INFO — Séisme : bilan revu")
-    deliver.queue_events(db, cfg, [Event(item, "update", "src", "t", True)])
+    fanout.queue_events(db, cfg, [Event(item, "update", "src", "t", True)])
     await run(cfg, db, horizon=8)
     # The original, sent after the edit, already carries the new text: no separate correction.
     assert len(smtp_server.messages) == 1 and "bilan revu" in smtp_server.messages[0].parsed()["Subject"]
@@ -96,7 +98,7 @@ async def test_telegram_403_pauses_the_channel_and_keeps_rows(tmp_path, smtp_ser
     item = add_item(db)
     add_subscribers(db, ["a@example.net"])
     telegram_api.kick()
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     await run(cfg, db)
     assert smtp_server.recipients() == ["a@example.net"]  # email is not held up by Telegram
     [row] = rows_of(db, item, channel="telegram")
@@ -106,7 +108,7 @@ async def test_telegram_403_pauses_the_channel_and_keeps_rows(tmp_path, smtp_ser
     telegram_api.clear_faults()
     await run(cfg, db)
     assert telegram_api.posts == []  # paused until an operator resumes it
-    outbox.set_channel_paused(db, "telegram", False)
+    outbox.resume_channel(db, "telegram")
     await run(cfg, db)
     assert len(telegram_api.posts) == 1 and rows_of(db, item, channel="telegram")[0]["state"] == "sent"
 
@@ -115,7 +117,7 @@ async def test_telegram_429_waits_retry_after_within_the_horizon(tmp_path, smtp_
     cfg, db = setup(tmp_path, smtp_server, telegram_api)
     item = add_item(db)
     telegram_api.flood(retry_after=1, count=2)
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await run(cfg, db, horizon=20)
@@ -149,12 +151,12 @@ async def test_digest_rows_render_each_subscribers_items(tmp_path, smtp_server, 
 async def test_run_forever_delivers_on_wake_and_stops_gracefully(tmp_path, smtp_server, telegram_api):
     cfg, db = setup(tmp_path, smtp_server, telegram_api)
     add_subscribers(db, ["a@example.net"])
-    eng = deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    eng = deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
     stop = asyncio.Event()
     task = asyncio.create_task(eng.run_forever(stop))
     await asyncio.sleep(0.2)
     item = add_item(db)
-    deliver.queue_item(db, cfg, item)
+    fanout.queue_item(db, cfg, item)
     eng.wake()
     for _ in range(100):
         if smtp_server.messages and telegram_api.posts:
@@ -166,7 +168,7 @@ async def test_run_forever_delivers_on_wake_and_stops_gracefully(tmp_path, smtp_
     assert {r["state"] for r in rows_of(db, item)} == {"sent"}
     # Rows due later stay queued when the engine stops.
     later = add_item(db, "FLASH INFO — Plus tard")
-    deliver.queue_item(db, cfg, later)
+    fanout.queue_item(db, cfg, later)
     with db.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.item_id == later).values(next_attempt_at=utcnow() + timedelta(hours=1)))
     assert outbox.next_due(db) > utcnow()

@@ -9,6 +9,8 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from bot.delivery import engine as deliver
+from bot.delivery.channels import build_channels
+from bot.delivery import fanout
 from bot.cli import app
 from bot.render.renderer import Renderer
 from bot.store import open_db, outbox
@@ -49,11 +51,11 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     add_subscribers(db, ["ok1@example.net", "ok2@example.net", "bad@example.net", "later@example.net"])
     smtp_server.fail(550, stage="rcpt", pattern="bad@*")
     smtp_server.fail(451, stage="rcpt", pattern="later@*")
-    deliver.queue_item(db, cfg, item)
-    eng = deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    fanout.queue_item(db, cfg, item)
+    eng = deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
     await eng.run_due()
     await eng.channels["email"].close()
-    outbox.set_channel_paused(db, "email", True, "test pause")
+    outbox.pause_channel(db, "email", "test pause")
 
     res = cli(path, "deliveries")
     assert res.exit_code == 0, res.output

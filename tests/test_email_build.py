@@ -142,6 +142,8 @@ async def test_engine_signs_every_copy_when_dkim_is_configured(tmp_path, smtp_se
     import dkim
 
     from bot.delivery import engine as deliver
+    from bot.delivery import fanout
+    from bot.delivery.channels import build_channels
     from bot.render.renderer import Renderer
     from bot.store import open_db
     from fixtures_delivery import add_item, add_subscribers, make_delivery_config
@@ -151,8 +153,8 @@ async def test_engine_signs_every_copy_when_dkim_is_configured(tmp_path, smtp_se
     db = open_db(cfg.database_url)
     item = add_item(db)
     add_subscribers(db, ["a@example.net", "b@example.net"])
-    deliver.queue_item(db, cfg, item)
-    eng = deliver.DeliveryEngine(db, cfg, deliver.build_channels(cfg), Renderer(cfg))
+    fanout.queue_item(db, cfg, item)
+    eng = deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
     await eng.run_due()
     await eng.channels["email"].close()
     dns = lambda name, timeout=5: record if name == b"fb._domainkey.example.org." else None  # noqa: E731

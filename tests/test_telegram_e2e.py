@@ -6,7 +6,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from bot.pipeline import run_once
+from bot.service.once import run_once
 from bot.store import open_db
 from bot.store.schema import deliveries
 from fixtures_ingest import build_ingest_config, rss

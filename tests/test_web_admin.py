@@ -6,7 +6,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fixtures_web import ADMIN_PASSWORD, csrf_of, make_web_config
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.store import open_db, utcnow
 from bot.store import subscribers as subs
@@ -147,19 +147,26 @@ async def test_overview_escapes_feed_data_and_shows_figures(web_client, web_engi
     assert XSS not in failures.text and "550 &lt;script&gt;" in failures.text
 
 
-async def test_held_item_approve_and_cancel(web_client, web_engine, monkeypatch):
+def count_rows(engine, item_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(deliveries).where(deliveries.c.item_id == item_id)).scalar_one()
+
+
+async def test_held_item_approve_and_cancel(web_client, web_app, web_engine):
     ids = seed(web_engine)
-    called = []
-    import bot.web.admin as admin_mod
-    monkeypatch.setattr(admin_mod, "_queue_item", lambda w, item_id: called.append(item_id) or 7)
+    woken = []
+    web_app.state.web.pipe.wake = lambda: woken.append(1)  # the service's delivery engine, here a probe
     await login(web_client)
     r = await post(web_client, f"/admin/items/{ids['held']}/approve")
-    assert r.status_code == 303 and r.headers["location"] == f"/admin?notice=approved&item={ids['held']}&n=7"
+    rows = count_rows(web_engine, ids["held"])
+    assert rows >= 1 and r.status_code == 303
+    assert r.headers["location"] == f"/admin?notice=approved&item={ids['held']}&n={rows}"
     shown = await web_client.get(r.headers["location"])
-    assert f"Article {ids['held']} validé : 7 envoi(s) en file d'attente." in shown.text.replace("&#39;", "'")
-    assert called == [ids["held"]] and state_of(web_engine, items, ids["held"], "alert_state") == "approved"
+    assert f"Article {ids['held']} validé : {rows} envoi(s) en file d'attente." in shown.text.replace("&#39;", "'")
+    # The pipeline fanned it out and woke delivery at once: queued only now that its rows exist.
+    assert woken == [1] and state_of(web_engine, items, ids["held"], "alert_state") == "queued"
     again = await post(web_client, f"/admin/items/{ids['held']}/approve")
-    assert called == [ids["held"]] and "notice=not_held" in again.headers["location"]  # no double fan-out
+    assert "notice=not_held" in again.headers["location"] and count_rows(web_engine, ids["held"]) == rows  # no double fan-out
     shown = await web_client.get(again.headers["location"] + "&lang=en")
     assert f"Item {ids['held']} was not waiting for approval." in shown.text
     r = await post(web_client, f"/admin/items/{ids['running']}/cancel")

@@ -16,6 +16,8 @@ from bot.store import subscribers as subs
 from bot.store.schema import deliveries, items, sources
 
 deliver = pytest.importorskip("bot.delivery.engine", reason="delivery engine not present")
+from bot.delivery import fanout
+from bot.delivery.channels import build_channels
 render = pytest.importorskip("bot.render.renderer", reason="renderer not present")
 
 
@@ -34,7 +36,7 @@ def add_flash(engine, title: str, alert_state: str = "none") -> int:
 
 
 async def deliver_all(cfg, engine) -> None:
-    channels = deliver.build_channels(cfg)
+    channels = build_channels(cfg)
     try:
         await deliver.DeliveryEngine(engine, cfg, channels, render.Renderer(cfg)).run_due()
     finally:
@@ -55,7 +57,7 @@ async def test_subscribe_alert_one_click_unsubscribe_then_nothing(web_client, we
     await subscribe_and_confirm(web_client, smtp_inbox, "zoe@example.org")
     subs.signup(web_engine, "pending@example.org", "both", "fr", [])  # never confirmed
     first = add_flash(web_engine, "Séisme au large de Nice")
-    assert deliver.queue_item(web_engine, web_config, first) >= 1
+    assert fanout.queue_item(web_engine, web_config, first) >= 1
     await deliver_all(web_config, web_engine)
     alerts = [m for m in smtp_inbox.to("zoe@example.org") if "Séisme" in m["Subject"]]
     assert len(alerts) == 1 and smtp_inbox.to("pending@example.org") == []
@@ -65,13 +67,13 @@ async def test_subscribe_alert_one_click_unsubscribe_then_nothing(web_client, we
 
     # A second alert is already queued (even retrying) when the reader clicks unsubscribe.
     queued = add_flash(web_engine, "Incendie à Marseille")
-    deliver.queue_item(web_engine, web_config, queued)
+    fanout.queue_item(web_engine, web_config, queued)
     web_client.cookies.clear()
     r = await web_client.post(url.replace("http://testserver", ""), content="List-Unsubscribe=One-Click",
                               headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200
     later = add_flash(web_engine, "Tempête en Bretagne")
-    assert deliver.queue_item(web_engine, web_config, later) == 0  # nobody active wants it now
+    assert fanout.queue_item(web_engine, web_config, later) == 0  # nobody active wants it now
     count_before = len(smtp_inbox.messages)
     await deliver_all(web_config, web_engine)
     assert smtp_inbox.to("zoe@example.org") == [m for m in smtp_inbox.messages[:count_before] if m["To"] == "zoe@example.org"]

@@ -9,6 +9,7 @@ import pytest
 from starlette.applications import Starlette
 
 from bot.ingest import websub
+from bot.web import websub as websub_routes
 from bot.store import websub as wstore
 from bot.store.db import utcnow
 from bot.demo.hub import Hub
@@ -48,8 +49,8 @@ class Pushes:
 async def served(svc_engine, svc_config, tmp_path):
     """A Starlette app with the WebSub routes on a real port, a hub, and a config pointing at both."""
     pushes = Pushes()
-    ctx = websub.WebSubContext(svc_engine, None, pushes)
-    app = Starlette(routes=websub.routes(ctx))
+    ctx = websub_routes.WebSubContext(svc_engine, None, pushes)
+    app = Starlette(routes=websub_routes.routes(ctx))
     with Hub() as hub:
         async with ServedApp(app) as srv:
             ctx.cfg = svc_config(bot={"public_url": srv.url}, websub={"lease_seconds": 600})

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from bot.cli import err, out, state
+from bot.models import DeliveryState
 
-STATES = ["pending", "sending", "retry", "sent", "failed", "cancelled"]
+STATES = [s.value for s in DeliveryState]
 
 
 def _when(value, tz: ZoneInfo) -> str:
@@ -31,8 +32,8 @@ def deliveries(
     cfg, engine = st.config, st.engine
     tz = ZoneInfo(cfg.bot.timezone)
     if resume:
-        outbox.set_channel_paused(engine, resume, False)
-        out.print(f"channel {resume} resumed", highlight=False)
+        resumed = outbox.resume_channel(engine, resume)
+        out.print(f"channel {resume} resumed" if resumed else f"channel {resume} was not paused", highlight=False)
     if retry:
         out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
     _counts_table(outbox.counts(engine, item_id=item))

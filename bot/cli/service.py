@@ -30,7 +30,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
     _logging(ctx, cfg)
     engine = st.engine
     if once:
-        from bot.pipeline import run_once
+        from bot.service.once import run_once
 
         try:
             result = run_once(cfg, engine)
@@ -89,7 +89,7 @@ def digest(
     from bot import digest as digest_mod
 
     if send:
-        from bot.service.daemon import open_runtime
+        from bot.service.runtime import open_runtime
 
         async def go():
             rt = await open_runtime(cfg, st.engine, lock_wait=0, check=False)

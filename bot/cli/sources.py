@@ -127,7 +127,7 @@ def pause_cmd(ctx: typer.Context, name: str) -> None:
     from bot.store.sources import set_paused
 
     _cfg, engine, _row = _one(ctx, name)
-    set_paused(engine, name, True, "paused by an operator")
+    set_paused(engine, name, True)
     out.print(f"paused {name}", markup=False)
 
 
@@ -216,25 +216,28 @@ def _print_reports(reports) -> None:
     if any(e.kind in SHOWN for r in reports for e in r.events):
         out.print(_report_table(reports))
     if any(e.kind in ("flash", "update") for r in reports for e in r.events):
-        out.print("ingest only: no alert was sent (`flashbot run` sends them)", highlight=False)
+        out.print("alerts queued: the running `flashbot run` sends them (or start it)", highlight=False)
 
 
 async def _poll(cfg, engine, once: bool):
-    from bot.ingest.poll import poll_all, poll_due
+    from bot import pipeline
     from bot.ingest.fetch import make_client
 
     async with make_client(cfg.fetch) as client:
+        # The same pipeline as `flashbot run`: alerts are fanned out as soon as they are stored, and a
+        # running service (another process) notices the new rows within a second.
+        pipe = pipeline.Pipeline(cfg, engine, client)
         if once:
-            return await poll_all(engine, cfg, client)
-        while True:  # ingest only, until Ctrl-C: poll what is due, report, wait a second
-            reports = await poll_due(engine, cfg, client)
+            return [report for report, _ in await pipeline.cycle(pipe)]
+        while True:  # until Ctrl-C: poll what is due, report, wait a second
+            reports = [report for report, _ in await pipeline.cycle(pipe, due_only=True)]
             if reports:
                 _print_reports(reports)
             await asyncio.sleep(1)
 
 
 def poll_cmd(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every active source once and exit.")) -> None:
-    """Ingest only: poll sources, detect Flash Info, store items (no alerts are sent)."""
+    """Poll sources, detect Flash Info, store items and queue their alerts (`flashbot run` sends them)."""
     cfg, engine = _synced(ctx)
     try:
         reports = asyncio.run(_poll(cfg, engine, once))

@@ -16,15 +16,19 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from bot import tokens
+from bot.config import Config
+from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
-from bot.config import Config
-from bot.delivery.fanout import queue_events, queue_item, queue_update  # noqa: F401 - public API of this module
+from bot.models import DeliveryState
 from bot.store import outbox, retry_locked
 from bot.store.db import utcnow
 
-log = logging.getLogger("flashbot.delivery.engine")
+log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.2  # outcomes wait at most this long (while sends go on) before being written
+# Rows queued by another process (`flashbot poll`, an approval from the CLI, a web replica) cannot
+# wake this one: an idle engine looks for due rows this often (one indexed MIN() query).
+IDLE_SECONDS = 1.0
 _DB_THREAD: ThreadPoolExecutor | None = None
 
 
@@ -35,21 +39,6 @@ async def _db(fn, *args):
     if _DB_THREAD is None:
         _DB_THREAD = ThreadPoolExecutor(1, thread_name_prefix="flashbot-outbox")
     return await asyncio.get_running_loop().run_in_executor(_DB_THREAD, functools.partial(fn, *args))
-UPDATE_WAIT = 5.0  # seconds a correction waits while its original is still in flight
-
-
-def build_channels(cfg: Config) -> dict:
-    """The configured channels by name (a channel whose config section is absent is off)."""
-    channels: dict = {}
-    if cfg.email is not None:
-        from bot.delivery.channels.email import EmailChannel
-
-        channels["email"] = EmailChannel(cfg.email)
-    if cfg.telegram is not None:
-        from bot.delivery.channels.telegram import TelegramChannel
-
-        channels["telegram"] = TelegramChannel(cfg.telegram)
-    return channels
 
 
 class DeliveryEngine:
@@ -108,7 +97,7 @@ class DeliveryEngine:
         return dict(stats)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set: after every pass sleep until woken, the next due row, or 30 s."""
+        """Deliver until `stop` is set: after every pass sleep until woken, the next due row, or IDLE_SECONDS."""
         self._stop, self._wake = stop, asyncio.Event()
         while not stop.is_set():
             self._wake.clear()
@@ -119,7 +108,7 @@ class DeliveryEngine:
                 await self._pause_for(5)
                 continue
             nxt = await _db(outbox.next_due, self.db, self._active(include_down=True))
-            timeout = 30.0 if nxt is None else min(max((nxt - utcnow()).total_seconds(), 0.05), 30.0)
+            timeout = IDLE_SECONDS if nxt is None else min(max((nxt - utcnow()).total_seconds(), 0.05), IDLE_SECONDS)
             await self._pause_for(timeout, wake=True)
 
     # -- one pass ------------------------------------------------------------------------------------
@@ -131,7 +120,7 @@ class DeliveryEngine:
         batch = self.cfg.delivery.batch_size
         queues = {name: asyncio.Queue(maxsize=2 * batch) for name in self.channels}
         workers = [asyncio.create_task(self._worker(name, q)) for name, q in queues.items()
-                   for _ in range(self._concurrency(name))]
+                   for _ in range(self.channels[name].concurrency)]
         try:
             while not self._stopping():
                 rows = await _db(outbox.claim, self.db, batch, None, self._active())
@@ -170,32 +159,24 @@ class DeliveryEngine:
 
     def _compose(self, row: dict, ctx: dict):
         """The Outgoing for a row, or None after recording why it is not sent (cancelled, deferred, failed)."""
-        sub = row["subscriber"]
-        if row["subscriber_id"] is not None or row["channel"] == "email":
-            if not sub or sub["status"] != "active" or not sub["email"]:
-                return self._add(row, "cancelled", error=f"subscriber {sub['status'] if sub else 'deleted'}")
+        channel = self.channels[row["channel"]]
         item = ctx["items"].get(row["item_id"]) if row["item_id"] is not None else None
-        if row["kind"] != "digest":
-            if item is None:
-                return self._add(row, "cancelled", error="item deleted")
-            if item["alert_state"] == "cancelled":
-                return self._add(row, "cancelled", error="alert cancelled by an operator")
+        refused = policy.refusal(row, item, channel.per_subscriber)
+        if refused:
+            return self._add(row, DeliveryState.CANCELLED, error=refused)
         try:
             if row["kind"] == "digest":
                 return self.composer.digest(row, ctx["digests"].get(row["id"], []))
             original = None
             if row["kind"] == "update":
                 state, original = ctx["originals"].get((row["item_id"], row["channel"], row["recipient"]), (None, None))
-                if self._rendered_rev.get((row["item_id"], row["channel"]), -1) >= row["revision"]:
-                    return self._add(row, "cancelled", error="superseded: the original alert already showed this revision")
-                if state == "sending":
-                    return self._release(row, delay=UPDATE_WAIT)  # the original is in flight: correct it after
-                if state != "sent":  # the original still waits (it will carry the new text) or never went
-                    return self._add(row, "cancelled", error="nothing to correct: the original was not sent")
-            if row["channel"] == "telegram":
-                msg = self.composer.telegram(row, item, edit_id=original)
-            else:
-                msg = self.composer.email(row, item, thread_id=original)
+                verdict = policy.correction(state, self._rendered_rev.get((row["item_id"], row["channel"]), -1),
+                                            row["revision"])
+                if verdict is not None and verdict.state == DeliveryState.CANCELLED:
+                    return self._add(row, verdict.state, error=verdict.error)
+                if verdict is not None:
+                    return self._release(row, delay=verdict.delay)
+            msg = channel.compose(self.composer, row, item, original)
             if row["kind"] == "alert":
                 key = (row["item_id"], row["channel"])
                 self._rendered_rev[key] = min(self._rendered_rev.get(key, item["revision"]), item["revision"])
@@ -221,11 +202,11 @@ class DeliveryEngine:
         if self._is_down(name):
             return self._release(row, until=self._down[name])
         if row["subscriber_id"] in self._suppressed:
-            return self._add(row, "cancelled", error="subscriber suppressed after hard bounces")
+            return self._add(row, DeliveryState.CANCELLED, error="subscriber suppressed after hard bounces")
         try:
             sent = await channel.send(msg)
         except asyncio.CancelledError:
-            self._add(row, "retry", inc=1, error="interrupted by shutdown; sent again", next=utcnow())
+            self._add(row, DeliveryState.RETRY, inc=1, error="interrupted by shutdown; sent again", next=utcnow())
             raise
         except ChannelPaused as exc:
             await self._pause_channel(name, str(exc))
@@ -236,33 +217,29 @@ class DeliveryEngine:
             log.exception("%s channel raised on delivery %s", name, row["id"])
             return self._failure(row, TemporaryError(f"unexpected error: {exc!r}"))
         self._stats["sent"] += 1
-        self._add(row, "sent", sent=utcnow(), ext=sent.external_id)
+        self._add(row, DeliveryState.SENT, sent=utcnow(), ext=sent.external_id)
 
     # -- outcomes ------------------------------------------------------------------------------------
     def _failure(self, row: dict, err: DeliveryError) -> None:
-        attempts = row["attempts"] + 1
-        text = str(err)[:1000] or type(err).__name__
-        if err.permanent:
-            bounce = row["subscriber_id"] if getattr(err, "bounce", False) and row["channel"] == "email" else None
-            return self._add(row, "failed", inc=1, error=text, bounce_subscriber=bounce)
-        if attempts >= self.cfg.delivery.max_attempts:
-            return self._add(row, "failed", inc=1, error=f"gave up after {attempts} attempts: {text}")
-        delays = self.cfg.delivery.retry_delays
-        delay = err.retry_after if err.retry_after is not None else delays[min(attempts, len(delays)) - 1]
-        if getattr(err, "scope", None) == "channel":
+        d = self.cfg.delivery
+        v = policy.after_failure(err, row["attempts"] + 1, d.max_attempts, d.retry_delays)
+        if v.state == DeliveryState.FAILED:
+            bounce = row["subscriber_id"] if v.bounce else None
+            return self._add(row, v.state, inc=1, error=v.error, bounce_subscriber=bounce)
+        if v.channel_down:
             # The server itself is unreachable: hold every row of the channel, not just this one.
-            self._down[row["channel"]] = asyncio.get_running_loop().time() + delay
-            log.warning("%s channel unavailable for %ss: %s", row["channel"], delay, text)
-        self._add(row, "retry", inc=1, error=text, next=utcnow() + timedelta(seconds=delay))
+            self._down[row["channel"]] = asyncio.get_running_loop().time() + v.delay
+            log.warning("%s channel unavailable for %ss: %s", row["channel"], v.delay, v.error)
+        self._add(row, v.state, inc=1, error=v.error, next=utcnow() + timedelta(seconds=v.delay))
 
     def _release(self, row: dict, delay: float = 0.0, until: float | None = None) -> None:
         """Back to the queue without counting an attempt (shutdown, paused or unavailable channel)."""
         if until is not None:
             delay = max(until - asyncio.get_running_loop().time(), 0.0)
-        self._add(row, "retry" if row["attempts"] else "pending", next=utcnow() + timedelta(seconds=delay))
+        self._add(row, DeliveryState.RETRY if row["attempts"] else DeliveryState.PENDING, next=utcnow() + timedelta(seconds=delay))
 
     def _add(self, row: dict, state: str, **kw) -> None:
-        self._stats[state] += state != "sent"  # "sent" is counted by _send
+        self._stats[state] += state != DeliveryState.SENT  # "sent" is counted by _send
         self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "channel": row["channel"], **kw})
         if (self._flushing is None or self._flushing.done()) and self._flush_due():
             self._flushing = asyncio.ensure_future(self._flush())
@@ -301,7 +278,7 @@ class DeliveryEngine:
         if name not in self._paused:
             self._paused.add(name)
             log.error("%s channel paused until an operator resumes it: %s", name, error)
-            await _db(outbox.set_channel_paused, self.db, name, True, error)
+            await _db(outbox.pause_channel, self.db, name, error)
 
     def _is_down(self, name: str) -> bool:
         until = self._down.get(name)
@@ -310,11 +287,6 @@ class DeliveryEngine:
     def _active(self, include_down: bool = False) -> list[str]:
         """Channels to claim rows for: configured here, not paused, and (unless include_down) reachable."""
         return sorted(n for n in self.channels if n not in self._paused and (include_down or not self._is_down(n)))
-
-    def _concurrency(self, name: str) -> int:
-        if name == "email" and self.cfg.email is not None:
-            return self.cfg.email.concurrency
-        return 1  # Telegram posts to one channel in order
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()

@@ -1,11 +1,10 @@
 """`flashbot run`: one asyncio process with the scheduler, the delivery engine, the digest,
-housekeeping, WebSub and the web pages; and `run --once` for cron."""
+housekeeping, WebSub and the web pages (`run --once` is bot.service.once)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 import uvicorn
@@ -13,15 +12,16 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from bot import digest, logs, pipeline
-from bot.ingest import poll as ingest, websub
-from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals, requeue_orphans, until_stopped
+from bot.ingest import websub
+from bot.web import websub as websub_routes
+from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals
 from bot.service.scheduler import Jobs, Scheduler
 from bot.store import maintenance, ratelimit
 from bot.store.lock import InstanceLock, lock_path
 
-__all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "run_once_async", "serve"]
+__all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "serve"]
 
-log = logging.getLogger("flashbot.service")
+log = logging.getLogger(__name__)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -32,44 +32,12 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
-    """Poll every source once, queue, send the due digest, deliver what is due; safe to run twice at once."""
-    started = time.monotonic()
-    rt = await open_runtime(cfg, engine, lock_wait, check=False)
-    if rt is None:
-        logs.event(log, "run_once_skipped", reason="another flashbot instance holds the lock", lock=str(lock_path(cfg)))
-        return {"skipped": "locked"}
-    stop = asyncio.Event()
-    handled = install_signals(stop)  # SIGTERM/SIGINT: stop like `run` does, never mid-send like SIGKILL
-    dig: dict | None = None
-    sent: dict = {}
-    try:
-        digest.note_first_start(engine)
-        reports = await until_stopped(ingest.poll_all(engine, cfg, rt.pipe.client), stop) or []
-        queued = 0
-        for report in reports:
-            n = await pipeline.queue(rt.pipe, report.events)
-            pipeline.log_poll(report, n, report.result.elapsed)
-            queued += n
-        if not stop.is_set():
-            dig = await asyncio.to_thread(digest.send_due, engine, cfg)
-            sent = await rt.delivery.run_due(horizon, stop=stop)
-    finally:
-        remove_signals(handled)
-        await rt.close()
-    result = {"sources": len(reports), "errors": sum(1 for r in reports if r.error),
-              "events": sum(len(r.events) for r in reports), "queued": queued,
-              "digest": (dig or {}).get("queued", 0), "delivery": sent, "duration": round(time.monotonic() - started, 3)}
-    logs.event(log, "run_once", **{k: v for k, v in result.items() if k != "delivery"}, **sent)
-    return result
-
-
 async def housekeeping(cfg, engine) -> dict:
     """Prune old items, finished deliveries and rate-limit events; queue alerts left unqueued."""
     counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
     counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
-    # An alert whose queueing failed after it was stored (database locked too long…) is not left behind.
-    counts["requeued"] = await asyncio.to_thread(requeue_orphans, cfg, engine)
+    # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
+    counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
     logs.event(log, "housekeeping", **counts)
     return counts
 
@@ -78,9 +46,9 @@ def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> 
     """The web app with the WebSub callback routes mounted next to it."""
     from bot.web import create_app
 
-    ctx = websub.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(rt.pipe, sid, body, headers))
-    pages = create_app(cfg, engine, scheduler_alive=scheduler_alive)
-    app = Starlette(routes=[*websub.routes(ctx), Mount("/", app=pages)])
+    ctx = websub_routes.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(rt.pipe, sid, body, headers))
+    pages = create_app(cfg, engine, scheduler_alive=scheduler_alive, pipe=rt.pipe)
+    app = Starlette(routes=[*websub_routes.routes(ctx), Mount("/", app=pages)])
     app.state.websub = ctx
     app.state.pages = pages  # shutdown lets its confirmation mails in flight finish
     return app

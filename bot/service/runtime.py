@@ -8,16 +8,16 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
-from bot.delivery import engine as deliver
-from bot.ingest import poll as ingest
 from bot import logs, pipeline
+from bot.delivery import engine as deliver
+from bot.delivery.channels import build_channels
 from bot.delivery.channels.base import ChannelPaused, PermanentError
+from bot.ingest import poll as ingest
 from bot.render.renderer import Renderer
 from bot.ingest.fetch import make_client
-from bot.store import maintenance
 from bot.store.lock import InstanceLock, lock_path
 
-log = logging.getLogger("flashbot.service")
+log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
@@ -49,11 +49,8 @@ async def check_channels(channels: dict) -> list[str]:
     """getMe / EHLO at start: a rejected token stops the start, an unreachable server only warns."""
     warnings = []
     for name, ch in channels.items():
-        check = getattr(ch, "check", None)
-        if check is None:
-            continue
         try:
-            verdict = await asyncio.wait_for(check(), timeout=15)
+            verdict = await asyncio.wait_for(ch.check(), timeout=15)
             logs.event(log, "channel_ok", channel=name, detail=verdict)
         except (ChannelPaused, PermanentError) as exc:
             raise StartupError(f"{name}: {exc}") from None
@@ -72,11 +69,11 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
     channels: dict = {}
     try:
         await asyncio.to_thread(ingest.sync_sources, engine, cfg)
-        channels = deliver.build_channels(cfg)
+        channels = build_channels(cfg)
         warnings = await check_channels(channels) if check else []
         delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg))
         await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
-        await asyncio.to_thread(requeue_orphans, cfg, engine)  # alerts stored but never queued
+        await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)  # alerts stored but never fanned out
         pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
     except BaseException:
         for ch in channels.values():
@@ -85,15 +82,6 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
         lock.release()
         raise
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
-
-
-def requeue_orphans(cfg, engine) -> int:
-    """Queue the alerts a crash left stored but unqueued (idempotent: queue_item skips existing rows)."""
-    ids = maintenance.orphaned_alerts(engine, cfg.bot.retention_days)
-    created = sum(deliver.queue_item(engine, cfg, item_id) for item_id in ids)
-    if ids:
-        logs.event(log, "requeued_orphans", logging.WARNING, items=len(ids), deliveries=created)
-    return created
 
 
 def install_signals(stop: asyncio.Event) -> list:

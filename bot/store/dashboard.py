@@ -1,4 +1,4 @@
-"""Read models and operator actions behind the /admin dashboard and `flashbot stats`.
+"""Read models behind the /admin dashboard and `flashbot stats` (the writes live with their tables).
 
 Every listing is one bounded query (LIMIT, grouped counts), never a query per row.
 """
@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from statistics import median
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, func, select
 
-from bot.store import outbox
+from bot.models import UNFINISHED_STATES, AlertState
 from bot.store.db import utcnow
-from bot.store.schema import channel_state, deliveries, items, sources, subscribers
+from bot.store.schema import deliveries, items, sources
 
-ACTIVE_STATES = ("pending", "retry", "sending")
 
 
 def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, dict[str, int]]:
@@ -47,7 +46,7 @@ def recent_items(engine: Engine, limit: int = 50) -> list[dict]:
                 per_item.setdefault(item_id, {})[st] = n
     for r in result:
         r["counts"] = per_item.get(r["id"], {})
-        r["running"] = any(r["counts"].get(s) for s in ACTIVE_STATES)
+        r["running"] = any(r["counts"].get(s) for s in UNFINISHED_STATES)
     return result
 
 
@@ -111,43 +110,6 @@ def failing_sources(engine: Engine) -> list[dict]:
     return [s for s in source_list(engine) if s["paused"] or s["consecutive_failures"] or s["last_error"]]
 
 
-def set_source_paused(engine: Engine, source_id: int, paused: bool, reason: str | None = None) -> bool:
-    """Pause or resume a source (resume clears the failure streak and polls it at once)."""
-    values: dict = {"paused": paused, "pause_reason": reason if paused else None}
-    if not paused:
-        values.update(consecutive_failures=0, next_poll_at=utcnow(), retry_after_until=None)
-    with engine.begin() as conn:
-        return conn.execute(update(sources).where(sources.c.id == source_id).values(**values)).rowcount == 1
-
-
-def failures(engine: Engine, limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
-    """Failed deliveries (newest first) with item title and recipient address, and their total."""
-    where = deliveries.c.state == "failed"
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(deliveries).where(where)).scalar_one()
-        rows = conn.execute(
-            select(deliveries.c.id, deliveries.c.channel, deliveries.c.kind, deliveries.c.recipient,
-                   deliveries.c.attempts, deliveries.c.last_error, deliveries.c.created_at, deliveries.c.item_id,
-                   items.c.title, subscribers.c.email)
-            .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id)
-                         .outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-            .where(where).order_by(deliveries.c.id.desc()).limit(limit).offset(offset)).mappings().all()
-    return [dict(r) for r in rows], total
-
-
-def retry_deliveries(engine: Engine, ids: list[int]) -> int:
-    """Put failed deliveries back in the queue, due now, with a fresh attempt budget."""
-    if not ids:
-        return 0
-    with engine.begin() as conn:
-        return conn.execute(
-            update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "failed")
-            # Never revive a message to someone who has since left.
-            .where(or_(deliveries.c.subscriber_id.is_(None), ~deliveries.c.subscriber_id.in_(
-                select(subscribers.c.id).where(subscribers.c.status != "active"))))
-            .values(state="pending", attempts=0, next_attempt_at=utcnow())).rowcount
-
-
 def held_items(engine: Engine, limit: int = 100) -> list[dict]:
     """Flash items waiting for an editor's approval."""
     with engine.connect() as conn:
@@ -155,23 +117,4 @@ def held_items(engine: Engine, limit: int = 100) -> list[dict]:
             select(items.c.id, items.c.title, items.c.label, items.c.link, items.c.detected_at,
                    sources.c.name.label("source_name"))
             .select_from(items.join(sources, sources.c.id == items.c.source_id))
-            .where(items.c.alert_state == "held").order_by(items.c.detected_at).limit(limit)).mappings()]
-
-
-def mark_approved(engine: Engine, item_id: int) -> bool:
-    """held → approved; False when the item was not held (already handled by someone else)."""
-    with engine.begin() as conn:
-        return conn.execute(update(items).where(items.c.id == item_id, items.c.alert_state == "held")
-                            .values(alert_state="approved")).rowcount == 1
-
-
-def resume_channel(engine: Engine, channel: str) -> bool:
-    """Un-pause a channel the bot paused (e.g. once it is re-added to the Telegram channel)."""
-    with engine.begin() as conn:
-        return conn.execute(update(channel_state).where(channel_state.c.channel == channel)
-                            .values(paused=False, last_error=None, updated_at=utcnow())).rowcount == 1
-
-
-# The outbox owns these; the dashboard offers them under the same names.
-cancel_item = outbox.cancel_item
-channel_states = outbox.channel_states
+            .where(items.c.alert_state == AlertState.HELD).order_by(items.c.detected_at).limit(limit)).mappings()]

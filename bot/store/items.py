@@ -1,7 +1,8 @@
 """Items table: store a poll's items and decide what each one means (flash, update, duplicate, ...).
 
-An item is alerted at most once ever: its alert_state leaves `none` once (to `queued`, or to
-`held` when approval is required). Later edits of an alerted item become `update` events with a
+An item is alerted at most once ever: its alert_state leaves `none` once (to `detected`, or to
+`held` when approval is required); it becomes `queued` only in the transaction that creates its
+delivery rows (bot.delivery.fanout). Later edits of an alerted item become `update` events with a
 bumped revision. The same story from another source within the dedupe window is stored as a
 `duplicate` of the first one, which records the second source in `also_sources`.
 """
@@ -15,11 +16,10 @@ from sqlalchemy.engine import RowMapping
 
 from bot.config import Config
 from bot.ingest.detect import norm_title
-from bot.models import Event, Item
+from bot.models import ALERTED, AlertState, Event, EventKind, Item
 from bot.store.db import retry_locked, utcnow
 from bot.store.schema import items, sources
 
-ALERTED = ("queued", "approved")  # states in which subscribers got (or are getting) the alert
 _CHUNK = 400  # keys per IN (...) query, under SQLite's variable limit
 
 
@@ -48,7 +48,7 @@ def find_duplicate(conn: Connection, cfg: Config, source_id: int, ntitle: str, n
     since = now - timedelta(hours=cfg.flash.dedupe_window_hours)
     q = select(items).where(and_(
         items.c.source_id != source_id, items.c.is_flash.is_(True), items.c.duplicate_of.is_(None),
-        items.c.alert_state.in_(ALERTED + ("held",)), items.c.detected_at >= since,
+        items.c.alert_state.in_((*ALERTED, AlertState.HELD)), items.c.detected_at >= since,
     )).order_by(items.c.detected_at)
     best, best_ratio = None, 0.0
     for row in conn.execute(q).mappings():
@@ -71,10 +71,10 @@ def _alert(conn: Connection, cfg: Config, source: RowMapping, item_id: int, item
             also.append(source["name"])
         conn.execute(update(items).where(items.c.id == dup["id"]).values(also_sources=also))
         conn.execute(update(items).where(items.c.id == item_id).values(duplicate_of=dup["id"]))
-        return ev("duplicate")
-    state = "held" if cfg.flash.require_approval else "queued"
+        return ev(EventKind.DUPLICATE)
+    state = AlertState.HELD if cfg.flash.require_approval else AlertState.DETECTED
     conn.execute(update(items).where(items.c.id == item_id).values(alert_state=state, detected_at=now))
-    return ev(state if state == "held" else "flash")
+    return ev(EventKind.HELD if state == AlertState.HELD else EventKind.FLASH)
 
 
 def _insert_new(conn: Connection, source: RowMapping, new: list[Item], baseline: bool, now: datetime) -> dict[str, int]:
@@ -82,7 +82,7 @@ def _insert_new(conn: Connection, source: RowMapping, new: list[Item], baseline:
     if not new:
         return {}
     rows = [{"source_id": source["id"], "key": it.key, "is_flash": it.is_flash, "baseline": baseline,
-             "detected_at": now, "alert_state": "none", "also_sources": [], "revision": 0, **_values(it)}
+             "detected_at": now, "alert_state": AlertState.NONE, "also_sources": [], "revision": 0, **_values(it)}
             for it in new]
     # One statement for all rows: building a literal INSERT per item cost ~0.2 ms each. RETURNING
     # order is unspecified in SQLite, so ids are matched by key (unique within a source).
@@ -95,21 +95,21 @@ def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, ol
     if old is None:  # inserted just before by _insert_new
         headline = item.headline or item.title
         if baseline:
-            return Event(new_id, "baseline", source["name"], headline, item.is_flash)
+            return Event(new_id, EventKind.BASELINE, source["name"], headline, item.is_flash)
         if item.is_flash:
             return _alert(conn, cfg, source, new_id, item, now)
-        return Event(new_id, "new", source["name"], headline, False)
+        return Event(new_id, EventKind.NEW, source["name"], headline, False)
     vals = _values(item)
-    if old["content_hash"] == item.content_hash and old["is_flash"] == (item.is_flash or old["alert_state"] != "none"):
+    if old["content_hash"] == item.content_hash and old["is_flash"] == (item.is_flash or old["alert_state"] != AlertState.NONE):
         return None
     if old["alert_state"] in ALERTED:
         # An alerted item stays flash even if an edit drops its label: the edit is a correction.
         vals.update(is_flash=True, revision=old["revision"] + 1)
         conn.execute(update(items).where(items.c.id == old["id"]).values(**vals))
-        return Event(old["id"], "update", source["name"], vals["headline"], True)
-    vals["is_flash"] = item.is_flash or old["alert_state"] != "none"
+        return Event(old["id"], EventKind.UPDATE, source["name"], vals["headline"], True)
+    vals["is_flash"] = item.is_flash or old["alert_state"] != AlertState.NONE
     conn.execute(update(items).where(items.c.id == old["id"]).values(**vals))
-    never_alerted = old["alert_state"] == "none" and not old["baseline"] and old["duplicate_of"] is None
+    never_alerted = old["alert_state"] == AlertState.NONE and not old["baseline"] and old["duplicate_of"] is None
     if item.is_flash and never_alerted:  # an ordinary story was relabelled Flash Info
         return _alert(conn, cfg, source, old["id"], item, now)
     return None
@@ -142,3 +142,17 @@ def recent_items(engine: Engine, limit: int = 50, flash_only: bool = False) -> l
         q = q.where(items.c.is_flash.is_(True))
     with engine.connect() as conn:
         return list(conn.execute(q.order_by(items.c.detected_at.desc(), items.c.id.desc()).limit(limit)).mappings())
+
+
+def set_alert_state(conn: Connection, item_id: int, state: AlertState, only_from: tuple = ()) -> bool:
+    """items.alert_state = state (only from one of `only_from` when given); True when the row changed."""
+    q = update(items).where(items.c.id == item_id)
+    if only_from:
+        q = q.where(items.c.alert_state.in_(only_from))
+    return conn.execute(q.values(alert_state=state)).rowcount == 1
+
+
+def approve(engine: Engine, item_id: int) -> bool:
+    """held → approved; False when the item was not held (another editor handled it first)."""
+    with engine.begin() as conn:
+        return set_alert_state(conn, item_id, AlertState.APPROVED, only_from=(AlertState.HELD,))

@@ -5,11 +5,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
+from bot.models import AWAITING_FANOUT, FINAL_STATES, AlertState
 from bot.store.db import retry_locked, utcnow
-from bot.store.items import ALERTED
 from bot.store.schema import deliveries, digests, items
-
-FINAL_STATES = ("sent", "failed", "cancelled")
 
 
 def prune(engine: Engine, retention_days: int, now: datetime | None = None) -> dict[str, int]:
@@ -47,12 +45,14 @@ def summary_counts(engine: Engine) -> dict[str, int]:
 
 
 def orphaned_alerts(engine: Engine, retention_days: int, now: datetime | None = None) -> list[int]:
-    """Items marked for alerting that have no delivery row at all: the process died between storing
-    them and queueing their deliveries (two transactions). Only items detected within the retention
+    """Alerts whose fan-out is owed (`detected`/`approved`): the process died between storing them and
+    queueing their deliveries (two transactions). Only items detected within the retention
     are considered, so an old item whose finished rows were pruned is never alerted again."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     has_rows = exists().where(deliveries.c.item_id == items.c.id)
-    query = select(items.c.id).where(items.c.alert_state.in_(ALERTED), items.c.is_flash.is_(True),
-                                     items.c.detected_at >= cutoff, ~has_rows).order_by(items.c.id)
+    # `queued` without rows: an empty audience, or a database written by a release that marked items
+    # queued before creating their rows; queueing again is idempotent.
+    owed = or_(items.c.alert_state.in_(AWAITING_FANOUT), and_(items.c.alert_state == AlertState.QUEUED, ~has_rows))
+    query = select(items.c.id).where(owed, items.c.is_flash.is_(True), items.c.detected_at >= cutoff).order_by(items.c.id)
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(query)]

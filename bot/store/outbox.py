@@ -8,11 +8,13 @@ from datetime import datetime
 from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.models import DUE_STATES, AlertState, DeliveryState
 from bot.store.db import utcnow
+from bot.store.items import set_alert_state
 from bot.store.schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
-DUE_STATES = ("pending", "retry")
+RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again
 INSTANT_MODES = ("instant", "both")
 _RETURNED = [D.id, D.item_id, D.digest_id, D.channel, D.recipient, D.subscriber_id, D.revision, D.kind, D.attempts]
 
@@ -32,7 +34,7 @@ def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: date
     """INSERT…SELECT one email row per active instant/both subscriber without topics; rows inserted."""
     src = select(
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
-        literal("pending"), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
+        literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
     ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
     stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
@@ -66,9 +68,9 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
     active_or_channel = or_(orig.c.subscriber_id.is_(None), S.status == "active")
     src = (
         select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
-               literal("update"), literal("pending"), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
+               literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
         .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
-        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in(["cancelled", "failed"]), active_or_channel)
+        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
         .order_by(orig.c.id)
     )
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
@@ -82,11 +84,6 @@ def load_item(conn, item_id: int) -> dict | None:
         .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id == item_id)
     ).mappings().first()
     return dict(row) if row else None
-
-
-def set_alert_state(conn, item_id: int, state: str) -> None:
-    """items.alert_state = state."""
-    conn.execute(update(items).where(items.c.id == item_id).values(alert_state=state))
 
 
 # -- claiming and recording -------------------------------------------------------------------------
@@ -111,7 +108,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
             due = due.order_by(D.next_attempt_at).limit(want)
             if conn.dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
-            stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state="sending").returning(*_RETURNED)
+            stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state=DeliveryState.SENDING).returning(*_RETURNED)
             claimed.extend(dict(r) for r in conn.execute(stmt).mappings())
         _attach_subscribers(conn, claimed)
     claimed.sort(key=lambda r: r["id"])
@@ -190,7 +187,7 @@ def record(engine: Engine, results: list[dict], bounce_limit: int) -> list[int]:
                "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
     with engine.begin() as conn:
         conn.execute(_SET, params)
-        _latency(conn, [r for r in results if r["state"] == "sent" and r.get("item_id")])
+        _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
         bounced = [r for r in results if r.get("bounce_subscriber")]
         return _bounces(conn, bounced, bounce_limit) if bounced else []
 
@@ -218,7 +215,7 @@ def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
     if over:
         conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
         conn.execute(update(deliveries).where(D.subscriber_id.in_(over), D.state.in_(DUE_STATES))
-                     .values(state="cancelled", last_error="subscriber suppressed after hard bounces"))
+                     .values(state=DeliveryState.CANCELLED, last_error="subscriber suppressed after hard bounces"))
     return over
 
 
@@ -226,8 +223,8 @@ def recover(engine: Engine, now: datetime | None = None) -> int:
     """Rows left in 'sending' by a crash become due retries (they are the only possible duplicates)."""
     with engine.begin() as conn:
         return conn.execute(
-            update(deliveries).where(D.state == "sending").values(
-                state="retry", attempts=D.attempts + 1, next_attempt_at=now or utcnow(),
+            update(deliveries).where(D.state == DeliveryState.SENDING).values(
+                state=DeliveryState.RETRY, attempts=D.attempts + 1, next_attempt_at=now or utcnow(),
                 last_error="interrupted while sending (process stopped); sent again")
         ).rowcount or 0
 
@@ -247,12 +244,19 @@ def paused_channels(engine: Engine) -> set[str]:
         return {r[0] for r in conn.execute(select(channel_state.c.channel).where(channel_state.c.paused.is_(True)))}
 
 
-def set_channel_paused(engine: Engine, channel: str, paused: bool, error: str | None = None) -> None:
-    """Pause (with the error shown to operators) or resume a channel."""
+def pause_channel(engine: Engine, channel: str, error: str) -> None:
+    """Pause a channel with the error shown to operators (until one resumes it)."""
     with engine.begin() as conn:
-        values = {"paused": paused, "last_error": error, "updated_at": utcnow()}
+        values = {"paused": True, "last_error": error, "updated_at": utcnow()}
         if conn.execute(update(channel_state).where(channel_state.c.channel == channel).values(**values)).rowcount == 0:
             conn.execute(channel_state.insert().values(channel=channel, **values))
+
+
+def resume_channel(engine: Engine, channel: str) -> bool:
+    """Un-pause a channel (e.g. once the bot is back in the Telegram channel); False if it was never paused."""
+    with engine.begin() as conn:
+        return conn.execute(update(channel_state).where(channel_state.c.channel == channel)
+                            .values(paused=False, last_error=None, updated_at=utcnow())).rowcount == 1
 
 
 # -- operator helpers ------------------------------------------------------------------------------
@@ -260,20 +264,26 @@ def set_channel_paused(engine: Engine, channel: str, paused: bool, error: str | 
 def cancel_item(engine: Engine, item_id: int) -> int:
     """Stop an alert: the item is marked cancelled and its unsent rows cancelled; returns rows cancelled."""
     with engine.begin() as conn:
-        set_alert_state(conn, item_id, "cancelled")
+        set_alert_state(conn, item_id, AlertState.CANCELLED)
         return conn.execute(update(deliveries).where(D.item_id == item_id, D.state.in_(DUE_STATES))
-                            .values(state="cancelled", last_error="alert cancelled by an operator")).rowcount or 0
+                            .values(state=DeliveryState.CANCELLED, last_error="alert cancelled by an operator")).rowcount or 0
 
 
 def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
     """Put failed (or waiting retry) rows back in the queue now, attempts reset; returns rows requeued.
 
-    Cancelled rows stay cancelled: they were stopped for a reason (unsubscribed, alert cancelled).
+    Cancelled rows stay cancelled (they were stopped for a reason), and a message to someone who has
+    since left is never revived. The CLI and the dashboard both call this one rule.
     """
     ids = list(ids)
+    if not ids:
+        return 0
+    left = select(S.id).where(S.status != "active")
     with engine.begin() as conn:
-        return conn.execute(update(deliveries).where(D.id.in_(ids), D.state.in_(["failed", "retry"]))
-                            .values(state="pending", attempts=0, next_attempt_at=utcnow())).rowcount or 0
+        return conn.execute(
+            update(deliveries).where(D.id.in_(ids), D.state.in_(RETRYABLE))
+            .where(or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left)))
+            .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())).rowcount or 0
 
 
 def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
@@ -290,16 +300,24 @@ def counts(engine: Engine, since: datetime | None = None, item_id: int | None = 
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def failures(engine: Engine, limit: int = 50, item_id: int | None = None) -> list[dict]:
-    """Latest failed or retrying rows with their errors (recipient shown as the address, never a token)."""
-    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.state, D.attempts, D.last_error, D.next_attempt_at,
+def failures(engine: Engine, limit: int = 50, offset: int = 0, item_id: int | None = None,
+             states: Iterable[str] = RETRYABLE) -> list[dict]:
+    """Latest rows in `states` (newest first) with their errors, item title and recipient address (never a token)."""
+    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.kind, D.state, D.attempts, D.last_error,
+                D.next_attempt_at, D.created_at, items.c.title, S.email,
                 func.coalesce(S.email, D.recipient).label("recipient"))
-         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id))
-         .where(D.state.in_(["failed", "retry"])).order_by(D.id.desc()).limit(limit))
+         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id).outerjoin(items, items.c.id == D.item_id))
+         .where(D.state.in_(list(states))).order_by(D.id.desc()).limit(limit).offset(offset))
     if item_id is not None:
         q = q.where(D.item_id == item_id)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def count_in_states(engine: Engine, states: Iterable[str]) -> int:
+    """How many rows are in `states` (the failures page's total)."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(deliveries).where(D.state.in_(list(states)))).scalar_one()
 
 
 def channel_states(engine: Engine) -> list[dict]:

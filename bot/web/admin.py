@@ -11,13 +11,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bot.store import dashboard, ratelimit, utcnow
+from bot import pipeline
+from bot.models import DeliveryState
+from bot.store import dashboard, outbox, ratelimit, utcnow
 from bot.store import subscribers as subs
-from bot.web.app import Web, web
+from bot.web.context import web
 from bot.web.public import read_form
 from bot.web.security import CSRF_FIELD, client_ip
 
-log = logging.getLogger("flashbot.web.admin")
+log = logging.getLogger(__name__)
 PAGE = 50
 LOGIN_LIMIT = 10  # failed logins per IP per 15 minutes
 LOGIN_WINDOW = 900
@@ -92,7 +94,7 @@ async def overview(request: Request) -> Response:
         "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
         "counts_all": await w.db(dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
-        "channels": await w.db(dashboard.channel_states, w.engine),
+        "channels": await w.db(outbox.channel_states, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
     return w.render(request, "admin/overview.html", ctx)
@@ -128,7 +130,8 @@ async def failures_page(request: Request) -> Response:
     """Failed deliveries with their errors and a retry action."""
     w = web(request)
     page = _page(request)
-    rows, total = await w.db(dashboard.failures, w.engine, PAGE, (page - 1) * PAGE)
+    rows = await w.db(outbox.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
+    total = await w.db(outbox.count_in_states, w.engine, (DeliveryState.FAILED,))
     return w.render(request, "admin/failures.html", {"rows": rows, "total": total, "page": page,
                                                      "pages": max(1, -(-total // PAGE))})
 
@@ -145,25 +148,20 @@ async def retry(request: Request) -> Response:
     """POST: failed deliveries back to pending, due now."""
     w = web(request)
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
-    n = await w.db(_retry, w, ids)
+    n = await w.db(outbox.retry_deliveries, w.engine, ids)
     return _back("/admin/failures", "retried", n=n)
-
-
-def _retry(w: Web, ids: list[int]) -> int:
-    # Only failed rows, and never to someone who has left since: a forged id list cannot revive
-    # cancelled messages (bot.store.outbox.retry_deliveries also requeues cancelled rows).
-    return dashboard.retry_deliveries(w.engine, ids)
 
 
 @protected
 async def source_action(request: Request) -> Response:
-    """POST /admin/sources/{id}/pause|resume."""
+    """POST /admin/sources/{id}/pause|resume (the same store write as `flashbot sources pause|resume`)."""
+    from bot.store.sources import set_paused
+
     w = web(request)
     if request.path_params["action"] not in ("pause", "resume"):
         raise HTTPException(404)
     paused = request.path_params["action"] == "pause"
-    ok = await w.db(dashboard.set_source_paused, w.engine, request.path_params["id"], paused,
-                    "paused by operator" if paused else None)
+    ok = await w.db(set_paused, w.engine, request.path_params["id"], paused)
     return _back("/admin/sources", ("paused" if paused else "resumed") if ok else "unknown_source")
 
 
@@ -175,25 +173,19 @@ async def item_action(request: Request) -> Response:
     if action not in ("approve", "cancel"):
         raise HTTPException(404)
     if action == "approve":
-        if not await w.db(dashboard.mark_approved, w.engine, item_id):
+        queued = await pipeline.approve(w.pipe, item_id)
+        if queued is None:
             return _back("/admin", "not_held", item=item_id)
-        queued = await w.db(_queue_item, w, item_id)
         return _back("/admin", "approved", item=item_id, n=queued)
-    n = await w.db(dashboard.cancel_item, w.engine, item_id)
+    n = await w.db(outbox.cancel_item, w.engine, item_id)
     return _back("/admin", "cancelled", item=item_id, n=n)
-
-
-def _queue_item(w: Web, item_id: int) -> int:
-    from bot.delivery.engine import queue_item
-
-    return queue_item(w.engine, w.cfg, item_id)
 
 
 @protected
 async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
-    ok = await w.db(dashboard.resume_channel, w.engine, request.path_params["name"])
+    ok = await w.db(outbox.resume_channel, w.engine, request.path_params["name"])
     return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 
 

@@ -14,7 +14,7 @@ from jinja2 import Environment
 from bot.config import Config, EmailConfig
 from bot.web.i18n import translator
 
-log = logging.getLogger("flashbot.web.mailer")
+log = logging.getLogger(__name__)
 
 
 class Mailer(Protocol):

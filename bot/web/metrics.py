@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.store import dashboard
+from bot.store import dashboard, outbox
 from bot.store import subscribers as subs
 
 if TYPE_CHECKING:
-    from bot.web.app import Web
+    from bot.web.context import Web
 
-log = logging.getLogger("flashbot.web.metrics")
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -72,7 +72,7 @@ class StoreCollector(Collector):
         errors.add_metric([], n_err)
         yield from (failing, paused, errors)
         chan = GaugeMetricFamily("flashbot_channel_paused", "1 when a channel is paused", labels=["channel"])
-        for c in dashboard.channel_states(self.engine):
+        for c in outbox.channel_states(self.engine):
             chan.add_metric([c["channel"]], 1 if c["paused"] else 0)
         yield chan
 

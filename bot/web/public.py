@@ -13,11 +13,11 @@ from starlette.routing import Route
 from bot import tokens
 from bot.store import dashboard, ratelimit
 from bot.store import subscribers as subs
-from bot.web.app import Web, web
+from bot.web.context import Web, web
 from bot.web.mailer import build_message, send
 from bot.web.security import CSRF_FIELD, client_ip
 
-log = logging.getLogger("flashbot.web")
+log = logging.getLogger(__name__)
 HONEYPOT = "website"
 MAX_TOKEN = 400
 

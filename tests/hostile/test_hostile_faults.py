@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import parse_config
-from bot.pipeline import run_once
+from bot.service.once import run_once
 from bot.store import open_db
 from bot.store import outbox
 from bot.store.schema import deliveries, subscribers
@@ -136,7 +136,7 @@ def test_telegram_fault_ends_in_its_documented_state(tmp_path, hostile_server, f
         if paused:  # the operator is told: the pause and its reason are stored for `flashbot deliveries` and /admin
             assert "kicked" in (channel.get("last_error") or ""), channel
             tg.clear_faults()
-            outbox.set_channel_paused(engine, "telegram", False)  # what `flashbot deliveries --resume telegram` does
+            outbox.resume_channel(engine, "telegram")  # what `flashbot deliveries --resume telegram` does
             run_once(cfg, engine, horizon=0)
             assert len(tg.posts) == 1 and rows(engine, "telegram")["@flash"]["state"] == "sent"
         if state == "failed":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import parse_config
-from bot.pipeline import run_once
+from bot.service.once import run_once
 from bot.store import open_db
 from bot.demo.smtpserver import SMTPServer
 from bot.demo.telegram_api import BotAPIStandin

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.config import parse_config
-from bot.pipeline import run_once
+from bot.service.once import run_once
 from bot.store import open_db
 from bot.store.schema import deliveries, items, sources
 from bot.demo.smtpserver import SMTPServer

@@ -14,7 +14,7 @@ import aiosmtplib
 from aiosmtplib import errors as E
 
 from bot.config import EmailConfig
-from bot.delivery.channels.base import DeliveryError, Outgoing, PermanentError, Sent, TemporaryError
+from bot.delivery.channels.base import DeliveryError, Outgoing, PermanentError, Scope, Sent, TemporaryError
 from bot.delivery.channels.smtp import Session
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def channel_wide(err: DeliveryError) -> DeliveryError:
     """Mark an error as affecting the whole channel (server down, auth refused), not one recipient."""
-    err.scope = "channel"
+    err.scope = Scope.CHANNEL
     return err
 
 
@@ -80,9 +80,11 @@ class EmailChannel:
     """The `email` channel: up to `email.concurrency` persistent SMTP sessions, reconnecting as needed."""
 
     name = "email"
+    per_subscriber = True
 
     def __init__(self, cfg: EmailConfig, *, tls_context: ssl.SSLContext | None = None, local_hostname: str | None = None):
         self.cfg = cfg
+        self.concurrency = cfg.concurrency  # one SMTP session per concurrent send
         self.envelope_from = parseaddr(cfg.sender)[1]
         self._tls_context = tls_context
         self._local_hostname = local_hostname
@@ -90,6 +92,10 @@ class EmailChannel:
         self._slots: asyncio.Semaphore | None = None
         self._limiter = RateLimiter(cfg.rate_limit)
         self.connects = 0  # sessions opened (tests and stats read it)
+
+    def compose(self, composer, row: dict, item: dict, original: str | None) -> Outgoing:
+        """An alert mail, or a correction threaded under the original's Message-ID."""
+        return composer.email(row, item, thread_id=original)
 
     def _client(self) -> aiosmtplib.SMTP:
         c = self.cfg
@@ -195,3 +201,8 @@ class EmailChannel:
         """QUIT every idle session."""
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._quit(c) for c in idle), return_exceptions=True)
+
+
+def from_config(cfg) -> EmailChannel | None:
+    """The email channel when `[email]` is configured."""
+    return EmailChannel(cfg.email) if cfg.email is not None else None

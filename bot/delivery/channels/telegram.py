@@ -73,6 +73,8 @@ class TelegramChannel:
     """Posts and edits Telegram HTML messages through the Bot API at `[telegram] api_url`."""
 
     name = "telegram"
+    concurrency = 1  # one channel's posts go out in order
+    per_subscriber = False  # one row per alert, addressed to the channel
 
     def __init__(self, cfg: TelegramConfig):
         self.cfg = cfg
@@ -80,6 +82,10 @@ class TelegramChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         _guard_logs(cfg.token)
+
+    def compose(self, composer, row: dict, item: dict, original: str | None) -> Outgoing:
+        """The channel post, or an edit of the original post for a correction."""
+        return composer.telegram(row, item, edit_id=original)
 
     def _redact(self, text: str) -> str:
         return text.replace(self.cfg.token, "<token>")
@@ -179,3 +185,8 @@ class TelegramChannel:
         bot, self._bot = self._bot, None
         if bot is not None and self._loop is asyncio.get_running_loop():
             await bot.shutdown()
+
+
+def from_config(cfg) -> TelegramChannel | None:
+    """The Telegram channel when `[telegram]` is configured."""
+    return TelegramChannel(cfg.telegram) if cfg.telegram is not None else None
