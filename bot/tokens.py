@@ -7,6 +7,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLS
 from itsdangerous.encoding import base64_encode
 from itsdangerous.serializer import Serializer
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.store.schema import meta
 
@@ -34,13 +35,18 @@ def secret_key(engine: Engine, configured: str | None) -> str:
     """The configured key, else one generated once and kept in the database (survives restarts)."""
     if configured:
         return configured
-    with engine.begin() as conn:
-        row = conn.execute(select(meta.c.value).where(meta.c.key == "secret_key")).first()
-        if row:
-            return row[0]
-        key = secrets.token_urlsafe(48)
-        conn.execute(meta.insert().values(key="secret_key", value=key))
-        return key
+    query = select(meta.c.value).where(meta.c.key == "secret_key")
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row:
+        return row[0]
+    try:
+        with engine.begin() as conn:
+            conn.execute(meta.insert().values(key="secret_key", value=secrets.token_urlsafe(48)))
+    except IntegrityError:
+        pass  # another process or thread made it first (the web app and the delivery engine start together)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
 
 
 def make_token(key: str, purpose: str, subscriber_id: int, nonce: str) -> str:

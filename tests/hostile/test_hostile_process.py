@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot.ingest import poll as ingest
 from bot.config import load_config
@@ -236,7 +236,7 @@ def test_sqlite_write_lock_held_by_another_process_is_waited_out(tmp_path, figur
 
 @pytest.mark.timeout(120)
 def test_crash_between_storing_an_alert_and_queueing_it(tmp_path, figures):
-    # The window SIGKILL can hit: store_items committed the item as 'queued', queue_events had not committed.
+    # The window SIGKILL can hit: store_items committed the item as 'detected', the fan-out had not committed.
     world = World(tmp_path, 20)
     try:
         async def poll_without_queueing():
@@ -245,6 +245,10 @@ def test_crash_between_storing_an_alert_and_queueing_it(tmp_path, figures):
                 reports = await ingest.poll_all(world.db, world.cfg, client)
             return [e.kind for r in reports for e in r.events]
         assert asyncio.run(poll_without_queueing()) == ["flash"]  # stored; the process "dies" here
+        with world.db.connect() as conn:  # never 'queued' without its rows: the state says the fan-out is owed
+            states = conn.execute(text("SELECT alert_state, (SELECT count(*) FROM deliveries) FROM items "
+                                       "WHERE is_flash")).all()
+        assert states == [("detected", 0)], states
         finish(world)
         lost, dups = world.verdict()
         figures.add("process: crash between store and queue", tried=1, passed=int(lost == 0), lost=lost, duplicates=dups)
