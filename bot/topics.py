@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
+
+from bot.text import contains_phrase, words
 
 _TAG = re.compile(r"<[^>]*>")
 _ENTITY = re.compile(r"&(#?\w+);")
-_NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
 def normalize(text: str | None) -> str:
-    """Lower-case, accents stripped, every run of non-alphanumerics one space: 'Élysée-Côte' → 'elysee cote'."""
-    if not text:
-        return ""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD.sub(" ", bare).strip()
+    """Comparison form of a topic or category (bot.text.words): 'Élysée-Côte' → 'elysee cote'."""
+    return words(text)
 
 
 def _plain(html: str | None) -> str:
@@ -32,12 +28,10 @@ class ItemTopics:
         cats = list(item.get("categories") or [])
         if item.get("source_category"):
             cats.append(item["source_category"])
-        self.categories = {normalize(c) for c in cats if c and normalize(c)}
-        words = " ".join([
+        self.categories = {c for c in map(normalize, cats) if c}
+        self.text = normalize(" ".join([
             item.get("title") or "", item.get("headline") or "", _plain(item.get("summary_html")),
-        ])
-        # Padded with spaces so a phrase only matches on word boundaries.
-        self.text = f" {normalize(words)} "
+        ]))
 
     def matches(self, topics: Iterable[str] | None) -> bool:
         """True when topics is empty (everything) or any topic is a category or a word/phrase of the item."""
@@ -45,7 +39,7 @@ class ItemTopics:
         wanted = [t for t in wanted if t]
         if not wanted:
             return True
-        return any(t in self.categories or f" {t} " in self.text for t in wanted)
+        return any(t in self.categories or contains_phrase(self.text, t) for t in wanted)
 
 
 def wants(topics: Iterable[str] | None, item: Mapping) -> bool:

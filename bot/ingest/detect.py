@@ -11,49 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
 from bot.config import FlashConfig
 from bot.models import Item
+from bot.text import fold, fold_map, unspaced, words
 
 # Separators after a prefix; a hyphen only counts when followed by a space ("Flash-ball" is a word).
 _SEP = re.compile(r"\s*(?:[:|/•·–—\])»]|-(?=\s|$))[\s:|/•·–—\-\])»]*")
 _SPACE_SEP = re.compile(r"\s+")
 # Decorations newsrooms put before the label: "🔴 FLASH INFO", "[URGENT]", "« ALERTE »".
 _LEAD = re.compile(r"^[\W_]*?(?=\w)", re.UNICODE)
-_PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
-
-
-def fold(text: str) -> str:
-    """Lower-case, accent-free, single-spaced form of text (for comparisons only)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
 
 
 def norm_title(text: str) -> str:
-    """Folded title without punctuation: what two sources' versions of a story share."""
-    return " ".join(_PUNCT.sub(" ", fold(text)).split())
-
-
-def _fold_map(text: str) -> tuple[str, list[int]]:
-    """fold() of text plus, for each folded character, the index of its original character."""
-    out: list[str] = []
-    where: list[int] = []
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            if out and out[-1] != " ":
-                out.append(" ")
-                where.append(i)
-            continue
-        for c in unicodedata.normalize("NFKD", ch):
-            if not unicodedata.combining(c):
-                for f in c.casefold():
-                    out.append(f)
-                    where.append(i)
-    return "".join(out), where
+    """Folded title without punctuation: what two sources' versions of a story share (dedupe key)."""
+    return words(text)
 
 
 @dataclass(frozen=True)
@@ -74,15 +48,23 @@ class Rules:
 def _compile(prefixes: tuple[str, ...], categories: tuple[str, ...], keywords: tuple[str, ...]) -> Rules:
     pre = sorted({(fold(p), p.strip()) for p in prefixes if fold(p)}, key=lambda t: -len(t[0]))
     cats = {fold(c): c.strip() for c in categories if fold(c)}
-    kws = tuple(re.compile(r"(?<!\w)" + re.escape(fold(k)) + r"(?!\w)") for k in keywords if fold(k))
+    kws = tuple(re.compile(_keyword_pattern(fold(k))) for k in keywords if fold(k))
     return Rules(tuple(pre), cats, kws)
+
+
+def _keyword_pattern(folded: str) -> str:
+    # Whole words only ("séisme" not in "séismes"), except in scripts written without spaces
+    # (地震 in 東京で地震), which have no word boundaries to look for.
+    if unspaced(folded):
+        return re.escape(folded)
+    return r"(?<!\w)" + re.escape(folded) + r"(?!\w)"
 
 
 def match_prefix(title: str, rules: Rules) -> tuple[str, str] | None:
     """(label, headline) when the title starts with a Flash prefix, else None."""
     lead = _LEAD.match(title)
     start = lead.end() if lead else 0
-    folded, where = _fold_map(title[start:])
+    folded, where = fold_map(title[start:])
     for pfold, label in rules.prefixes:
         if not folded.startswith(pfold):
             continue

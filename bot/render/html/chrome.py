@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from bot.render.html.dom import BLOCK, Node
+from bot.text import words
 
 # WordPress/Jetpack/plugins class or id fragments that only ever wrap page chrome.
 CHROME_TOKENS = (
@@ -45,11 +45,8 @@ MAX_CHROME_TEXT = 160  # a longer block is article text, whatever it says
 
 
 def norm(text: str) -> str:
-    """Lower case, accents and punctuation removed, whitespace collapsed (for phrase matching)."""
-    t = unicodedata.normalize("NFKD", text.lower())
-    t = "".join(c for c in t if not unicodedata.combining(c))
-    t = re.sub(r"[^\w]+", " ", t)
-    return t.strip()
+    """Block text in the form the patterns above are written in (bot.text.words: folded, punctuation as spaces)."""
+    return words(text)
 
 
 def _tokens(node: Node) -> list[str]:
