@@ -3,6 +3,9 @@
 Each source is isolated: its fetch, parse and store run in their own task, every exception is
 turned into that source's error string, and a slow or broken source never delays the others
 beyond its own fetch deadline.
+
+Every entry point takes a `clock` (bot.clock; None is the system clock) and reads the time from it
+only: a poll records the moment its fetch returned, and tests pass a FixedClock.
 """
 from __future__ import annotations
 
@@ -14,12 +17,12 @@ from datetime import datetime
 import httpx
 from sqlalchemy import Engine
 
+from bot.clock import SYSTEM, Clock, FixedClock
 from bot.config import Config
 from bot.ingest.detect import detect
 from bot.ingest.parse import parse_feed
 from bot.models import Event, FeedResult, Item
 from bot.ingest.fetch import fetch_feed, is_http
-from bot.store import utcnow
 from bot.store import sources as store_sources
 from bot.store.items import store_items
 from bot.store.sources import sync_sources  # noqa: F401 - public interface: bot.ingest.sync_sources
@@ -100,12 +103,14 @@ class Unchanged:
 
 async def refresh_source(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_id: int,
                          db_lock: asyncio.Lock | None = None, source=None,
-                         unchanged: Unchanged | None = None) -> PollReport:
+                         unchanged: Unchanged | None = None, clock: Clock | None = None) -> PollReport:
     """Fetch, parse, detect and store one source; never raises.
 
     `source` is its row when the caller already read it; with `unchanged`, a 304's bookkeeping
-    is left to that batch (written by its flush) instead of its own transaction.
+    is left to that batch (written by its flush) instead of its own transaction. The poll is
+    recorded at clock.now() once the fetch returned.
     """
+    clock = clock or SYSTEM
     name = f"source #{source_id}"
     result = FeedResult()
     try:
@@ -115,10 +120,10 @@ async def refresh_source(engine: Engine, cfg: Config, client: httpx.AsyncClient,
         result = await fetch_feed(client, cfg, source["url"], source["etag"], source["last_modified"])
         if unchanged is not None and result.not_modified and not result.error:
             report = PollReport(name, result, [], None, source_id)
-            await unchanged.add(source, result, utcnow(), report)
+            await unchanged.add(source, result, clock.now(), report)
             return report
         async with db_lock or _nolock():
-            events = await asyncio.to_thread(_store_result, engine, cfg, source, result, utcnow())
+            events = await asyncio.to_thread(_store_result, engine, cfg, source, result, clock.now())
         return PollReport(name, result, events, result.error, source_id)
     except Exception as exc:  # noqa: BLE001 - one source's failure must never stop the others
         error = f"internal error while polling: {type(exc).__name__}: {exc}"[:500]
@@ -134,7 +139,8 @@ class _nolock:
         return False
 
 
-async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_ids: list[int]) -> list[PollReport]:
+async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_ids: list[int],
+                       clock: Clock | None = None) -> list[PollReport]:
     """Refresh the given sources concurrently (bounded by fetch.concurrency); reports in the same order."""
     db_lock = asyncio.Lock()  # one writer at a time: SQLite serializes writes anyway
     unchanged = Unchanged(engine, cfg, db_lock)
@@ -145,7 +151,7 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
     async def worker() -> None:
         # `concurrency` workers sharing one iterator: no task and semaphore wait per source.
         for i, sid in todo:
-            reports[i] = await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged)
+            reports[i] = await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged, clock)
     try:
         await asyncio.gather(*(worker() for _ in range(min(cfg.fetch.concurrency, len(source_ids)))))
     finally:
@@ -153,24 +159,30 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
     return reports  # type: ignore[return-value] - every slot is filled once gather returns
 
 
-async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, now: datetime | None = None) -> list[PollReport]:
-    """Poll every active source whose next poll is due."""
-    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, now)
-    return await poll_sources(engine, cfg, client, ids)
+async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, clock: Clock | None = None, *,
+                   now: datetime | None = None) -> list[PollReport]:
+    """Poll every active source whose next poll is due at clock.now().
+
+    `now=` is shorthand for clock=FixedClock(now): the cycle runs as if at that moment (bench/polling.py).
+    """
+    clock = FixedClock(now) if now is not None else clock or SYSTEM
+    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, clock.now())
+    return await poll_sources(engine, cfg, client, ids, clock)
 
 
-async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient) -> list[PollReport]:
+async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient, clock: Clock | None = None) -> list[PollReport]:
     """Poll every active source now (except those a server asked to wait via Retry-After)."""
-    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, None, True)
-    return await poll_sources(engine, cfg, client, ids)
+    clock = clock or SYSTEM
+    ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, clock.now(), True)
+    return await poll_sources(engine, cfg, client, ids, clock)
 
 
-def ingest_bytes(engine: Engine, cfg: Config, source_id: int, body: bytes, headers: dict) -> list[Event]:
+def ingest_bytes(engine: Engine, cfg: Config, source_id: int, body: bytes, headers: dict,
+                 clock: Clock | None = None) -> list[Event]:
     """Ingest a feed document pushed to us (WebSub) for a source; return its events."""
     source = store_sources.get_source(engine, source_id)
     base = source["url"] if is_http(source["url"]) else None
     result = parse_feed(body, dict(headers or {}), base)  # same base as polling: same item keys
     if result.error:
         raise ValueError(f"{source['name']}: pushed content rejected: {result.error}")
-    now = utcnow()
-    return store_items(engine, cfg, source, prepare(result.items, cfg, source), now)
+    return store_items(engine, cfg, source, prepare(result.items, cfg, source), (clock or SYSTEM).now())

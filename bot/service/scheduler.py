@@ -6,13 +6,15 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 
 from bot import digest, logs
+from bot.clock import SYSTEM, Clock
+from bot.store import sources as store_sources
 from bot.store.db import utcnow
 from bot.store.schema import sources
 
@@ -29,15 +31,10 @@ def jitter_for(interval: int) -> float:
     return min(interval * 0.1, 15.0)
 
 
-def is_due(row, now: datetime, slack: float) -> bool:
-    """Whether a source should be fetched now, honouring ingest's backoff, Retry-After and push fallback."""
-    if row["paused"]:
-        return False
-    if row["retry_after_until"] is not None and row["retry_after_until"] > now:
-        return False
-    # The job fires on the interval plus jitter; a poll that ran late must not push the next one
-    # a whole interval away, hence the slack.
-    return row["next_poll_at"] is None or row["next_poll_at"] <= now + timedelta(seconds=slack)
+def slack_for(interval: int) -> float:
+    """How early a source's job may find it due: the job fires on the interval plus jitter, and a
+    poll that ran late must not push the next one a whole interval away."""
+    return jitter_for(interval) + 0.5
 
 
 @dataclass
@@ -53,8 +50,10 @@ class Jobs:
 class Scheduler:
     """One AsyncIOScheduler with a job per active source plus the service's periodic jobs."""
 
-    def __init__(self, cfg, engine: Engine, jobs: Jobs, reconcile_seconds: float = RECONCILE_SECONDS):
+    def __init__(self, cfg, engine: Engine, jobs: Jobs, reconcile_seconds: float = RECONCILE_SECONDS,
+                 clock: Clock | None = None):
         self.cfg, self.engine, self.jobs = cfg, engine, jobs
+        self.clock = clock or SYSTEM  # what "due" is measured against (APScheduler itself runs on real time)
         self.reconcile_seconds = reconcile_seconds
         self.aps = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         self.intervals: dict[int, int] = {}  # source id -> interval of its job
@@ -118,10 +117,12 @@ class Scheduler:
             logs.event(log, "sources_scheduled", active=len(wanted), **stats)
         return stats
 
+    def is_due(self, source_id: int) -> bool:
+        """Whether the source's job should poll it now: the store's due rule (honouring ingest's
+        backoff, Retry-After and push fallback), with the job's jitter as slack."""
+        slack = slack_for(self.intervals.get(source_id, 60))
+        return store_sources.is_due(self.engine, source_id, self.clock.now(), slack)
+
     async def _poll_job(self, source_id: int) -> None:
-        interval = self.intervals.get(source_id, 60)
-        with self.engine.connect() as conn:
-            row = conn.execute(select(sources).where(sources.c.id == source_id)).mappings().first()
-        if row is None or not is_due(row, utcnow(), slack=jitter_for(interval) + 0.5):
-            return
-        await self.jobs.poll(source_id)
+        if self.is_due(source_id):
+            await self.jobs.poll(source_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from bot.config import Config, SourceConfig
@@ -12,6 +12,7 @@ from bot.store.db import retry_locked, utcnow
 from bot.store.schema import sources
 
 REMOVED_FROM_CONFIG = "no longer in config.toml"
+PAUSED_BY_OPERATOR = "paused by an operator"  # `sources pause` and the dashboard's pause button
 _CHUNK = 500  # ids per IN (...) query, under SQLite's variable limit
 _SETTINGS = ("interval", "all_flash", "respect_ttl", "alert_on_first_poll", "category")
 
@@ -20,14 +21,14 @@ class SourceError(ValueError):
     """A CLI-level problem with a source (unknown name, duplicate, ...)."""
 
 
-def sync_sources(engine: Engine, cfg: Config) -> None:
+def sync_sources(engine: Engine, cfg: Config, now: datetime | None = None) -> None:
     """Upsert [[sources]] into the database; sources gone from the file are paused, CLI ones kept."""
     def run() -> None:
-        now = utcnow()
+        at = now or utcnow()
         with engine.begin() as conn:
             rows = {r.name: r for r in conn.execute(select(sources)).mappings()}
             for sc in cfg.sources:
-                _upsert_config_source(conn, rows.get(sc.name), sc, now)
+                _upsert_config_source(conn, rows.get(sc.name), sc, at)
             names = {s.name for s in cfg.sources}
             for name, row in rows.items():
                 if row["origin"] == "config" and name not in names and not row["paused"]:
@@ -42,6 +43,7 @@ def _upsert_config_source(conn, row: RowMapping | None, sc: SourceConfig, now: d
         conn.execute(insert(sources).values(name=sc.name, url=sc.url, config_url=sc.url, origin="config",
                                             created_at=now, **values))
         return
+    interval = values.pop("interval")
     if row["config_url"] != sc.url:  # the operator edited the URL: start over with its state
         values.update(url=sc.url, config_url=sc.url, etag=None, last_modified=None, next_poll_at=None,
                       consecutive_failures=0)
@@ -51,9 +53,28 @@ def _upsert_config_source(conn, row: RowMapping | None, sc: SourceConfig, now: d
         values["origin"] = "config"
     if any(row[k] != v for k, v in values.items()):
         conn.execute(update(sources).where(sources.c.id == row["id"]).values(**values))
+    set_interval(conn, row, interval)
 
 
-def add_source(engine: Engine, name: str, url: str, interval: int = 60, origin: str = "cli", **settings) -> int:
+def set_interval(conn: Connection, row: RowMapping, interval: int) -> None:
+    """Change a source's poll interval: the one write of an interval change (every path goes through it).
+
+    The next poll becomes due at most one new interval after the last poll, i.e. next_poll_at =
+    min(next_poll_at, last_polled_at + interval): a lowered interval does not wait for the old
+    schedule. A source never polled keeps its next_poll_at (unset: due at once). `row` is the
+    source as read before the change; nothing is written when the interval is the same.
+    """
+    if int(row["interval"]) == interval:
+        return
+    conn.execute(update(sources).where(sources.c.id == row["id"]).values(interval=interval))
+    if row["last_polled_at"] is not None:
+        latest = row["last_polled_at"] + timedelta(seconds=interval)
+        conn.execute(update(sources).where(sources.c.id == row["id"], sources.c.next_poll_at > latest)
+                     .values(next_poll_at=latest))
+
+
+def add_source(engine: Engine, name: str, url: str, interval: int = 60, origin: str = "cli",
+               now: datetime | None = None, **settings) -> int:
     """Add a source from the CLI or an OPML import; return its id."""
     name = name.strip()
     if not name or not url.strip():
@@ -64,7 +85,7 @@ def add_source(engine: Engine, name: str, url: str, interval: int = 60, origin: 
         if conn.execute(select(sources.c.id).where(sources.c.name == name)).first():
             raise SourceError(f"a source named {name!r} already exists")
         res = conn.execute(insert(sources).values(name=name, url=url.strip(), interval=interval, origin=origin,
-                                                  created_at=utcnow(), **settings))
+                                                  created_at=now or utcnow(), **settings))
         return res.inserted_primary_key[0]
 
 
@@ -85,14 +106,21 @@ def remove_source(engine: Engine, name: str) -> None:
         conn.execute(delete(sources).where(sources.c.id == row["id"]))
 
 
-def set_paused(engine: Engine, name: str, paused: bool, reason: str | None = None) -> None:
-    """Pause or resume a source; resuming clears the failure count so it is polled at once."""
-    row = get_source(engine, name)
-    values = {"paused": paused, "pause_reason": reason if paused else None}
+def set_paused(engine: Engine, source: int | str, paused: bool) -> bool:
+    """Pause or resume a source by id or name: the operator's write, for the CLI and the dashboard alike.
+
+    Pausing records PAUSED_BY_OPERATOR. Resuming clears the failure streak and any Retry-After and
+    unsets next_poll_at, so the source is due at once. False when there is no such source.
+    """
+    cond = sources.c.id == source if isinstance(source, int) else sources.c.name == source
+    values: dict = {"paused": paused, "pause_reason": PAUSED_BY_OPERATOR if paused else None}
     if not paused:
         values.update(consecutive_failures=0, next_poll_at=None, retry_after_until=None)
-    with engine.begin() as conn:
-        conn.execute(update(sources).where(sources.c.id == row["id"]).values(**values))
+
+    def run() -> bool:
+        with engine.begin() as conn:
+            return conn.execute(update(sources).where(cond).values(**values)).rowcount == 1
+    return retry_locked(run)
 
 
 def list_sources(engine: Engine) -> list[RowMapping]:
@@ -101,28 +129,48 @@ def list_sources(engine: Engine) -> list[RowMapping]:
         return list(conn.execute(select(sources).order_by(sources.c.name)).mappings())
 
 
-def due_source_ids(engine: Engine, now: datetime | None = None, force: bool = False) -> list[int]:
-    """Ids of active sources whose next poll is due (force: all active ones, still honouring Retry-After)."""
-    now = now or utcnow()
+def due_condition(now: datetime, slack: float = 0.0, force: bool = False) -> ColumnElement[bool]:
+    """THE rule for "is this source due to be fetched at `now`", as one SQL condition.
+
+    Due: not paused, no Retry-After still running, and next_poll_at unset or reached. `slack`
+    seconds early still count as reached (the scheduler's jobs fire with jitter, and a poll that ran
+    late must not push the next one a whole interval away); `force` drops that last test only
+    (backoff and push fallback are skipped, Retry-After is not). The batch poll (claim_due,
+    due_source_ids) and the scheduler's per-source check (is_due) all use it.
+    """
     cond = [sources.c.paused.is_(False),
             or_(sources.c.retry_after_until.is_(None), sources.c.retry_after_until <= now)]
     if not force:
-        cond.append(or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= now))
+        cond.append(or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= now + timedelta(seconds=slack)))
+    return and_(*cond)
+
+
+def due_source_ids(engine: Engine, now: datetime | None = None, force: bool = False, slack: float = 0.0) -> list[int]:
+    """Ids of active sources whose next poll is due (force: all active ones, still honouring Retry-After)."""
+    cond = due_condition(now or utcnow(), slack, force)
     with engine.connect() as conn:
-        q = select(sources.c.id).where(and_(*cond)).order_by(sources.c.next_poll_at.is_not(None), sources.c.next_poll_at)
+        q = select(sources.c.id).where(cond).order_by(sources.c.next_poll_at.is_not(None), sources.c.next_poll_at)
         return [r[0] for r in conn.execute(q)]
 
 
-def claim_due(engine: Engine, cfg: Config, now: datetime | None = None, force: bool = False) -> list[int]:
+def is_due(engine: Engine, source_id: int, now: datetime | None = None, slack: float = 0.0) -> bool:
+    """Whether one source is due (the scheduler's check before it polls a source); False when unknown."""
+    cond = due_condition(now or utcnow(), slack)
+    with engine.connect() as conn:
+        return conn.execute(select(sources.c.id).where(sources.c.id == source_id, cond)).first() is not None
+
+
+def claim_due(engine: Engine, cfg: Config, now: datetime | None = None, force: bool = False,
+              slack: float = 0.0) -> list[int]:
     """Due source ids, leased until their poll can no longer be running (no double polls)."""
     now = now or utcnow()
-    lease = utcnow() + timedelta(seconds=cfg.fetch.timeout + 60)  # recording the result replaces it
+    lease = now + timedelta(seconds=cfg.fetch.timeout + 60)  # recording the result replaces it
 
     def run() -> list[int]:
-        ids = due_source_ids(engine, now, force)
+        ids = due_source_ids(engine, now, force, slack)
         if ids:
             with engine.begin() as conn:
-                conn.execute(update(sources).where(sources.c.id.in_(ids)).values(next_poll_at=max(lease, now)))
+                conn.execute(update(sources).where(sources.c.id.in_(ids)).values(next_poll_at=lease))
         return ids
     return retry_locked(run)
 
