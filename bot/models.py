@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 
 class AlertState(StrEnum):
@@ -112,3 +113,43 @@ class Event:
     source: str
     title: str
     is_flash: bool = False
+
+
+class SubscriberRef(TypedDict):
+    """What composing a message needs of its subscriber."""
+
+    id: int
+    email: str | None
+    status: str
+    language: str | None
+    token_nonce: str | None
+
+
+class ClaimedRow(TypedDict):
+    """A delivery row the outbox claimed (now `sending`), as the delivery engine receives it."""
+
+    id: int
+    item_id: int | None
+    digest_id: int | None
+    channel: str
+    recipient: str
+    subscriber_id: int | None
+    revision: int
+    kind: str  # alert | update | digest
+    attempts: int
+    subscriber: SubscriberRef | None
+
+
+class Outcome(TypedDict, total=False):
+    """One row's fate, buffered by the engine and written by bot.store.outbox.record in batches."""
+
+    id: int
+    state: DeliveryState
+    item_id: int | None
+    channel: str
+    inc: int  # attempts to add
+    error: str | None
+    next: datetime | None  # next attempt
+    sent: datetime | None
+    ext: str | None  # external id: Message-ID or Telegram message_id
+    bounce_subscriber: int | None  # a hard bounce to count against this subscriber

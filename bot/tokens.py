@@ -23,7 +23,7 @@ class BadToken(Exception):
 
 class PlainURLSafeSerializer(URLSafeSerializer):
     """URLSafeSerializer that never tries zlib: a token holds an id and a random nonce, which do not
-    compress, and trying cost ~10 µs per token (two per email). Its tokens are plain URLSafeSerializer
+    compress, and trying costs time on every email (see BENCHMARKS.md). Its tokens are plain URLSafeSerializer
     tokens, and it still reads compressed ones (older tokens stay valid)."""
 
     def dump_payload(self, obj) -> bytes:

@@ -23,7 +23,7 @@ _PLAIN_NONCE = re.compile(r"[A-Za-z0-9_\-]*")  # JSON-encodes as itself between 
 
 
 class TokenMaker:
-    """tokens.make_token for one purpose, ~8× faster: the derived HMAC key is built once and the
+    """tokens.make_token for one purpose, faster (BENCHMARKS.md): the derived HMAC key is built once and the
     payload is formatted directly (JSON only for unusual nonces).
 
     Checked against tokens.make_token at start; on any mismatch (another itsdangerous) it simply delegates.

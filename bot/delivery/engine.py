@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
-from bot.models import DeliveryState
+from bot.models import ClaimedRow, DeliveryState, Outcome
 from bot.store import outbox, retry_locked
 from bot.store.db import utcnow
 
@@ -34,7 +34,7 @@ _DB_THREAD: ThreadPoolExecutor | None = None
 
 async def _db(fn, *args):
     """Run a database call on the one outbox thread: claims and records never fight over SQLite's
-    write lock (a busy wait there sleeps in coarse steps and left the process 40 % idle)."""
+    write lock (a busy wait there sleeps in coarse steps and left the process idle)."""
     global _DB_THREAD
     if _DB_THREAD is None:
         _DB_THREAD = ThreadPoolExecutor(1, thread_name_prefix="flashbot-outbox")
@@ -47,7 +47,7 @@ class DeliveryEngine:
     def __init__(self, engine: Engine, cfg: Config, channels: dict, renderer):
         self.db, self.cfg, self.channels, self.renderer = engine, cfg, channels, renderer
         self.composer: Composer | None = None
-        self._results: list[dict] = []
+        self._results: list[Outcome] = []
         self._flushing: asyncio.Task | None = None
         self._last_flush = 0.0
         self._paused: set[str] = set()
@@ -150,14 +150,14 @@ class DeliveryEngine:
             except asyncio.TimeoutError:
                 log.warning("shutdown: some sends did not finish within %ss; they will be sent again", self.cfg.delivery.grace_seconds)
 
-    async def _dispatch(self, rows: list[dict], queues: dict) -> None:
+    async def _dispatch(self, rows: list[ClaimedRow], queues: dict) -> None:
         ctx = await _db(outbox.batch_context, self.db, rows)
         for row in rows:
             msg = self._compose(row, ctx)
             if msg is not None:
                 await queues[row["channel"]].put((row, msg))
 
-    def _compose(self, row: dict, ctx: dict):
+    def _compose(self, row: ClaimedRow, ctx: dict):
         """The Outgoing for a row, or None after recording why it is not sent (cancelled, deferred, failed)."""
         channel = self.channels[row["channel"]]
         item = ctx["items"].get(row["item_id"]) if row["item_id"] is not None else None
@@ -196,7 +196,7 @@ class DeliveryEngine:
             finally:
                 q.task_done()
 
-    async def _send(self, name: str, channel, row: dict, msg) -> None:
+    async def _send(self, name: str, channel, row: ClaimedRow, msg) -> None:
         if self._stopping() or name in self._paused:
             return self._release(row)
         if self._is_down(name):
@@ -220,7 +220,7 @@ class DeliveryEngine:
         self._add(row, DeliveryState.SENT, sent=utcnow(), ext=sent.external_id)
 
     # -- outcomes ------------------------------------------------------------------------------------
-    def _failure(self, row: dict, err: DeliveryError) -> None:
+    def _failure(self, row: ClaimedRow, err: DeliveryError) -> None:
         d = self.cfg.delivery
         v = policy.after_failure(err, row["attempts"] + 1, d.max_attempts, d.retry_delays)
         if v.state == DeliveryState.FAILED:
@@ -232,13 +232,13 @@ class DeliveryEngine:
             log.warning("%s channel unavailable for %ss: %s", row["channel"], v.delay, v.error)
         self._add(row, v.state, inc=1, error=v.error, next=utcnow() + timedelta(seconds=v.delay))
 
-    def _release(self, row: dict, delay: float = 0.0, until: float | None = None) -> None:
+    def _release(self, row: ClaimedRow, delay: float = 0.0, until: float | None = None) -> None:
         """Back to the queue without counting an attempt (shutdown, paused or unavailable channel)."""
         if until is not None:
             delay = max(until - asyncio.get_running_loop().time(), 0.0)
         self._add(row, DeliveryState.RETRY if row["attempts"] else DeliveryState.PENDING, next=utcnow() + timedelta(seconds=delay))
 
-    def _add(self, row: dict, state: str, **kw) -> None:
+    def _add(self, row: ClaimedRow, state: str, **kw) -> None:
         self._stats[state] += state != DeliveryState.SENT  # "sent" is counted by _send
         self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "channel": row["channel"], **kw})
         if (self._flushing is None or self._flushing.done()) and self._flush_due():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.delivery.channels.base import DeliveryError, Scope
-from bot.models import DeliveryState
+from bot.models import ClaimedRow, DeliveryState
 
 UPDATE_WAIT = 5.0  # seconds a correction waits while its original is still in flight
 
@@ -45,7 +45,7 @@ def correction(original_state: str | None, rendered_revision: int, revision: int
     return None
 
 
-def refusal(row: dict, item: dict | None, per_subscriber: bool) -> str | None:
+def refusal(row: ClaimedRow, item: dict | None, per_subscriber: bool) -> str | None:
     """Why a claimed row must not be sent at all (subscriber gone, item deleted or cancelled), or None."""
     sub = row["subscriber"]
     if row["subscriber_id"] is not None or per_subscriber:

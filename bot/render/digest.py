@@ -1,7 +1,8 @@
 """Digest emails assembled from per-item fragments rendered (and CSS-inlined) once.
 
 When every subscriber's item list is different, each digest is a different page; rendering each
-from scratch (item views, Jinja2, text wrapping, CSS inlining of the whole page) cost ≈ 1.5 ms.
+from scratch (item views, Jinja2, text wrapping, CSS inlining of the whole page) is what made the
+worst case slow (figures in BENCHMARKS.md).
 Here an item's entry is rendered once per language into an HTML fragment, its CSS-inlined form and
 a text fragment; a page shell (title, intro, footer) is rendered and inlined once per language,
 day, item count and links; a digest is then string joins. The whole-page path stays for operator
@@ -40,7 +41,7 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def collapse_blank_lines(text: str) -> str:
-    """At most one blank line in a row: re.sub(r"\n{3,}", "\n\n", text), 10× faster on a digest
+    """At most one blank line in a row: re.sub(r"\n{3,}", "\n\n", text), faster on a digest
     (each pass shortens every run of 3+ newlines by a third and never below two)."""
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.models import DUE_STATES, AlertState, DeliveryState
+from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
 from bot.store.schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
@@ -88,7 +88,7 @@ def load_item(conn, item_id: int) -> dict | None:
 
 # -- claiming and recording -------------------------------------------------------------------------
 
-def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Iterable[str] = ("email", "telegram")) -> list[dict]:
+def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Iterable[str] = ("email", "telegram")) -> list[ClaimedRow]:
     """Atomically move up to `limit` due rows to 'sending' and return them (with subscriber data).
 
     One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING per state takes SQLite's write lock at once, so
@@ -96,7 +96,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
     """
     now = now or utcnow()
     channels = sorted(channels)
-    claimed: list[dict] = []
+    claimed: list[ClaimedRow] = []
     if not channels:
         return claimed
     with engine.begin() as conn:
@@ -115,7 +115,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
     return claimed
 
 
-def _attach_subscribers(conn, rows: list[dict]) -> None:
+def _attach_subscribers(conn, rows: list[ClaimedRow]) -> None:
     ids = sorted({r["subscriber_id"] for r in rows if r["subscriber_id"] is not None})
     found: dict[int, dict] = {}
     for i in range(0, len(ids), 900):
@@ -125,7 +125,7 @@ def _attach_subscribers(conn, rows: list[dict]) -> None:
         r["subscriber"] = found.get(r["subscriber_id"])
 
 
-def batch_context(engine: Engine, rows: list[dict]) -> dict:
+def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
     """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
 
     Returns {"items": {item_id: item}, "originals": {(item_id, channel, recipient): (state, external_id)},
@@ -175,7 +175,7 @@ _SET = update(deliveries).where(D.id == bindparam("_id")).values(
 )
 
 
-def record(engine: Engine, results: list[dict], bounce_limit: int) -> list[int]:
+def record(engine: Engine, results: list[Outcome], bounce_limit: int) -> list[int]:
     """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
 
     Each result: id, state, inc (attempts to add), error, next, sent, ext, and optionally item_id/channel
