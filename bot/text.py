@@ -21,6 +21,13 @@ _UNSPACED_CLASS = (
     "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"  # CJK ideographs
 )
 _UNSPACED = re.compile(f"[{_UNSPACED_CLASS}]")
+# Kana voicing marks are combining marks but make another syllable (て/で, ハ/バ/パ), not an accent.
+_KEPT_MARKS = frozenset("\u3099\u309a")
+
+
+def _bare(text: str) -> str:
+    """NFKD without the combining marks (accents, harakat, points), kana voicing marks kept."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c) or c in _KEPT_MARKS)
 
 
 def fold(text: str | None) -> str:
@@ -30,9 +37,10 @@ def fold(text: str | None) -> str:
     # NFKD splits accents off their letters and turns ﬁ, ＡＢＣ, ² into plain characters; only the
     # combining marks go, so Cyrillic, Arabic, CJK… letters stay (Arabic harakat and Hebrew points
     # are combining marks, so vowelled and bare spellings fold equal).
-    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    bare = _bare(text)
     # casefold (not lower) so ß = ss and final ς = σ; dotless ı joins i so İstanbul = ISTANBUL = ıstanbul.
-    # NFC puts back what NFKD split without a combining mark (Hangul syllables, some Indic vowels).
+    # NFC puts back what NFKD split without a combining mark (Hangul syllables, some Indic vowels,
+    # voiced kana).
     folded = unicodedata.normalize("NFC", bare.casefold().replace("ı", "i"))
     return " ".join(folded.split())
 
@@ -40,8 +48,7 @@ def fold(text: str | None) -> str:
 @lru_cache(maxsize=4096)
 def _fold_char(ch: str) -> str:
     # fold() of one character without the whitespace handling (casefold adds no marks, checked in tests).
-    bare = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-    return bare.casefold().replace("ı", "i")
+    return _bare(ch).casefold().replace("ı", "i")
 
 
 def fold_map(text: str) -> tuple[str, list[int]]:

@@ -100,8 +100,10 @@ WORDS_CASES = [
     ("«القاهرة»، اليوم", "القاهرة اليوم"),
     ("Η Αθήνα; Ναι.", "η αθηνα ναι"),
     ("東京・大阪", "東京 大阪"),
-    # Kana voicing marks (゛゜) are combining marks and go like accents: で folds to て.
-    ("東京で地震", "東京て地震"),
+    # Kana voicing marks (゛゜) make another syllable, not an accent: で stays で, バス is not パス.
+    ("東京で地震", "東京で地震"),
+    ("ﾊﾞｽ", "バス"),  # half-width kana compose to the full-width voiced syllable
+    ("パス", "パス"),
     ("ＡＢＣ！", "abc"),
     ("İstanbul'da", "istanbul da"),
     # Vowel signs after a letter stay in its word (Python's \W counts them as non-word).
