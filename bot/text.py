@@ -122,3 +122,8 @@ def contains_phrase(haystack_words: str, needle_words: str) -> bool:
             return True
         start = haystack_words.find(needle_words, start + 1)
     return False
+
+
+def norm_title(text: str) -> str:
+    """Folded title without punctuation: what two sources' versions of a story share (dedupe key)."""
+    return words(text)

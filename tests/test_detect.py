@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from bot.config import FlashConfig
-from bot.ingest.detect import Rules, classify, detect, fold, norm_title
+from bot.ingest.detect import Rules, classify, detect, fold
+from bot.text import norm_title
 from bot.models import Item
 
 DEFAULT = Rules.from_config(FlashConfig())

@@ -6,7 +6,8 @@ import unicodedata
 import pytest
 
 from bot.config import FlashConfig
-from bot.ingest.detect import Rules, classify, norm_title
+from bot.ingest.detect import Rules, classify
+from bot.text import norm_title
 from bot.render.html.chrome import norm as chrome_norm
 from bot.text import contains_phrase, fold, fold_map, unspaced, words
 from bot.topics import ItemTopics, wants

@@ -16,18 +16,13 @@ from functools import lru_cache
 
 from bot.config import FlashConfig
 from bot.models import Item
-from bot.text import fold, fold_map, unspaced, words
+from bot.text import fold, fold_map, unspaced
 
 # Separators after a prefix; a hyphen only counts when followed by a space ("Flash-ball" is a word).
 _SEP = re.compile(r"\s*(?:[:|/•·–—\])»]|-(?=\s|$))[\s:|/•·–—\-\])»]*")
 _SPACE_SEP = re.compile(r"\s+")
 # Decorations newsrooms put before the label: "🔴 FLASH INFO", "[URGENT]", "« ALERTE »".
 _LEAD = re.compile(r"^[\W_]*?(?=\w)", re.UNICODE)
-
-
-def norm_title(text: str) -> str:
-    """Folded title without punctuation: what two sources' versions of a story share (dedupe key)."""
-    return words(text)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from bot.config import Config
-from bot.ingest.detect import norm_title
+from bot.text import norm_title
 from bot.models import ALERTED, AlertState, Event, EventKind, Item
 from bot.store.db import retry_locked, utcnow
 from bot.store.schema import items, sources
