@@ -11,6 +11,7 @@ from bot.delivery.channels import build_channels
 from bot.delivery import fanout
 from bot.models import Event
 from bot.render.renderer import Renderer
+from bot.store import channels as channel_store
 from bot.store import open_db, outbox, utcnow
 from bot.store.schema import deliveries, digest_items, digests, items
 from fixtures_delivery import add_item, add_subscribers, make_delivery_config, rows_of
@@ -103,12 +104,12 @@ async def test_telegram_403_pauses_the_channel_and_keeps_rows(tmp_path, smtp_ser
     assert smtp_server.recipients() == ["a@example.net"]  # email is not held up by Telegram
     [row] = rows_of(db, item, channel="telegram")
     assert row["state"] == "pending" and row["attempts"] == 0
-    [state] = outbox.channel_states(db)
+    [state] = channel_store.channel_states(db)
     assert state["channel"] == "telegram" and state["paused"] and "kicked" in state["last_error"]
     telegram_api.clear_faults()
     await run(cfg, db)
     assert telegram_api.posts == []  # paused until an operator resumes it
-    outbox.resume_channel(db, "telegram")
+    channel_store.resume_channel(db, "telegram")
     await run(cfg, db)
     assert len(telegram_api.posts) == 1 and rows_of(db, item, channel="telegram")[0]["state"] == "sent"
 

@@ -13,7 +13,8 @@ from bot.delivery.channels import build_channels
 from bot.delivery import fanout
 from bot.cli import app
 from bot.render.renderer import Renderer
-from bot.store import open_db, outbox
+from bot.store import channels as channel_store
+from bot.store import open_db
 from bot.store.schema import deliveries
 from fixtures_delivery import add_item, add_subscribers, rows_of
 
@@ -55,7 +56,7 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     eng = deliver.DeliveryEngine(db, cfg, build_channels(cfg), Renderer(cfg))
     await eng.run_due()
     await eng.channels["email"].close()
-    outbox.pause_channel(db, "email", "test pause")
+    channel_store.pause_channel(db, "email", "test pause")
 
     res = cli(path, "deliveries")
     assert res.exit_code == 0, res.output
@@ -71,7 +72,7 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     failed = rows_of(db, item, state="failed")[0]["id"]
     res = cli(path, "deliveries", "--resume", "email", "--retry", str(failed))
     assert "channel email resumed" in res.output and "1 of 1 deliveries queued again" in res.output
-    assert "PAUSED" not in res.output and outbox.paused_channels(db) == set()
+    assert "PAUSED" not in res.output and channel_store.paused_channels(db) == set()
     assert rows_of(db, item, state="failed") == []
 
 

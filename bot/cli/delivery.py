@@ -26,18 +26,19 @@ def deliveries(
     resume: str = typer.Option(None, "--resume", help="Resume a paused channel (email or telegram)."),
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
+    from bot.store import channels as channel_store
     from bot.store import outbox
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
     tz = ZoneInfo(cfg.bot.timezone)
     if resume:
-        resumed = outbox.resume_channel(engine, resume)
+        resumed = channel_store.resume_channel(engine, resume)
         out.print(f"channel {resume} resumed" if resumed else f"channel {resume} was not paused", highlight=False)
     if retry:
         out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
     _counts_table(outbox.counts(engine, item_id=item))
-    for ch in outbox.channel_states(engine):
+    for ch in channel_store.channel_states(engine):
         if ch["paused"]:
             out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
                       f"{ch['last_error'] or ''} (resume: flashbot deliveries --resume {ch['channel']})", highlight=False)

@@ -21,6 +21,7 @@ from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
 from bot.models import ClaimedRow, DeliveryState, Outcome
+from bot.store import channels as channel_store
 from bot.store import outbox, retry_locked
 from bot.store.db import utcnow
 
@@ -116,7 +117,7 @@ class DeliveryEngine:
         if self.composer is None:
             key = await _db(tokens.secret_key, self.db, self.cfg.web.secret_key)
             self.composer = Composer(self.cfg, self.renderer, key)
-        self._paused = await _db(outbox.paused_channels, self.db)
+        self._paused = await _db(channel_store.paused_channels, self.db)
         batch = self.cfg.delivery.batch_size
         queues = {name: asyncio.Queue(maxsize=2 * batch) for name in self.channels}
         workers = [asyncio.create_task(self._worker(name, q)) for name, q in queues.items()
@@ -278,7 +279,7 @@ class DeliveryEngine:
         if name not in self._paused:
             self._paused.add(name)
             log.error("%s channel paused until an operator resumes it: %s", name, error)
-            await _db(outbox.pause_channel, self.db, name, error)
+            await _db(channel_store.pause_channel, self.db, name, error)
 
     def _is_down(self, name: str) -> bool:
         until = self._down.get(name)

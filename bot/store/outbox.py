@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
-from bot.store.schema import UTCDateTime, channel_state, deliveries, digest_items, items, sources, subscribers
+from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again
@@ -236,29 +236,6 @@ def next_due(engine: Engine, channels: Iterable[str] = ("email", "telegram")) ->
         return conn.execute(q).scalar()
 
 
-# -- channel state ------------------------------------------------------------------------------
-
-def paused_channels(engine: Engine) -> set[str]:
-    """Names of channels an error paused (until an operator resumes them)."""
-    with engine.connect() as conn:
-        return {r[0] for r in conn.execute(select(channel_state.c.channel).where(channel_state.c.paused.is_(True)))}
-
-
-def pause_channel(engine: Engine, channel: str, error: str) -> None:
-    """Pause a channel with the error shown to operators (until one resumes it)."""
-    with engine.begin() as conn:
-        values = {"paused": True, "last_error": error, "updated_at": utcnow()}
-        if conn.execute(update(channel_state).where(channel_state.c.channel == channel).values(**values)).rowcount == 0:
-            conn.execute(channel_state.insert().values(channel=channel, **values))
-
-
-def resume_channel(engine: Engine, channel: str) -> bool:
-    """Un-pause a channel (e.g. once the bot is back in the Telegram channel); False if it was never paused."""
-    with engine.begin() as conn:
-        return conn.execute(update(channel_state).where(channel_state.c.channel == channel)
-                            .values(paused=False, last_error=None, updated_at=utcnow())).rowcount == 1
-
-
 # -- operator helpers ------------------------------------------------------------------------------
 
 def cancel_item(engine: Engine, item_id: int) -> int:
@@ -318,9 +295,3 @@ def count_in_states(engine: Engine, states: Iterable[str]) -> int:
     """How many rows are in `states` (the failures page's total)."""
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(deliveries).where(D.state.in_(list(states)))).scalar_one()
-
-
-def channel_states(engine: Engine) -> list[dict]:
-    """Every channel_state row (paused flag and last error)."""
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(channel_state).order_by(channel_state.c.channel)).mappings()]

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from bot import pipeline
 from bot.models import DeliveryState
+from bot.store import channels as channel_store
 from bot.store import dashboard, outbox, ratelimit, utcnow
 from bot.store import subscribers as subs
 from bot.web.context import web
@@ -94,7 +95,7 @@ async def overview(request: Request) -> Response:
         "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
         "counts_all": await w.db(dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
-        "channels": await w.db(outbox.channel_states, w.engine),
+        "channels": await w.db(channel_store.channel_states, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
     return w.render(request, "admin/overview.html", ctx)
@@ -185,7 +186,7 @@ async def item_action(request: Request) -> Response:
 async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
-    ok = await w.db(outbox.resume_channel, w.engine, request.path_params["name"])
+    ok = await w.db(channel_store.resume_channel, w.engine, request.path_params["name"])
     return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 
 

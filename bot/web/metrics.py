@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.store import dashboard, outbox
+from bot.store import channels as channel_store
+from bot.store import dashboard
 from bot.store import subscribers as subs
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class StoreCollector(Collector):
         errors.add_metric([], n_err)
         yield from (failing, paused, errors)
         chan = GaugeMetricFamily("flashbot_channel_paused", "1 when a channel is paused", labels=["channel"])
-        for c in outbox.channel_states(self.engine):
+        for c in channel_store.channel_states(self.engine):
             chan.add_metric([c["channel"]], 1 if c["paused"] else 0)
         yield chan
 

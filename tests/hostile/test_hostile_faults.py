@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.config import parse_config
 from bot.service.once import run_once
 from bot.store import open_db
-from bot.store import outbox
+from bot.store import channels as channel_store
 from bot.store.schema import deliveries, subscribers
 from bot.demo.smtpserver import SMTPServer
 from bot.demo.telegram_api import BotAPIStandin
@@ -131,12 +131,12 @@ def test_telegram_fault_ends_in_its_documented_state(tmp_path, hostile_server, f
         assert row["state"] in ((state, "retry") if state == "pending" else (state,)), row
         assert len(tg.posts) == (1 if state == "sent" else 0)
         assert sends <= cfg.delivery.max_attempts + 1, f"{sends} sendMessage calls: retried in a loop"
-        channel = {c["channel"]: c for c in outbox.channel_states(engine)}.get("telegram", {})
+        channel = {c["channel"]: c for c in channel_store.channel_states(engine)}.get("telegram", {})
         assert bool(channel.get("paused")) == paused, channel
         if paused:  # the operator is told: the pause and its reason are stored for `flashbot deliveries` and /admin
             assert "kicked" in (channel.get("last_error") or ""), channel
             tg.clear_faults()
-            outbox.resume_channel(engine, "telegram")  # what `flashbot deliveries --resume telegram` does
+            channel_store.resume_channel(engine, "telegram")  # what `flashbot deliveries --resume telegram` does
             run_once(cfg, engine, horizon=0)
             assert len(tg.posts) == 1 and rows(engine, "telegram")["@flash"]["state"] == "sent"
         if state == "failed":
