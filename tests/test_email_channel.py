@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from bot.delivery.channels.base import Outgoing, PermanentError, TemporaryError
+from bot.delivery.channels.base import Outgoing, PermanentError, Scope, TemporaryError
 from bot.delivery.channels.email import EmailChannel
 from bot.config import EmailConfig
 from bot.demo.smtpserver import SMTPServer, self_signed_cert
@@ -27,16 +27,16 @@ def out(rcpt: str = "r@example.net", i: int = 1) -> Outgoing:
 
 FAULTS = [
     # (fault kwargs, expected error class, bounce, channel-wide)
-    ({"code": 421, "stage": "connect"}, TemporaryError, None, True),
-    ({"code": 451, "stage": "rcpt"}, TemporaryError, None, False),
-    ({"code": 452, "stage": "rcpt"}, TemporaryError, None, False),
+    ({"code": 421, "stage": "connect"}, TemporaryError, False, True),
+    ({"code": 451, "stage": "rcpt"}, TemporaryError, False, False),
+    ({"code": 452, "stage": "rcpt"}, TemporaryError, False, False),
     ({"code": 550, "stage": "rcpt"}, PermanentError, True, False),
     ({"code": 553, "stage": "rcpt"}, PermanentError, True, False),
     ({"code": 552, "stage": "data"}, PermanentError, True, False),
     ({"code": 554, "stage": "data"}, PermanentError, True, False),
-    ({"code": 451, "stage": "data"}, TemporaryError, None, False),
+    ({"code": 451, "stage": "data"}, TemporaryError, False, False),
     ({"code": 553, "stage": "mail"}, PermanentError, False, False),  # our sender refused: not the subscriber's fault
-    ({"stage": "data", "drop": True}, TemporaryError, None, False),
+    ({"stage": "data", "drop": True}, TemporaryError, False, False),
 ]
 
 
@@ -48,8 +48,8 @@ async def test_smtp_faults_map_to_delivery_errors(smtp_server, fault, error, bou
     ch = channel(smtp_server)
     with pytest.raises(error) as info:
         await ch.send(out())
-    assert getattr(info.value, "bounce", None) == bounce
-    assert (getattr(info.value, "scope", None) == "channel") is wide
+    assert info.value.bounce is bounce
+    assert (info.value.scope == Scope.CHANNEL) is wide
     if "code" in fault:
         assert str(fault["code"]) in str(info.value)
     smtp_server.clear_faults()

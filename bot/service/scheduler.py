@@ -18,7 +18,7 @@ from bot.store import sources as store_sources
 from bot.store.db import utcnow
 from bot.store.schema import sources
 
-log = logging.getLogger("flashbot.service.scheduler")
+log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 3.0  # how soon a source added/paused/removed by the CLI or dashboard takes effect
 HOUSEKEEPING_SECONDS = 3600
 WEBSUB_SECONDS = 60
