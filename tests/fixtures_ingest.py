@@ -9,7 +9,7 @@ from bot.config import parse_config
 from bot.store import open_db
 from bot.demo.feedserver import FeedServer
 
-SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "testing" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "demo" / "samples"
 
 
 def rss(items: list[dict], title: str = "Le Quotidien", extra: str = "", ttl: int | None = None) -> bytes:

@@ -90,7 +90,7 @@ class ServedApp:
         self.sock.close()
 
 
-SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "testing" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "bot" / "demo" / "samples"
 RSS_TYPE = {"Content-Type": "application/rss+xml; charset=utf-8"}
 
 
