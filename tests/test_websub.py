@@ -74,9 +74,11 @@ async def test_subscribe_verify_and_signed_push(served, algorithm):
     sid = add_source(ctx.engine, "s")
     assert wstore.note_hub(ctx.engine, sid, hub.url, TOPIC)
     assert not wstore.note_hub(ctx.engine, sid, hub.url, TOPIC)  # unchanged: no new subscription
+    before = utcnow()
     await _subscribed(ctx, hub, sid)
     row = wstore.get_source(ctx.engine, sid)
-    assert row["websub_lease_until"] > utcnow() + timedelta(seconds=590)
+    lease = timedelta(seconds=600)  # websub.lease_seconds, granted by the hub and counted from verification
+    assert before + lease <= row["websub_lease_until"] <= utcnow() + lease
     sub = hub.subscriptions[(f"{srv.url}/websub/{sid}", TOPIC)]
     assert sub.secret == row["websub_secret"] and len(sub.secret) == 64
     hub.algorithm = algorithm
