@@ -17,10 +17,11 @@ SENDER = "Flash Info <alertes@example.org>"
 
 
 def make_delivery_config(tmp_path: Path, smtp_port: int | None, telegram: dict | None = None, email: dict | None = None,
-                         **delivery):
-    """A validated Config: email to 127.0.0.1:smtp_port (tls none), a fixed secret, fast retries."""
+                         database: str | None = None, **delivery):
+    """A validated Config: email to 127.0.0.1:smtp_port (tls none), a fixed secret, fast retries;
+    `database` is a PostgreSQL URL (the `database` fixture) or None for SQLite in tmp_path."""
     data: dict = {
-        "bot": {"database": str(tmp_path / "delivery.db"), "public_url": "https://news.example.org"},
+        "bot": {"database": database or str(tmp_path / "delivery.db"), "public_url": "https://news.example.org"},
         "web": {"secret_key": SECRET},
         "delivery": {"retry_delays": [1, 2], "max_attempts": 4, "bounce_limit": 2, "batch_size": 50, **delivery},
     }
@@ -79,14 +80,14 @@ def smtp_server():
 
 
 @pytest.fixture
-def delivery_config(tmp_path, smtp_server):
-    """Config with email to the test server."""
-    return make_delivery_config(tmp_path, smtp_server.port)
+def delivery_config(tmp_path, smtp_server, database):
+    """Config with email to the test server (SQLite or PostgreSQL: see fixtures_db)."""
+    return make_delivery_config(tmp_path, smtp_server.port, database=database)
 
 
 @pytest.fixture
 def delivery_engine(delivery_config):
-    """The migrated SQLite database of delivery_config."""
+    """The migrated database of delivery_config."""
     engine = open_db(delivery_config.database_url)
     yield engine
     engine.dispose()

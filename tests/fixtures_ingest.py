@@ -31,9 +31,9 @@ def rss(items: list[dict], title: str = "Le Quotidien", extra: str = "", ttl: in
     ).encode("utf-8")
 
 
-def build_ingest_config(tmp_path: Path, sources: list[dict] | None = None, **sections):
-    """A validated Config with its database in tmp_path; sections are merged over defaults."""
-    data = {"bot": {"database": str(tmp_path / "ingest.db")}, "fetch": {"timeout": 3}, "sources": sources or []}
+def build_ingest_config(tmp_path: Path, sources: list[dict] | None = None, database: str | None = None, **sections):
+    """A validated Config with its database in tmp_path (or `database`, a URL); sections are merged over defaults."""
+    data = {"bot": {"database": database or str(tmp_path / "ingest.db")}, "fetch": {"timeout": 3}, "sources": sources or []}
     for name, value in sections.items():
         data[name] = {**data.get(name, {}), **value} if isinstance(value, dict) else value
     return parse_config(data, tmp_path, env={})
@@ -47,14 +47,14 @@ def feed_server():
 
 
 @pytest.fixture
-def ingest_config(tmp_path):
+def ingest_config(tmp_path, database):
     """Factory: ingest_config(sources=[...], flash={...}, fetch={...}) -> Config."""
-    return lambda sources=None, **sections: build_ingest_config(tmp_path, sources, **sections)
+    return lambda sources=None, **sections: build_ingest_config(tmp_path, sources, database, **sections)
 
 
 @pytest.fixture
-def ingest_engine(tmp_path):
-    """A fresh migrated SQLite database at the path ingest_config uses."""
-    engine = open_db(f"sqlite:///{tmp_path / 'ingest.db'}")
+def ingest_engine(tmp_path, database):
+    """A fresh migrated database (SQLite or PostgreSQL) at the place ingest_config uses."""
+    engine = open_db(database or f"sqlite:///{tmp_path / 'ingest.db'}")
     yield engine
     engine.dispose()

@@ -12,9 +12,9 @@ from bot.store import open_db
 from bot.store.schema import items, sources, subscribers
 
 
-def build_config(tmp_path: Path, **sections):
-    """A validated Config whose database lives in tmp_path; sections override the defaults."""
-    data = {"bot": {"database": str(tmp_path / "svc.db"), "timezone": "Europe/Paris"}}
+def build_config(tmp_path: Path, database: str | None = None, **sections):
+    """A validated Config whose database lives in tmp_path (or `database`, a URL); sections override the defaults."""
+    data = {"bot": {"database": database or str(tmp_path / "svc.db"), "timezone": "Europe/Paris"}}
     for name, value in sections.items():
         if isinstance(value, dict) and isinstance(data.get(name), dict):
             data[name] = {**data[name], **value}
@@ -24,15 +24,15 @@ def build_config(tmp_path: Path, **sections):
 
 
 @pytest.fixture
-def svc_config(tmp_path):
+def svc_config(tmp_path, database):
     """Factory: svc_config(email={...}, digest={...}) -> Config."""
-    return lambda **sections: build_config(tmp_path, **sections)
+    return lambda **sections: build_config(tmp_path, database, **sections)
 
 
 @pytest.fixture
-def svc_engine(tmp_path):
-    """A fresh migrated SQLite database."""
-    engine = open_db(f"sqlite:///{tmp_path / 'svc.db'}")
+def svc_engine(tmp_path, database):
+    """A fresh migrated database (SQLite or PostgreSQL)."""
+    engine = open_db(database or f"sqlite:///{tmp_path / 'svc.db'}")
     yield engine
     engine.dispose()
 
@@ -107,7 +107,7 @@ def flash_rss(entries: list[tuple[str, str]], extra: str = "") -> bytes:
 class Stack:
     """Real local servers (feeds, SMTP, Telegram Bot API stand-in) and a config file pointing at them."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, database: str | None = None):
         from bot.demo.feedserver import FeedServer
         from bot.demo.smtpserver import SMTPServer
         from bot.demo.telegram_api import BotAPIStandin
@@ -117,6 +117,7 @@ class Stack:
         self.smtp = SMTPServer().start()
         self.telegram = BotAPIStandin().start()
         self.config_path = tmp_path / "config.toml"
+        self.database = database or "flashbot.db"  # a PostgreSQL URL, or SQLite next to the config
 
     def write_config(self, extra: str = "", interval: int = 60, web_port: int = 0, public_url: str | None = None,
                      retry: int = 1, email_extra: str = "", grace: float = 2) -> Path:
@@ -124,7 +125,7 @@ class Stack:
         public = f'public_url = "{public_url}"\n' if public_url else ""
         self.config_path.write_text(f'''
 [bot]
-database = "flashbot.db"
+database = "{self.database}"
 {public}
 [[sources]]
 name = "quotidien"
@@ -167,6 +168,21 @@ grace_seconds = {grace}
         return subprocess.run([sys.executable, "-m", "bot", "--config", str(self.config_path), *args],
                               capture_output=True, text=True, timeout=timeout, cwd=self.dir)
 
+    def sql(self, statement: str, params: dict | None = None) -> list[tuple]:
+        """Run one SQL statement on the stack's database (SQLite file or PostgreSQL); rows if any."""
+        from sqlalchemy import text
+
+        from bot.store.db import make_engine
+
+        url = self.database if "://" in self.database else f"sqlite:///{self.dir / self.database}"
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params or {})
+                return [tuple(r) for r in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
+
     def stop(self) -> None:
         """Stop every server."""
         self.feeds.stop()
@@ -175,8 +191,8 @@ grace_seconds = {grace}
 
 
 @pytest.fixture
-def svc_stack(tmp_path):
+def svc_stack(tmp_path, database):
     """Feed server + SMTP server + Telegram stand-in + a config writer (see Stack)."""
-    stack = Stack(tmp_path)
+    stack = Stack(tmp_path, database)
     yield stack
     stack.stop()

@@ -111,9 +111,9 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-def make_web_config(tmp_path: Path, smtp_port: int | None = None, **web: object) -> object:
-    """A validated config for web tests (email on when smtp_port is given)."""
-    data: dict = {"bot": {"database": str(tmp_path / "web.db"), "public_url": "http://testserver"},
+def make_web_config(tmp_path: Path, smtp_port: int | None = None, database: str | None = None, **web: object) -> object:
+    """A validated config for web tests (email on when smtp_port is given; `database` a URL or None for SQLite)."""
+    data: dict = {"bot": {"database": database or str(tmp_path / "web.db"), "public_url": "http://testserver"},
                   "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789", **web}}
     if smtp_port is not None:
         data["email"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "Flashbot <alerts@example.org>",
@@ -130,9 +130,9 @@ def smtp_inbox():
 
 
 @pytest.fixture
-def web_config(tmp_path, smtp_inbox):
+def web_config(tmp_path, smtp_inbox, database):
     """Config with email to the test inbox, an admin password and a fixed secret key."""
-    return make_web_config(tmp_path, smtp_inbox.port)
+    return make_web_config(tmp_path, smtp_inbox.port, database)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,9 +21,8 @@ WAIT = 10
 
 
 def _rows(stack) -> list[tuple]:
-    with sqlite3.connect(stack.dir / "flashbot.db") as db:
-        return db.execute("SELECT i.id, i.alert_state, (SELECT count(*) FROM deliveries d WHERE d.item_id = i.id) "
-                          "FROM items i WHERE i.is_flash ORDER BY i.id").fetchall()
+    return stack.sql("SELECT i.id, i.alert_state, (SELECT count(*) FROM deliveries d WHERE d.item_id = i.id) "
+                     "FROM items i WHERE i.is_flash ORDER BY i.id")
 
 
 def _no_queued_without_rows(stack) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -37,8 +36,7 @@ def test_run_polls_delivers_digests_serves_and_stops_on_sigterm(svc_stack):
     assert alerted.returncode == 0 and len(svc_stack.smtp.messages) == 3
     # The bot "was installed" two days ago: today's 07:00 digest counts as missed and is caught up at start.
     two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
-    with sqlite3.connect(svc_stack.dir / "flashbot.db") as db:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'first_started_at'", (two_days_ago,))
+    svc_stack.sql("UPDATE meta SET value = :v WHERE key = 'first_started_at'", {"v": two_days_ago})
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(svc_stack.config_path), "run"],
                             cwd=svc_stack.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -136,8 +134,7 @@ def test_sigterm_mid_fanout_finishes_in_flight_and_leaves_the_rest_pending(svc_s
     assert proc.returncode == 0, err
     sent_first = [r for m in svc_stack.smtp.messages for r in m.rcpt_tos]
     assert 2 <= len(sent_first) < len(many)
-    with sqlite3.connect(svc_stack.dir / "flashbot.db") as db:
-        states = dict(db.execute("SELECT state, count(*) FROM deliveries WHERE channel = 'email' GROUP BY state"))
+    states = dict(svc_stack.sql("SELECT state, count(*) FROM deliveries WHERE channel = 'email' GROUP BY state"))
     assert "sending" not in states and states.get("sent", 0) == len(sent_first)
     assert sum(states.values()) == len(many)
     svc_stack.smtp.delay = 0

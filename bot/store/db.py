@@ -1,24 +1,52 @@
-"""Engine creation and schema migrations (create_all on a new database, numbered steps after)."""
+"""Engine creation for SQLite (the embedded default) and PostgreSQL (psycopg 3); shared helpers."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
-
-# Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
-# created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
-# stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+# Connections to PostgreSQL ask the server to notice a vanished client (a machine that died without
+# closing its sockets) within about 20 s: its advisory locks, including the scheduler's, are freed.
+PG_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
+PG_SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=2"
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def normalize_url(url: str) -> str:
+    """postgresql://, postgres:// and postgresql+psycopg:// all mean psycopg 3; other URLs unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in PG_SCHEMES:
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def is_postgres(engine_or_url) -> bool:
+    """Whether an engine (or URL) is PostgreSQL."""
+    if isinstance(engine_or_url, str):
+        return normalize_url(engine_or_url).startswith("postgresql+psycopg://")
+    return engine_or_url.dialect.name == "postgresql"
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown without anything after the scheme
+        return url.partition("://")[0] + "://…" if "://" in url else url
+
+
+def libpq_url(engine: Engine) -> str:
+    """A plain libpq connection string for the engine (for psycopg connections outside the pool)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -31,45 +59,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the URL, with SQLite tuned for WAL and concurrent processes."""
+    """An engine for the URL: SQLite tuned for WAL and concurrent processes, or PostgreSQL via psycopg 3."""
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    return engine
-
-
-def schema_version(conn: Connection) -> int | None:
-    """The stamped version, or None for an empty database."""
-    if not conn.dialect.has_table(conn, "meta"):
-        return None
-    row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-    return int(row[0]) if row else None
-
-
-def migrate(engine: Engine) -> int:
-    """Bring the database to SCHEMA_VERSION; return the version it is at."""
-    with engine.begin() as conn:
-        current = schema_version(conn)
-        if current is None:
-            metadata.create_all(conn)
-            conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            return SCHEMA_VERSION
-        if current > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema v{current} is newer than this Flashbot (v{SCHEMA_VERSION})")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](conn)
-            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
-        return SCHEMA_VERSION
-
-
-def open_db(url: str) -> Engine:
-    """Create the engine and migrate: the database is created on first use."""
-    engine = make_engine(url)
-    migrate(engine)
-    return engine
-
+        return engine
+    # pre_ping: a connection broken by a server restart is replaced before use, not handed out.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=3600,
+                         connect_args={**PG_KEEPALIVE, "options": PG_SERVER_KEEPALIVE})
 
 
 def retry_locked(fn: Callable[[], object], attempts: int = 10, delay: float = 0.2):

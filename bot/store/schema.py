@@ -4,14 +4,16 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration in bot/store/migrate.py.
-SCHEMA_VERSION = 1
+# The schema is versioned by Alembic revisions in bot/store/migrations/versions/ (see
+# bot/store/migrate.py). This number is the count of revisions up to head; it is also written to
+# meta.schema_version, so a release from before Alembic refuses a database newer than itself.
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator):
@@ -156,7 +158,10 @@ deliveries = Table(
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    # When a due row may be tried; for a 'sending' row, when its claim's lease expires (another
+    # worker then takes it back): one indexed column serves both, see bot/store/claims.py.
     _ts("next_attempt_at"),
+    Column("claimed_by", String(64)),  # the instances.id of the worker sending it
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
@@ -191,4 +196,27 @@ rate_events = Table(
     Column("bucket", String(400), nullable=False),
     _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
+)
+
+# One row per running `flashbot run` process (any machine): its roles and heartbeat. The live ones
+# are listed by `flashbot stats` and the dashboard; `leader` marks the active scheduler.
+instances = Table(
+    "instances", metadata,
+    Column("id", String(64), primary_key=True),  # host:pid:random, fresh at every start
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("roles", String(64), nullable=False),  # e.g. "scheduler,worker,web"
+    Column("version", String(32), nullable=False, default=""),
+    Column("leader", Boolean, nullable=False, default=False),
+    Column("sent", Integer, nullable=False, default=0),  # deliveries this process recorded as sent
+    _ts("started_at"),
+    _ts("heartbeat_at"),
+)
+
+# Cluster-wide send rates: `next_at` (seconds since the epoch, the database's clock) is when the
+# next message of that channel may go; workers reserve slots from it (bot/store/throttle.py).
+throttle = Table(
+    "throttle", metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("next_at", Float, nullable=False, default=0.0),
 )

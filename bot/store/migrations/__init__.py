@@ -1,0 +1,1 @@
+"""Alembic's script directory: env.py, the revision template and versions/ (one file per revision)."""
