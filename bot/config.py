@@ -36,6 +36,19 @@ class BotConfig(Section):
     retention_days: int = Field(90, ge=1)
     name: str = "Flashbot"
 
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if "://" not in v:
+            if not v.strip():
+                raise ValueError("must be a SQLite file name or a postgresql:// URL")
+            return v  # a SQLite file, relative to the config file
+        scheme = v.split("://", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"unsupported database {scheme!r}: use a SQLite file name or "
+                             "postgresql://user@host:port/db (PostgreSQL, psycopg 3)")
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
@@ -118,6 +131,9 @@ class DeliveryConfig(Section):
     bounce_limit: int = Field(2, ge=1)
     batch_size: int = Field(500, ge=1)
     grace_seconds: float = Field(10, ge=0)
+    # How long a worker's claim on a row lasts without renewal (renewed every third of it): when a
+    # worker dies, the others send its rows again after at most this long.
+    lease_seconds: float = Field(60, ge=3, le=3600)
 
     @field_validator("retry_delays")
     @classmethod
@@ -191,10 +207,11 @@ class Config(Section):
 
     @property
     def database_url(self) -> str:
-        """The SQLAlchemy URL: a bare file name means SQLite next to the config."""
+        """The SQLAlchemy URL: a bare file name means SQLite next to the config; postgresql:// means psycopg 3."""
         db = self.bot.database
         if "://" in db:
-            return db
+            scheme, rest = db.split("://", 1)
+            return f"postgresql+psycopg://{rest}" if scheme.lower().startswith("postgres") else db
         return f"sqlite:///{self.resolve(db)}"
 
     def channels_off(self) -> list[str]:

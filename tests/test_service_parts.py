@@ -133,6 +133,7 @@ def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
     assert maintenance.orphaned_alerts(svc_engine, 90, now) == [orphan, approved]
 
 
+@pytest.mark.sqlite_only  # PostgreSQL has no instance lock: several processes share it (test_cluster.py)
 def test_instance_lock_excludes_second_holder(svc_config, tmp_path):
     cfg = svc_config()
     path = lock_path(cfg)

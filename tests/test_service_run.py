@@ -29,7 +29,7 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_run_polls_delivers_digests_serves_and_stops_on_sigterm(svc_stack):
+def test_run_polls_delivers_digests_serves_and_stops_on_sigterm(svc_stack, backend):
     _setup(svc_stack)  # baseline done, a flash item waiting in the feed
     svc_stack.write_config(interval=1)
     alerted = svc_stack.cli("run", "--once")
@@ -61,9 +61,10 @@ def test_run_polls_delivers_digests_serves_and_stops_on_sigterm(svc_stack):
         health = httpx.get(f"{url}/healthz", timeout=5)
         assert health.status_code == 200
         assert httpx.get(f"{url}/", timeout=5).status_code == 200
-        # A second service on the same database refuses to start.
-        second = svc_stack.cli("run", timeout=30)
-        assert second.returncode == 1 and "another flashbot instance is running" in second.stderr
+        if backend == "sqlite":  # a second service on the same SQLite file refuses to start, naming PostgreSQL
+            second = svc_stack.cli("run", timeout=30)
+            assert second.returncode == 1 and "another flashbot instance is running" in second.stderr
+            assert "use PostgreSQL" in second.stderr  # (on PostgreSQL it joins: tests/test_cluster.py)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

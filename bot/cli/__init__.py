@@ -14,7 +14,7 @@ err = Console(stderr=True)
 out = Console()
 
 # Command modules, each with register(app). Missing ones are skipped so the CLI stays usable.
-COMMAND_MODULES = ["sources", "subscribers", "delivery", "alerts", "service"]
+COMMAND_MODULES = ["sources", "subscribers", "delivery", "alerts", "service", "db"]
 
 
 @dataclass
@@ -40,13 +40,20 @@ class State:
         """The migrated database engine; a database error exits 1 with the reason."""
         if self._engine is None:
             from bot.store import open_db
+            from bot.store.db import display_url
 
             try:
                 self._engine = open_db(self.config.database_url)
             except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
-                err.print(f"database: {self.config.bot.database}: {exc}", markup=False, highlight=False)
+                err.print(f"database: {display_url(self.config.bot.database)}: {_reason(exc)}", markup=False, highlight=False)
                 raise typer.Exit(1) from None
         return self._engine
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's first line, without SQLAlchemy's statement dump and background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @app.callback()

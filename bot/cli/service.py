@@ -23,9 +23,18 @@ def _logging(ctx: typer.Context, cfg=None) -> None:
         raise typer.Exit(2) from None
 
 
-def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every source once, deliver what is due, exit (for cron).")) -> None:
+def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every source once, deliver what is due, exit (for cron)."),
+        role: str = typer.Option("scheduler,worker,web", "--role", metavar="ROLES",
+                                 help="Comma-separated: scheduler (polls, digest; one active per database), worker (sends), web (pages).")) -> None:
     """Run the service: polling, delivery, digest, WebSub and web pages (SIGTERM/Ctrl-C stops it cleanly)."""
+    from bot.service.cluster import parse_roles
+
     st = state(ctx)
+    try:
+        roles = parse_roles(role)
+    except ValueError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
     cfg = st.config
     _logging(ctx, cfg)
     engine = st.engine
@@ -54,7 +63,7 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
                 out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
 
     try:
-        code = loop.run(serve(cfg, engine, on_ready=ready))
+        code = loop.run(serve(cfg, engine, on_ready=ready, roles=roles))
     except StartupError as exc:
         err.print(f"cannot start: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None

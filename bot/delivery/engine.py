@@ -3,10 +3,13 @@
 Life of a row: pending → (claimed in a short transaction) sending → sent | retry | failed | cancelled.
 A row is marked `sending` BEFORE it leaves, so after a crash `recover()` knows exactly which messages
 may have gone out twice: only those. Outcomes are written in batches of `delivery.batch_size`.
+Claims carry this engine's `owner` and a lease it renews (bot.delivery.leases): any number of
+engines, in any number of processes, share one PostgreSQL outbox.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -17,13 +20,14 @@ from sqlalchemy import Engine
 
 from bot import tokens
 from bot.config import Config
-from bot.delivery import policy
+from bot.delivery import leases, policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
 from bot.models import ClaimedRow, DeliveryState, Outcome
 from bot.store import channels as channel_store
 from bot.store import outbox, retry_locked
-from bot.store.db import utcnow
+from bot.store.db import is_postgres, utcnow
+from bot.store.instances import new_id
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.2  # outcomes wait at most this long (while sends go on) before being written
@@ -45,8 +49,12 @@ async def _db(fn, *args):
 class DeliveryEngine:
     """Sends everything due through `channels`, recording each row's fate (see the module docstring)."""
 
-    def __init__(self, engine: Engine, cfg: Config, channels: dict, renderer):
+    def __init__(self, engine: Engine, cfg: Config, channels: dict, renderer, owner: str | None = None):
         self.db, self.cfg, self.channels, self.renderer = engine, cfg, channels, renderer
+        self.owner = owner or new_id()  # claimed_by of the rows it sends (the instances.id in a service)
+        self.lease = cfg.delivery.lease_seconds
+        self.sent_total = 0  # every row this engine recorded as sent (the instance heartbeat reports it)
+        self._keeper: asyncio.Task | None = None
         self.composer: Composer | None = None
         self._results: list[Outcome] = []
         self._flushing: asyncio.Task | None = None
@@ -63,8 +71,10 @@ class DeliveryEngine:
 
     # -- public ------------------------------------------------------------------------------------
     def recover(self) -> int:
-        """Make rows a killed process left in `sending` due again; call once at start (holding the instance lock)."""
-        n = outbox.recover(self.db)
+        """Make rows a killed process left in `sending` due again; call once at start. The single SQLite
+        instance (it holds the instance lock) takes back every such row; on PostgreSQL, where other
+        workers may be sending theirs, only rows whose lease expired."""
+        n = outbox.recover(self.db, expired_only=is_postgres(self.db))
         if n:
             log.warning("recovered %s deliveries interrupted while sending; they are sent again", n)
         return n
@@ -84,33 +94,51 @@ class DeliveryEngine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + horizon
         self._stats = stats = Counter()
-        while True:
-            await self._drain()
-            if horizon <= 0 or self._stopping():
-                break
-            nxt = await _db(outbox.next_due, self.db, self._active(include_down=True))
-            if nxt is None:
-                break
-            wait = max((nxt - utcnow()).total_seconds(), 0.0)
-            if loop.time() + wait > deadline:
-                break
-            await self._pause_for(max(wait, 0.02))
+        async with self._leases():
+            while True:
+                await self._drain()
+                if horizon <= 0 or self._stopping():
+                    break
+                nxt = await _db(outbox.next_due, self.db, self._active(include_down=True))
+                if nxt is None:
+                    break
+                wait = max((nxt - utcnow()).total_seconds(), 0.0)
+                if loop.time() + wait > deadline:
+                    break
+                await self._pause_for(max(wait, 0.02))
         return dict(stats)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set: after every pass sleep until woken, the next due row, or IDLE_SECONDS."""
         self._stop, self._wake = stop, asyncio.Event()
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.run_due()
-            except Exception:  # noqa: BLE001 - a failed pass (database locked too long…) is retried
-                log.exception("delivery pass failed; retrying in 5 s")
-                await self._pause_for(5)
-                continue
-            nxt = await _db(outbox.next_due, self.db, self._active(include_down=True))
-            timeout = IDLE_SECONDS if nxt is None else min(max((nxt - utcnow()).total_seconds(), 0.05), IDLE_SECONDS)
-            await self._pause_for(timeout, wake=True)
+        async with self._leases():
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self.run_due()
+                    nxt = await _db(outbox.next_due, self.db, self._active(include_down=True))
+                except Exception:  # noqa: BLE001 - a failed pass (database locked or restarting…) is retried
+                    log.exception("delivery pass failed; retrying in 5 s")
+                    await self._pause_for(5, wake=True)
+                    continue
+                timeout = IDLE_SECONDS if nxt is None else min(max((nxt - utcnow()).total_seconds(), 0.05), IDLE_SECONDS)
+                await self._pause_for(timeout, wake=True)
+
+    @contextlib.asynccontextmanager
+    async def _leases(self):
+        """Renew this engine's leases (and recover expired ones) while the outermost pass runs."""
+        if self._keeper is not None:
+            yield
+            return
+        done = asyncio.Event()
+        self._keeper = asyncio.ensure_future(leases.keep(self.db, self.owner, self.lease, self.wake, done))
+        try:
+            yield
+        finally:
+            done.set()
+            keeper, self._keeper = self._keeper, None
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
 
     # -- one pass ------------------------------------------------------------------------------------
     async def _drain(self) -> None:
@@ -124,7 +152,7 @@ class DeliveryEngine:
                    for _ in range(self.channels[name].concurrency)]
         try:
             while not self._stopping():
-                rows = await _db(outbox.claim, self.db, batch, None, self._active())
+                rows = await _db(outbox.claim, self.db, batch, None, self._active(), self.owner, self.lease)
                 if not rows:
                     break
                 self._stats["claimed"] += len(rows)
@@ -218,6 +246,7 @@ class DeliveryEngine:
             log.exception("%s channel raised on delivery %s", name, row["id"])
             return self._failure(row, TemporaryError(f"unexpected error: {exc!r}"))
         self._stats["sent"] += 1
+        self.sent_total += 1
         self._add(row, DeliveryState.SENT, sent=utcnow(), ext=sent.external_id)
 
     # -- outcomes ------------------------------------------------------------------------------------

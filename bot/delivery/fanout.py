@@ -50,6 +50,7 @@ def queue_item(engine: Engine, cfg: Config, item_id: int) -> int:
                 rows = [_row(item_id, "email", str(sid), sid, 0, "alert", now) for sid, topics in batch if facets.matches(topics)]
                 created += outbox.insert_rows(conn, rows)
         set_alert_state(conn, item_id, AlertState.QUEUED)
+        outbox.notify(conn)  # PostgreSQL: every listening worker wakes when this commits
     log.info("queued item %s: %s deliveries", item_id, created)
     return created
 
@@ -62,6 +63,7 @@ def queue_update(engine: Engine, cfg: Config, item_id: int) -> int:
         if item is None or item["alert_state"] not in ALERTED or not item["revision"]:
             return 0  # never alerted (held, cancelled, not flash): nothing to correct
         created = outbox.update_audience_sql(conn, item_id, item["revision"], now)
+        outbox.notify(conn)
     log.info("queued update r%s of item %s: %s deliveries", item["revision"], item_id, created)
     return created
 

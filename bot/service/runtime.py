@@ -1,5 +1,8 @@
 """The long-lived parts shared by `run` and `run --once`: instance lock, channels, delivery engine,
-pipeline, crash healing at start, and signal handling."""
+pipeline, crash healing at start, and signal handling.
+
+On SQLite one process owns the database (a flock). On PostgreSQL `run` takes no such lock (any
+number of processes cooperate, see bot.service.cluster) and `run --once` takes the scheduler's."""
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +18,11 @@ from bot.delivery.channels.base import ChannelPaused, PermanentError
 from bot.ingest import poll as ingest
 from bot.render.renderer import Renderer
 from bot.ingest.fetch import make_client
+from bot.delivery.throttle import ClusterRateLimiter
+from bot.store.db import is_postgres
+from bot.store.instances import new_id
 from bot.store.lock import InstanceLock, lock_path
+from bot.store.postgres import LeaderLock
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +38,10 @@ class Runtime:
     cfg: object
     engine: object
     channels: dict
-    delivery: deliver.DeliveryEngine
+    delivery: deliver.DeliveryEngine | None  # None in a process without the worker role
     pipe: pipeline.Pipeline
-    lock: InstanceLock
+    lock: InstanceLock | LeaderLock | None  # None: a PostgreSQL `run` (no single-instance lock)
+    instance_id: str = ""
     warnings: list[str] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -42,7 +50,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await ch.close()
         await self.pipe.client.aclose()
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def check_channels(channels: dict) -> list[str]:
@@ -61,27 +70,52 @@ async def check_channels(channels: dict) -> list[str]:
     return warnings
 
 
-async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Runtime | None:
-    """Take the instance lock, sync sources, build channels and the delivery engine (None if locked)."""
-    lock = InstanceLock(lock_path(cfg))
-    if not await asyncio.to_thread(lock.acquire, lock_wait):
+def _lock(cfg, engine, exclusive: bool) -> InstanceLock | LeaderLock | None:
+    if not is_postgres(engine):
+        return InstanceLock(lock_path(cfg))
+    return LeaderLock(engine) if exclusive else None
+
+
+async def open_runtime(cfg, engine, lock_wait: float, check: bool = True, worker: bool = True,
+                       exclusive: bool = True, instance_id: str | None = None) -> Runtime | None:
+    """Take the lock (see the module docstring), sync sources, build channels and the delivery engine
+    (with `worker`); None if another instance holds the lock."""
+    lock = _lock(cfg, engine, exclusive)
+    if lock is not None and not await asyncio.to_thread(lock.acquire, lock_wait):
         return None
+    instance_id = instance_id or new_id()
     channels: dict = {}
+    delivery = None
     try:
-        await asyncio.to_thread(ingest.sync_sources, engine, cfg)
-        channels = build_channels(cfg)
-        warnings = await check_channels(channels) if check else []
-        delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg))
-        await asyncio.to_thread(delivery.recover)  # rows left in 'sending' by a crash go again
-        await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)  # alerts stored but never fanned out
-        pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake)
+        if lock is not None:  # the one process in charge (a PostgreSQL cluster: the elected scheduler)
+            await asyncio.to_thread(ingest.sync_sources, engine, cfg)
+        warnings: list[str] = []
+        if worker:
+            channels = build_channels(cfg)
+            warnings = await check_channels(channels) if check else []
+            _share_rates(engine, channels)
+            delivery = deliver.DeliveryEngine(engine, cfg, channels, Renderer(cfg), owner=instance_id)
+            await asyncio.to_thread(delivery.recover)  # rows a crash left in 'sending' go again
+        if lock is not None:
+            await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)  # alerts stored but never fanned out
+        pipe = pipeline.Pipeline(cfg, engine, make_client(cfg.fetch), wake=delivery.wake if delivery else lambda: None)
     except BaseException:
         for ch in channels.values():
             with contextlib.suppress(Exception):
                 await ch.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
-    return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
+    return Runtime(cfg, engine, channels, delivery, pipe, lock, instance_id, warnings)
+
+
+def _share_rates(engine, channels: dict) -> None:
+    """On PostgreSQL a channel's rate limit is the whole cluster's: slots come from the throttle row."""
+    if not is_postgres(engine):
+        return
+    for name, ch in channels.items():
+        if getattr(ch, "rate_limit", 0) and hasattr(ch, "use_limiter"):
+            ch.use_limiter(ClusterRateLimiter(engine, name, ch.rate_limit))
 
 
 def install_signals(stop: asyncio.Event) -> list:

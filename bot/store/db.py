@@ -58,6 +58,22 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _scrub(value):
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _no_nul(conn, cursor, statement, parameters, context, executemany):
+    """PostgreSQL text cannot hold NUL: a feed, an SMTP reply or a form carrying one gets U+FFFD
+    instead of an error that would stop its whole transaction (SQLite stores it as is)."""
+    if isinstance(parameters, dict):
+        if any(isinstance(v, str) and "\x00" in v for v in parameters.values()):
+            parameters = {k: _scrub(v) for k, v in parameters.items()}
+    elif isinstance(parameters, (list, tuple)) and parameters and isinstance(parameters[0], dict):
+        if any(isinstance(v, str) and "\x00" in v for p in parameters for v in p.values()):
+            parameters = [{k: _scrub(v) for k, v in p.items()} for p in parameters]
+    return statement, parameters
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL: SQLite tuned for WAL and concurrent processes, or PostgreSQL via psycopg 3."""
     url = normalize_url(url)
@@ -66,8 +82,10 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pre_ping: a connection broken by a server restart is replaced before use, not handed out.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=3600,
-                         connect_args={**PG_KEEPALIVE, "options": PG_SERVER_KEEPALIVE})
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=3600,
+                           connect_args={**PG_KEEPALIVE, "options": PG_SERVER_KEEPALIVE})
+    event.listen(engine, "before_cursor_execute", _no_nul, retval=True)
+    return engine
 
 
 def retry_locked(fn: Callable[[], object], attempts: int = 10, delay: float = 0.2):

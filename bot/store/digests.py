@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.store.claims import notify
 from bot.store.schema import deliveries, digest_items, digests, items, meta, sources, subscribers
 
 DIGEST_MODES = ("digest", "both")
@@ -95,6 +96,7 @@ def queue_subscriber_digests(conn: Connection, digest_id: int, todo: list[tuple[
     delivery_of = {r.subscriber_id: r.id for r in conn.execute(stmt, rows)}
     conn.execute(insert(digest_items), [
         {"subscriber_id": sid, "item_id": i, "delivery_id": delivery_of[sid]} for sid, ids in todo for i in ids])
+    notify(conn)  # PostgreSQL: listening workers wake at commit
 
 
 def mark_digested(conn: Connection, subscriber_ids: list[int], now: datetime) -> None:
@@ -104,10 +106,16 @@ def mark_digested(conn: Connection, subscriber_ids: list[int], now: datetime) ->
 
 
 def set_meta_once(engine: Engine, key: str, value: str) -> str:
-    """Store key=value unless the key exists; return the stored value."""
-    with engine.begin() as conn:
-        row = conn.execute(select(meta.c.value).where(meta.c.key == key)).first()
-        if row:
-            return row[0]
-        conn.execute(insert(meta).values(key=key, value=value))
+    """Store key=value unless the key exists; return the stored value (race-free between processes)."""
+    query = select(meta.c.value).where(meta.c.key == key)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row:
+        return row[0]
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(meta).values(key=key, value=value))
         return value
+    except IntegrityError:  # another process stored it first: theirs is the value
+        with engine.connect() as conn:
+            return conn.execute(query).scalar_one()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,8 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # meta.schema_version written by a release before Alembic → the revision that is its schema.
 LEGACY = {1: "0001"}
 MIGRATE_LOCK = 0x466C6173680001  # pg_advisory_lock key held while upgrading ("Flash" + 1)
+log = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-command INFO lines say nothing to operators
 
 
 class SchemaError(RuntimeError):
@@ -133,6 +136,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             command.upgrade(cfg, "head")
         _write_version(conn)
         conn.commit()
+    log.info("database schema upgraded from %s to %s", before or "empty", head())
     return before, head()
 
 

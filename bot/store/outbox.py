@@ -9,6 +9,8 @@ from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
+# Claiming, leases and recovery live in bot/store/claims.py; re-exported for existing callers.
+from bot.store.claims import claim, next_due, notify, recover  # noqa: F401
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
 from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
@@ -16,13 +18,20 @@ from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sourc
 D, S = deliveries.c, subscribers.c
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again
 INSTANT_MODES = ("instant", "both")
-_RETURNED = [D.id, D.item_id, D.digest_id, D.channel, D.recipient, D.subscriber_id, D.revision, D.kind, D.attempts]
+_COLS = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
 
 
 def _insert(engine_or_conn):
     """The dialect's INSERT supporting ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
     name = engine_or_conn.dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(deliveries)
+
+
+def _inserted(conn, stmt) -> int:
+    """Run an INSERT…SELECT and return the rows it inserted (PostgreSQL counts them in the server)."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(select(func.count()).select_from(stmt.returning(D.id).cte("inserted"))).scalar_one()
+    return conn.execute(stmt).rowcount or 0
 
 
 def _no_topics():
@@ -36,9 +45,7 @@ def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: date
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
         literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
     ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
-    cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
-    stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
-    return conn.execute(stmt).rowcount or 0
+    return _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
 
 
 def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
@@ -59,7 +66,10 @@ def insert_rows(conn, rows: list[dict]) -> int:
     """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent)."""
     if not rows:
         return 0
-    return conn.execute(_insert(conn).on_conflict_do_nothing(), rows).rowcount or 0
+    stmt = _insert(conn).on_conflict_do_nothing()
+    if conn.dialect.name == "postgresql":  # psycopg reports no rowcount for INSERTs run by SQLAlchemy
+        return len(conn.execute(stmt.returning(D.id), rows).all())
+    return conn.execute(stmt, rows).rowcount or 0
 
 
 def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int:
@@ -73,8 +83,7 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
         .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
         .order_by(orig.c.id)
     )
-    cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
-    return conn.execute(_insert(conn).from_select(cols, src).on_conflict_do_nothing()).rowcount or 0
+    return _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
 
 
 def load_item(conn, item_id: int) -> dict | None:
@@ -86,44 +95,7 @@ def load_item(conn, item_id: int) -> dict | None:
     return dict(row) if row else None
 
 
-# -- claiming and recording -------------------------------------------------------------------------
-
-def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Iterable[str] = ("email", "telegram")) -> list[ClaimedRow]:
-    """Atomically move up to `limit` due rows to 'sending' and return them (with subscriber data).
-
-    One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING per state takes SQLite's write lock at once, so
-    two processes can never claim the same row. Fresh rows go before retries.
-    """
-    now = now or utcnow()
-    channels = sorted(channels)
-    claimed: list[ClaimedRow] = []
-    if not channels:
-        return claimed
-    with engine.begin() as conn:
-        for state in DUE_STATES:
-            want = limit - len(claimed)
-            if want <= 0:
-                break
-            due = select(D.id).where(D.state == state, D.next_attempt_at <= now, D.channel.in_(channels))
-            due = due.order_by(D.next_attempt_at).limit(want)
-            if conn.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state=DeliveryState.SENDING).returning(*_RETURNED)
-            claimed.extend(dict(r) for r in conn.execute(stmt).mappings())
-        _attach_subscribers(conn, claimed)
-    claimed.sort(key=lambda r: r["id"])
-    return claimed
-
-
-def _attach_subscribers(conn, rows: list[ClaimedRow]) -> None:
-    ids = sorted({r["subscriber_id"] for r in rows if r["subscriber_id"] is not None})
-    found: dict[int, dict] = {}
-    for i in range(0, len(ids), 900):
-        q = select(S.id, S.email, S.status, S.language, S.token_nonce).where(S.id.in_(ids[i:i + 900]))
-        found.update({r.id: dict(r._mapping) for r in conn.execute(q)})
-    for r in rows:
-        r["subscriber"] = found.get(r["subscriber_id"])
-
+# -- recording ----------------------------------------------------------------------------------------
 
 def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
     """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
@@ -219,23 +191,6 @@ def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
     return over
 
 
-def recover(engine: Engine, now: datetime | None = None) -> int:
-    """Rows left in 'sending' by a crash become due retries (they are the only possible duplicates)."""
-    with engine.begin() as conn:
-        return conn.execute(
-            update(deliveries).where(D.state == DeliveryState.SENDING).values(
-                state=DeliveryState.RETRY, attempts=D.attempts + 1, next_attempt_at=now or utcnow(),
-                last_error="interrupted while sending (process stopped); sent again")
-        ).rowcount or 0
-
-
-def next_due(engine: Engine, channels: Iterable[str] = ("email", "telegram")) -> datetime | None:
-    """When the earliest pending/retry row of these channels falls due (None when nothing waits)."""
-    q = select(func.min(D.next_attempt_at)).where(D.state.in_(DUE_STATES), D.channel.in_(sorted(channels)))
-    with engine.connect() as conn:
-        return conn.execute(q).scalar()
-
-
 # -- operator helpers ------------------------------------------------------------------------------
 
 def cancel_item(engine: Engine, item_id: int) -> int:
@@ -257,10 +212,12 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
         return 0
     left = select(S.id).where(S.status != "active")
     with engine.begin() as conn:
-        return conn.execute(
+        n = conn.execute(
             update(deliveries).where(D.id.in_(ids), D.state.in_(RETRYABLE))
             .where(or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left)))
             .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())).rowcount or 0
+        notify(conn)
+        return n
 
 
 def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:

@@ -90,8 +90,18 @@ class EmailChannel:
         self._local_hostname = local_hostname
         self._idle: list[Session] = []
         self._slots: asyncio.Semaphore | None = None
+        # The service swaps in a cluster-wide limiter (bot.delivery.throttle) via use_limiter().
         self._limiter = RateLimiter(cfg.rate_limit)
         self.connects = 0  # sessions opened (tests and stats read it)
+
+    @property
+    def rate_limit(self) -> float:
+        """Messages per second allowed ([email] rate_limit; 0 = unlimited)."""
+        return self.cfg.rate_limit
+
+    def use_limiter(self, limiter) -> None:
+        """Pace sends with `limiter` (anything with `async wait()`) instead of the local one."""
+        self._limiter = limiter
 
     def compose(self, composer, row: dict, item: dict, original: str | None) -> Outgoing:
         """An alert mail, or a correction threaded under the original's Message-ID."""
