@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bot"
+MIGRATION_VERSIONS = PACKAGE / "store" / "migrations" / "versions"
 
 # (layer, exact module names, package prefixes: the package itself and everything under it)
 LAYERS: list[tuple[int, set[str], set[str]]] = [
@@ -64,7 +65,9 @@ def modules() -> dict[str, Path]:
     """Every module of bot/ by dotted name (a package by its __init__.py)."""
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        if "__pycache__" not in path.parts:
+        # Alembic revision scripts are data Alembic loads by file (one per schema change; README
+        # lists their folder), not modules anything imports.
+        if "__pycache__" not in path.parts and path.parent != MIGRATION_VERSIONS:
             found[_module_name(path)] = path
     return found
 

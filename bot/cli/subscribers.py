@@ -207,6 +207,7 @@ def stats(ctx: typer.Context, hours: float = typer.Option(24, "--hours", min=0.0
     for channel, row in sorted(deliveries.items()):
         dt.add_row(channel, *(str(row.get(s, 0)) for s in states))
     out.print(dt if deliveries else f"Deliveries, last {hours:g} h: none")
+    _instances(engine)
     failing = dashboard.failing_sources(engine)
     if not failing:
         out.print("Sources: all healthy")
@@ -216,6 +217,23 @@ def stats(ctx: typer.Context, hours: float = typer.Option(24, "--hours", min=0.0
         st.add_row(escape(s["name"]), "paused" if s["paused"] else "failing", str(s["consecutive_failures"]),
                    escape(s["last_error"] or ""))
     out.print(st)
+
+
+def _instances(engine) -> None:
+    """The live `flashbot run` processes: roles, which one schedules, heartbeat, sent."""
+    from bot.store import instances
+
+    now = utcnow()
+    rows = instances.live(engine, now)
+    if not rows:
+        out.print("Instances: none running (no heartbeat in the last 30 s)")
+        return
+    it = Table("instance", "roles", "started", "heartbeat", "sent", title="Instances")
+    for r in rows:
+        roles = r["roles"] + (" (active scheduler)" if r["leader"] else "")
+        age = max((now - r["heartbeat_at"]).total_seconds(), 0)
+        it.add_row(escape(r["id"]), roles, r["started_at"].strftime("%Y-%m-%d %H:%M:%S UTC"), f"{age:.0f} s ago", str(r["sent"]))
+    out.print(it)
 
 
 def register(app: typer.Typer) -> None:

@@ -154,11 +154,6 @@ def _write_version(conn: Connection) -> None:
         conn.execute(meta.insert().values(key="schema_version", value=value))
 
 
-def migrate(engine: Engine) -> str:
-    """Upgrade to head; returns the revision (kept for callers of the pre-Alembic name)."""
-    return upgrade(engine)[1]
-
-
 def open_db(url: str) -> Engine:
     """Create the engine and upgrade: the database is created on first use."""
     engine = make_engine(url)

@@ -26,6 +26,9 @@ def allow(engine: Engine, name: str, limit: int, window_seconds: float, now: dat
     now = now or utcnow()
     since = now - timedelta(seconds=window_seconds)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Web replicas count into the same bucket: one check-then-record at a time per bucket.
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
         n = conn.execute(select(func.count()).select_from(rate_events)
                          .where(rate_events.c.bucket == name, rate_events.c.at > since)).scalar_one()
         if n >= limit:

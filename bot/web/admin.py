@@ -14,6 +14,7 @@ from starlette.routing import Route
 from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
+from bot.store import instances as instance_store
 from bot.store import dashboard, outbox, ratelimit, utcnow
 from bot.store import subscribers as subs
 from bot.web.context import web
@@ -96,6 +97,7 @@ async def overview(request: Request) -> Response:
         "counts_all": await w.db(dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
         "channels": await w.db(channel_store.channel_states, w.engine),
+        "instances": await w.db(instance_store.live, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
     return w.render(request, "admin/overview.html", ctx)
