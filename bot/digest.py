@@ -106,11 +106,11 @@ def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, onl
             todo = []
             for sub in batch:
                 already = frozenset(seen.get(sub["id"], ()))
-                key = (repr(sub.get("topics") or []), sub.get("last_digest_at"), already)
-                if key not in chosen_for:
-                    chosen_for[key] = [c["id"] for c in select_for(sub, candidates, already, now, cfg.digest.max_items)]
-                if chosen_for[key]:
-                    todo.append((sub["id"], chosen_for[key]))
+                same = (repr(sub.get("topics") or []), sub.get("last_digest_at"), already)
+                if same not in chosen_for:
+                    chosen_for[same] = [c["id"] for c in select_for(sub, candidates, already, now, cfg.digest.max_items)]
+                if chosen_for[same]:
+                    todo.append((sub["id"], chosen_for[same]))
             result["empty"] += len(batch) - len(todo)
             store.queue_subscriber_digests(conn, digest_id, todo, now)
             store.mark_digested(conn, [sid for sid, _ in todo], now)
