@@ -25,18 +25,21 @@ serve: $(STAMP)
 test: $(STAMP) test-deps
 	$(PY) -m pytest -q -ra
 
-## make test-deps: Debian's chromium (the one real-browser test) and spamassassin (mail scoring);
-## their tests are skipped loudly if they cannot be installed (not root, no apt).
+## make test-deps: Debian's chromium (the one real-browser test), spamassassin (mail scoring) and
+## postgresql (server binaries: the tests start throwaway clusters of their own, never the system
+## service); their tests are skipped loudly if they cannot be installed (not root, no apt).
 test-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v spamassassin >/dev/null 2>&1 || missing="$$missing spamassassin"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "WARNING: could not install$$missing; their tests will be skipped"; \
 	  else echo "WARNING:$$missing missing and not root; their tests will be skipped"; fi; fi
 
-## make bench: benchmarks (quick mode; BENCH_FULL=1 for the 100k runs). Never part of make test.
+## make bench: benchmarks (quick mode; BENCH_FULL=1 for the 100k runs, SQLite and PostgreSQL with
+## 1, 2 and 4 workers). Never part of make test.
 bench: $(STAMP)
 	$(PY) -m bench.run
 

@@ -59,6 +59,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path):
     missing = [s for s in SAMPLES if f"bot/demo/samples/{s}" not in names]
     assert not missing, f"sample feeds missing from the wheel: {missing}"
     assert any(n.endswith(".data/data/share/flashbot/templates/email_alert.html") for n in names)
+    revisions = sorted(p.name for p in (ROOT / "bot" / "store" / "migrations" / "versions").glob("*.py"))
+    shipped = [r for r in revisions if f"bot/store/migrations/versions/{r}" in names]
+    assert revisions and shipped == revisions and "bot/store/migrations/script.py.mako" in names, shipped
     built = time.monotonic()
 
     fresh = tmp_path / "venv"
@@ -97,5 +100,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path):
     assert "demo finished in" in out
     assert "Traceback" not in run.stderr
     assert len(list((work / "mail").glob("*.eml"))) == 12
+    current = subprocess.run([str(flashbot), "--config", str(work / "config.toml"), "db", "current"], cwd=cwd,
+                             env=_clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert current.returncode == 0 and "up to date" in current.stdout, current.stdout + current.stderr
     done = time.monotonic()
     print(f"build {built - started:.1f} s, venv+install {installed - built:.1f} s, demo {done - installed:.1f} s")

@@ -45,10 +45,30 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
             stmt = (update(deliveries).where(D.id.in_(due.scalar_subquery()))
                     .values(state=DeliveryState.SENDING, claimed_by=owner, next_attempt_at=now + timedelta(seconds=lease))
                     .returning(*_RETURNED))
-            claimed.extend(dict(r) for r in conn.execute(stmt).mappings())
-        _attach_subscribers(conn, claimed)
+            if conn.dialect.name == "postgresql":
+                claimed.extend(_with_subscribers(conn, stmt))  # one round trip: claim and subscriber data
+            else:
+                rows = [dict(r) for r in conn.execute(stmt).mappings()]
+                _attach_subscribers(conn, rows)
+                claimed.extend(rows)
     claimed.sort(key=lambda r: r["id"])
     return claimed
+
+
+_SUB = (S.id, S.email, S.status, S.language, S.token_nonce)
+
+
+def _with_subscribers(conn, stmt) -> list[ClaimedRow]:
+    """PostgreSQL: the claiming UPDATE as a CTE joined to the subscribers it names."""
+    c = stmt.cte("claimed")
+    q = (select(*(c.c[col.name] for col in _RETURNED), *(s.label(f"s_{s.name}") for s in _SUB))
+         .select_from(c.outerjoin(subscribers, S.id == c.c.subscriber_id)))
+    rows = []
+    for r in conn.execute(q).mappings():
+        row = {col.name: r[col.name] for col in _RETURNED}
+        row["subscriber"] = {s.name: r[f"s_{s.name}"] for s in _SUB} if r["s_id"] is not None else None
+        rows.append(row)
+    return rows
 
 
 def _attach_subscribers(conn, rows: list[ClaimedRow]) -> None:
