@@ -214,6 +214,7 @@ def one_run(backend: str, k: int, n: int, cluster, sink: SmtpSink, log) -> dict:
         "cpu_s": cpu, "cores_used_pct": {key: round(100 * v / wall / (os.cpu_count() or 1), 1) for key, v in cpu.items()},
         "pg_cpu_s_per_1000": round(1000 * cpu["postgresql"] / n, 3) if backend == "postgresql" else None,
         "worker_peak_rss_mb": rss, "started": wall0.isoformat(timespec="seconds"),
+        "load_average": round(os.getloadavg()[0], 1),  # the machine may be shared: say how busy it was
     }
     log(f"    {backend} x{k}: {result['msg_per_s']} msg/s (steady {result['steady_msg_per_s']}), "
         f"cpu {cpu}, rss {rss}")

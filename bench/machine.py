@@ -62,6 +62,7 @@ def describe() -> dict:
         "sqlalchemy": _version("SQLAlchemy"),
         "httpx": _version("httpx"),
         "postfix_smtp_sink": _postfix_version(),
+        "postgresql": _pg_version(),
     }
 
 
@@ -69,3 +70,19 @@ def describe_line(m: dict) -> str:
     """One line for the console."""
     return (f"{m['cpu']}, {m['usable_cores']}/{m['cores']} cores, {m['ram_gib']} GiB RAM, "
             f"{m['os']}, {m['python']}, SQLite {m['sqlite']}, uvloop {m['uvloop']}")
+
+
+def _pg_version() -> str:
+    """The PostgreSQL server the cluster benchmark starts (Debian's binaries), or 'not installed'."""
+    import subprocess
+
+    from bot.demo.postgres import find_bin
+
+    bindir = find_bin()
+    if bindir is None:
+        return "not installed"
+    try:
+        return subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                              timeout=10).stdout.strip().removeprefix("postgres (PostgreSQL) ")
+    except OSError:
+        return "unknown"

@@ -12,6 +12,7 @@ BENCH_FULL=1 make bench         # adds N = 100,000 fan-out, 100k digests, 20+ la
 .venv/bin/python -m bench.run fanout      # one section only (others keep their last numbers)
 BENCH_RUNS=5 make bench         # more runs per median
 BENCH_CONNS=16 make bench       # SMTP connections for Flashbot and the raw ceiling (default 8)
+BENCH_FULL=1 .venv/bin/python -m bench.run cluster   # section 5 alone: SQLite vs 1/2/4 PostgreSQL workers, N = 100k
 ```
 The receiving MTA is Postfix's `smtp-sink` (`apt-get install postfix`; `make bench` installs it
 when run as root). Raw per-run numbers: `bench/out/results-quick.json` / `results-full.json`."""
@@ -43,12 +44,14 @@ def _machine(m: dict) -> list[str]:
             ("RAM", f"{m['ram_gib']} GiB"), ("OS", m["os"]), ("Python", m["python"]),
             ("SQLite", m["sqlite"]), ("Event loop", f"asyncio and uvloop {m['uvloop']}"),
             ("aiosmtplib / SQLAlchemy / httpx", f"{m['aiosmtplib']} / {m['sqlalchemy']} / {m['httpx']}"),
-            ("Receiving MTA", f"Postfix smtp-sink {m['postfix_smtp_sink']} on 127.0.0.1")]
+            ("Receiving MTA", f"Postfix smtp-sink {m['postfix_smtp_sink']} on 127.0.0.1"),
+            ("PostgreSQL (section 5)", m.get("postgresql", "–"))]
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
 def write(results: dict, path: Path) -> Path:
     """Render the whole BENCHMARKS.md and return its path."""
+    from . import report_cluster
     from . import report_sections as rs
 
     mode = results["mode"]
@@ -64,10 +67,29 @@ def write(results: dict, path: Path) -> Path:
         *rs.polling(results.get("polling")), "",
         *rs.latency(results.get("latency")), "",
         *rs.digest(results.get("digest")), "",
+        *report_cluster.section(results.get("cluster")), "",
     ]
     findings = ROOT / "bench" / "findings.md"
     if findings.exists():
         lines += ["## Profiling findings and recommendations", "", findings.read_text().strip(), ""]
     lines += ["## Reproduce", "", REPRODUCE, ""]
     path.write_text("\n".join(lines))
+    return path
+
+
+def splice_cluster(res: dict, path: Path) -> Path:
+    """Replace (or add, before "Profiling findings") section 5 in an existing BENCHMARKS.md."""
+    from . import report_cluster as rc
+
+    text = path.read_text() if path.exists() else ""
+    block = "\n".join(rc.section(res))
+    if rc.START in text and rc.END in text:
+        head, rest = text.split(rc.START, 1)
+        text = head + block + rest.split(rc.END, 1)[1]
+    elif "## Profiling findings" in text:
+        head, rest = text.split("## Profiling findings", 1)
+        text = head + block + "\n\n## Profiling findings" + rest
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
     return path

@@ -16,6 +16,7 @@ SECRET_ENV = {
     "FLASHBOT_TELEGRAM_TOKEN": ("telegram", "token"),
     "FLASHBOT_ADMIN_PASSWORD": ("web", "admin_password"),
     "FLASHBOT_SECRET_KEY": ("web", "secret_key"),
+    "FLASHBOT_DATABASE_URL": ("bot", "database"),  # a PostgreSQL URL carries its password
 }
 
 

@@ -25,8 +25,21 @@ def config_secrets(cfg) -> list[str]:
         values.append(cfg.telegram.token)
         # The token's secret half appears alone in some error messages.
         values.append(cfg.telegram.token.partition(":")[2])
-    values += [cfg.web.admin_password, cfg.web.secret_key]
+    values += [cfg.web.admin_password, cfg.web.secret_key, _db_password(cfg.bot.database)]
     return [v for v in values if v and len(v) >= MIN_SECRET_LEN]
+
+
+def _db_password(database: str) -> str | None:
+    """The password inside a postgresql://user:password@host/db URL, if any."""
+    if "://" not in database:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(database).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 class RedactFilter(logging.Filter):

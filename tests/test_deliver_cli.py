@@ -19,11 +19,11 @@ from bot.store.schema import deliveries
 from fixtures_delivery import add_item, add_subscribers, rows_of
 
 
-def write_config(tmp_path: Path, smtp_port: int) -> Path:
+def write_config(tmp_path: Path, smtp_port: int, database: str | None = None) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(f"""
 [bot]
-database = "cli.db"
+database = "{database or 'cli.db'}"
 public_url = "https://news.example.org"
 [web]
 secret_key = "cli-secret-key-0123456789"
@@ -42,8 +42,8 @@ def cli(path: Path, *args: str):
     return CliRunner().invoke(app, ["--config", str(path), *args], catch_exceptions=False, env={"COLUMNS": "250"})
 
 
-async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, smtp_server):
-    path = write_config(tmp_path, smtp_server.port)
+async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, smtp_server, database):
+    path = write_config(tmp_path, smtp_server.port, database)
     from bot.config import load_config
 
     cfg = load_config(path)
@@ -76,13 +76,13 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     assert rows_of(db, item, state="failed") == []
 
 
-def test_deliveries_on_an_empty_database(tmp_path, smtp_server):
-    res = cli(write_config(tmp_path, smtp_server.port), "deliveries")
+def test_deliveries_on_an_empty_database(tmp_path, smtp_server, database):
+    res = cli(write_config(tmp_path, smtp_server.port, database), "deliveries")
     assert res.exit_code == 0 and "no deliveries yet" in res.output and "no failures" in res.output
 
 
-def test_preview_writes_email_and_telegram_files(tmp_path, smtp_server):
-    path = write_config(tmp_path, smtp_server.port)
+def test_preview_writes_email_and_telegram_files(tmp_path, smtp_server, database):
+    path = write_config(tmp_path, smtp_server.port, database)
     from bot.config import load_config
 
     db = open_db(load_config(path).database_url)

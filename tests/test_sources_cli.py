@@ -15,9 +15,9 @@ from bot.ingest.opml import OPMLError, build_opml, parse_opml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, url: str, extra: str = "", database: str | None = None) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(f'[bot]\ndatabase = "flash.db"\n\n[[sources]]\nname = "quotidien"\nurl = "{url}"\n{extra}\n'
+    path.write_text(f'[bot]\ndatabase = "{database or "flash.db"}"\n\n[[sources]]\nname = "quotidien"\nurl = "{url}"\n{extra}\n'
                     '[fetch]\ntimeout = 3\n', encoding="utf-8")
     return path
 
@@ -27,10 +27,10 @@ def flashbot(config: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60, cwd=config.parent, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
 
 
-def test_poll_once_baselines_then_detects_then_gets_304(feed_server, tmp_path):
+def test_poll_once_baselines_then_detects_then_gets_304(feed_server, tmp_path, database):
     # The "done when" of issue 2, end to end through the real command line.
     feed_server.set("/flash.xml", SAMPLES / "flash.xml", etag=True)
-    config = write_config(tmp_path, feed_server.url("/flash.xml"))
+    config = write_config(tmp_path, feed_server.url("/flash.xml"), database=database)
 
     first = flashbot(config, "poll", "--once")
     assert first.returncode == 0, first.stderr
@@ -53,9 +53,9 @@ def test_poll_once_baselines_then_detects_then_gets_304(feed_server, tmp_path):
     assert last.headers.get("if-none-match") and last.status == 304
 
 
-def test_poll_once_reports_failures_and_exit_code(feed_server, tmp_path):
+def test_poll_once_reports_failures_and_exit_code(feed_server, tmp_path, database):
     feed_server.set("/f", b"nope", status=404, content_type="text/plain")
-    config = write_config(tmp_path, feed_server.url("/f"))
+    config = write_config(tmp_path, feed_server.url("/f"), database=database)
     res = flashbot(config, "poll", "--once")
     assert res.returncode == 1 and "quotidien: HTTP 404 Not Found" in res.stdout
 
@@ -64,8 +64,8 @@ def run(config: Path, *args: str):
     return CliRunner().invoke(app, ["--config", str(config), *args], env={"COLUMNS": "250"})
 
 
-def test_sources_commands(tmp_path):
-    config = write_config(tmp_path, str(SAMPLES / "flash.xml"))
+def test_sources_commands(tmp_path, database):
+    config = write_config(tmp_path, str(SAMPLES / "flash.xml"), database=database)
     res = run(config, "sources", "add", "depeches", str(SAMPLES / "depeches.atom"), "--interval", "30", "--category", "Monde")
     assert res.exit_code == 0 and "added depeches" in res.output
     assert run(config, "sources", "add", "depeches", str(SAMPLES / "depeches.atom")).exit_code == 1
@@ -83,8 +83,8 @@ def test_sources_commands(tmp_path):
     assert run(config, "sources", "pause", "nope").exit_code == 1
 
 
-def test_opml_import_export_round_trip(tmp_path):
-    config = write_config(tmp_path, str(SAMPLES / "flash.xml"))
+def test_opml_import_export_round_trip(tmp_path, database):
+    config = write_config(tmp_path, str(SAMPLES / "flash.xml"), database=database)
     opml = tmp_path / "abonnements.opml"
     opml.write_text("""<?xml version="1.0"?><opml version="1.0"><head><title>x</title></head><body>
       <outline text="Monde"><outline text="Dépêches" type="rss" xmlUrl="https://www.exemple.fr/depeches.atom"/>

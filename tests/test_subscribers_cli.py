@@ -13,9 +13,9 @@ from bot.store.schema import deliveries, items, sources
 
 
 @pytest.fixture
-def cli(tmp_path):
-    """Run the CLI against a fresh config + database in tmp_path; returns (run, engine)."""
-    (tmp_path / "config.toml").write_text('[bot]\ndatabase = "subs.db"\nlanguage = "fr"\n')
+def cli(tmp_path, database):
+    """Run the CLI against a fresh config + database (SQLite in tmp_path, or PostgreSQL); returns (run, engine)."""
+    (tmp_path / "config.toml").write_text(f'[bot]\ndatabase = "{database or "subs.db"}"\nlanguage = "fr"\n')
     runner = CliRunner()
 
     def run(*args: str, code: int = 0):
@@ -23,7 +23,7 @@ def cli(tmp_path):
         assert result.exit_code == code, result.output
         return result
 
-    engine = open_db(f"sqlite:///{tmp_path / 'subs.db'}")
+    engine = open_db(database or f"sqlite:///{tmp_path / 'subs.db'}")
     yield run, engine
     engine.dispose()
 

@@ -54,7 +54,7 @@ class DeliveryEngine:
         self.owner = owner or new_id()  # claimed_by of the rows it sends (the instances.id in a service)
         self.lease = cfg.delivery.lease_seconds
         self.sent_total = 0  # every row this engine recorded as sent (the instance heartbeat reports it)
-        self._keeper: asyncio.Task | None = None
+        self._keeping = False
         self.composer: Composer | None = None
         self._results: list[Outcome] = []
         self._flushing: asyncio.Task | None = None
@@ -127,18 +127,15 @@ class DeliveryEngine:
     @contextlib.asynccontextmanager
     async def _leases(self):
         """Renew this engine's leases (and recover expired ones) while the outermost pass runs."""
-        if self._keeper is not None:
+        if self._keeping:
             yield
             return
-        done = asyncio.Event()
-        self._keeper = asyncio.ensure_future(leases.keep(self.db, self.owner, self.lease, self.wake, done))
+        self._keeping = True
         try:
-            yield
+            async with leases.kept(self.db, self.owner, self.lease, self.wake):
+                yield
         finally:
-            done.set()
-            keeper, self._keeper = self._keeper, None
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            self._keeping = False
 
     # -- one pass ------------------------------------------------------------------------------------
     async def _drain(self) -> None:

@@ -3,6 +3,7 @@ queue the rows of any worker whose lease ran out (it died; no restart of it is n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -27,6 +28,19 @@ def tend(engine: Engine, owner: str, lease: float) -> int:
         logs.event(log, "leases_expired", logging.WARNING, recovered=recovered,
                    detail="rows of a stopped worker are queued again")
     return recovered
+
+
+@contextlib.asynccontextmanager
+async def kept(engine: Engine, owner: str, lease: float, wake: Callable[[], None]):
+    """Tend leases in the background for as long as the `async with` block runs."""
+    done = asyncio.Event()
+    task = asyncio.ensure_future(keep(engine, owner, lease, wake, done))
+    try:
+        yield
+    finally:
+        done.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def keep(engine: Engine, owner: str, lease: float, wake: Callable[[], None], stop: asyncio.Event) -> None:
