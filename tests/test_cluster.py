@@ -151,3 +151,23 @@ def test_instances_live_leader_and_pruning(svc_engine):
     assert not instances.scheduler_alive(svc_engine, now=t0 + timedelta(seconds=60))
     assert instances.prune(svc_engine, now=t0 + timedelta(days=2)) == 2
     assert not instances.beat(svc_engine, "a:1:x", leader=True, sent=0)
+
+
+async def test_dashboard_and_stats_list_live_instances(web_client, web_engine, web_config, tmp_path):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from test_web_admin import login
+
+    instances.register(web_engine, "alpha:11:aa", ["scheduler", "worker"], "0.1.0")
+    instances.beat(web_engine, "alpha:11:aa", leader=True, sent=1234)
+    instances.register(web_engine, "beta:22:bb", ["web"], "0.1.0", now=utcnow() - timedelta(minutes=5))  # silent: gone
+    await login(web_client)
+    page = (await web_client.get("/admin?lang=en")).text
+    table = page.split('id="instances"', 1)[1].split("</table>", 1)[0]
+    assert "alpha (11)" in table and "scheduler,worker" in table and "active scheduler" in table and "1234" in table
+    assert "beta" not in table
+    config = tmp_path / "stats.toml"
+    config.write_text(f'[bot]\ndatabase = "{web_config.bot.database}"\n')
+    out = CliRunner().invoke(app, ["--config", str(config), "stats"], env={"COLUMNS": "250"}).output
+    assert "Instances" in out and "alpha:11:aa" in out and "(active scheduler)" in out and "beta:22:bb" not in out

@@ -3,6 +3,9 @@ workers, 20,000 subscribers): a worker SIGKILLed mid fan-out, the scheduler SIGK
 restarted mid fan-out. Every wait is a hang guard; nothing here measures speed (see make bench)."""
 from __future__ import annotations
 
+import os
+import random
+
 import pytest
 
 from bot.demo.postgres import Cluster, find_bin
@@ -112,3 +115,36 @@ def test_postgresql_restarted_mid_fanout(fleet, cluster):
     assert fleet.states() == {"sent": SUBSCRIBERS}
     for name in fleet.procs:
         assert "component_crashed" not in fleet.log(name), fleet.log(name)[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_soak_worker_churn_and_a_restart(cluster, tmp_path):
+    """make soak: 100,000 subscribers, four workers SIGKILLed and replaced one after another, a
+    `pg_ctl restart` in the middle; nothing lost, duplicates ≤ the rows the killed workers held."""
+    if not os.environ.get("FLASHBOT_SOAK"):
+        pytest.skip("soak trial: FLASHBOT_SOAK=1 (make soak)")
+    n = 100_000
+    url = cluster.create_database("soak_churn")
+    fleet = Fleet(tmp_path, url, n)
+    try:
+        fleet.start("scheduler", "scheduler")
+        _workers(fleet, 4)
+        _baseline(fleet)
+        fleet.publish_flash("s1", "Essai d'endurance")
+        held = 0
+        for round_ in range(4):
+            fleet.wait("more sent", lambda r=round_: fleet.smtp.total() > (r + 1) * n // 6, FANOUT_WAIT * 2)
+            name = random.choice([w for w in fleet.procs if w.startswith("worker") and fleet.procs[w].poll() is None])
+            victim = fleet.instance_of(name)
+            fleet.kill(name)
+            held += fleet.scalar("SELECT count(*) FROM deliveries WHERE claimed_by = :v AND state = 'sending'", v=victim)
+            fleet.start(f"{name}_r{round_}", "worker")
+            if round_ == 1:
+                cluster.restart()
+        _all_sent(fleet, n)
+        counts = fleet.smtp.counts()
+        assert len(counts) == n and sum(counts.values()) - n <= held
+    finally:
+        fleet.stop()
+        cluster.drop_database("soak_churn")

@@ -12,7 +12,7 @@ from bot.render.html import telegram as tg
 from bot.config import ConfigError
 from bot.render.html.plaintext import to_text
 from bot.render.renderer import BUNDLED, TEMPLATES, Renderer, one_line
-from bot.store.db import open_db
+from bot.store import open_db
 from bot.store.schema import items, sources
 
 LINKS = {"unsubscribe": "%%UNSUB:ab_c-1.2@x%%", "preferences": "https://news.example/preferences/%%TOKEN%%"}

@@ -1,4 +1,7 @@
-"""Engine creation for SQLite (the embedded default) and PostgreSQL (psycopg 3); shared helpers."""
+"""Engine creation for SQLite (the embedded default) and PostgreSQL (psycopg 3); shared helpers.
+
+Schema changes are no longer numbered steps here: each is one Alembic revision file in
+bot/store/migrations/versions/ (bot/store/migrate.py runs them; docs/development.md says how)."""
 from __future__ import annotations
 
 import time
