@@ -17,6 +17,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.sqlite_only,  # one real browser run is enough; the pages' database work is tested on both
     pytest.mark.skipif(not (os.path.exists(CHROMIUM) or shutil.which("chromium")),
                        reason="!!! BROWSER TEST SKIPPED: Debian chromium is not installed "
                               "(run `make browser` as root, or apt-get install chromium) !!!"),

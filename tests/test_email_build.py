@@ -12,6 +12,9 @@ import pytest
 from bot.delivery import mime as mailbuild
 from bot.delivery.mime import Envelope, Placeholders, build_template, clean_header_text, slot_values, thread_headers
 
+# The database here only carries the fixtures (fetching, rendering, the browser): SQLite is enough.
+pytestmark = pytest.mark.sqlite_only
+
 URL = "https://news.example.org"
 
 

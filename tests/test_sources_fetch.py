@@ -9,6 +9,9 @@ from fixtures_ingest import SAMPLES, rss
 from bot.ingest.parse import parse_feed
 from bot.ingest.fetch import fetch_feed, make_client, parse_max_age, parse_retry_after
 
+# The database here only carries the fixtures (fetching, rendering, the browser): SQLite is enough.
+pytestmark = pytest.mark.sqlite_only
+
 FEED = rss([{"title": "FLASH INFO : Séisme au Japon", "guid": "1"}, {"title": "Météo du jour", "guid": "2"}])
 
 

@@ -10,6 +10,9 @@ from fixtures_ingest import rss
 from bot.ingest.httppool import ShardedTransport
 from bot.ingest.fetch import fetch_feed, make_client
 
+# The database here only carries the fixtures (fetching, rendering, the browser): SQLite is enough.
+pytestmark = pytest.mark.sqlite_only
+
 FEED = rss([{"title": "Grève à la SNCF", "guid": "a"}])
 
 

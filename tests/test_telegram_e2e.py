@@ -18,7 +18,8 @@ FLASH = {"title": "FLASH INFO : Séisme de magnitude 5 &amp; alerte au tsunami p
 UPDATED = {**FLASH, "description": "&lt;p&gt;Nouveau bilan : magnitude 6, cinq blessés.&lt;/p&gt;"}
 
 # PTB >= 22.2 warns from inside RetryAfter() on every 429 (the channel reads the timedelta form).
-pytestmark = pytest.mark.filterwarnings("ignore:.*retry_after:telegram.warnings.PTBDeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*retry_after:telegram.warnings.PTBDeprecationWarning"),
+              pytest.mark.sqlite_only]  # the database only carries the fixtures: SQLite is enough
 
 
 @pytest.fixture
