@@ -27,13 +27,15 @@ BUNDLED = bot.templates_dir()
 TEMPLATES = frozenset({
     "email_base.html", "email_article.html", "email_alert.html", "email_alert.txt", "email_update.html",
     "email_update.txt", "email_digest.html", "email_digest.txt", "telegram_post.html",
-    "telegram_update.html", "email_footer.txt", *DIGEST_TEMPLATES,
+    "telegram_update.html", "email_footer.txt", "email_summary.html", "email_summary.txt", *DIGEST_TEMPLATES,
 })
 ALERT_MAX_CHARS = 12000  # longer articles are shown as their lead with a "read more" link
 UPDATE_LEAD_CHARS = 1200
 DIGEST_LEAD_CHARS = 280
 SUBJECT_MAX = 200
 HEADLINE_MAX = 500
+CAPTION_LIMIT = 1024  # Telegram's photo caption, in UTF-16 units after entity parsing
+PHOTO_WIDTH = 560  # the email photo's width attribute: the card's content width (640 - 2 × 24 - margins)
 _INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # bidi controls, BOM
 
 
@@ -43,6 +45,13 @@ class RenderedEmail(NamedTuple):
     subject: str
     html: str
     text: str
+
+
+class TelegramPost(NamedTuple):
+    """A channel post: its Telegram HTML, and the photo to send it as the caption of (None: a text post)."""
+
+    text: str
+    photo: str | None = None
 
 
 class _KnownNames(BaseLoader):
@@ -103,6 +112,12 @@ def _categories(value: Any) -> list[str]:
     return [c for c in (one_line(v, 100) for v in values) if c]
 
 
+def _without_image(body: str, url: str) -> str:
+    """The sanitized body without its <img> tags showing `url` (the lead photo is shown above it)."""
+    src = re.escape(str(Markup.escape(url)))
+    return re.sub(rf'<img\b[^>]*\bsrc="{src}"[^>]*>', "", body)
+
+
 def headline_of(item: Any) -> str:
     """The title without its Flash label (detect's headline when it set one)."""
     headline = one_line(_get(item, "headline", ""))
@@ -156,13 +171,17 @@ class Renderer:
         body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
         label = one_line(_get(item, "label", ""), 60)
         published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
+        image = safe_url(_get(item, "image_url"))
+        desk = _get(item, "source_origin") == "desk"  # a hand-written alert names no feed
         return {
             "headline": one_line(headline_of(item), HEADLINE_MAX),
             "label": label,
             "badge": label.upper() if label else (STRINGS[lang]["flash"] if _get(item, "is_flash") else ""),
             "link": link,
             "author": one_line(_get(item, "author", ""), 200),
-            "source": one_line(_get(item, "source_name", ""), 200),
+            "source": "" if desk else one_line(_get(item, "source_name", ""), 200),
+            "image": {"url": image, "width": PHOTO_WIDTH,
+                      "alt": one_line(_get(item, "image_alt", "") or headline_of(item), 300)} if image else None,
             "categories": _categories(_get(item, "categories", [])),
             "published": format_when(published, lang, self.tz) if published else "",
             "updated": format_when(updated, lang, self.tz) if updated else "",
@@ -198,8 +217,13 @@ class Renderer:
         view = self.item_view(item, lang)
         limit = UPDATE_LEAD_CHARS if update else ALERT_MAX_CHARS
         body, was_cut = lead_html(view["body_clean"], limit) if view["body_clean"] else ("", False)
+        body_html = body
+        if view["image"] and self.cfg.email is not None and not self.cfg.email.lead_image:
+            view["image"] = None
+        if view["image"]:  # shown under the headline: not a second time in the article
+            body_html = _without_image(body, view["image"]["url"])
         ctx = {**self._common(lang, links), "item": view, "update": update, "was_cut": was_cut,
-               "body_html": Markup(body), "body_text": to_text(body)}
+               "body_html": Markup(body_html), "body_text": to_text(body)}
         name = "email_update" if update else "email_alert"
         return self._email(name, self._subject(view, lang, update), ctx)
 
@@ -226,6 +250,33 @@ class Renderer:
                 if view["link"] else ""
             post = tg.cut(post, tg.LIMIT, tail)
         return post
+
+    def telegram_message(self, item: Any, update: bool = False, language: str | None = None,
+                         photos: bool = True) -> TelegramPost:
+        """The post, as the caption of the item's photo when it has one and the post fits a caption."""
+        post = self.telegram_post(item, update=update, language=language)
+        image = safe_url(_get(item, "image_url")) if photos else None
+        if image and tg.visible_len(post) <= CAPTION_LIMIT:
+            return TelegramPost(post, image)
+        return TelegramPost(post)
+
+    def telegram_caption(self, item: Any, update: bool = False, language: str | None = None) -> str:
+        """The post cut to a photo caption (a correction edits the caption of a photo post)."""
+        post = self.telegram_post(item, update=update, language=language)
+        if tg.visible_len(post) <= CAPTION_LIMIT:
+            return post
+        link = safe_url(_get(item, "link"))
+        tail = f'\n\n<a href="{tg.escape_attr(link)}">{tg.escape_text(link)}</a>' if link else ""
+        return tg.cut(post, CAPTION_LIMIT, tail if tg.visible_len(tail) < CAPTION_LIMIT // 2 else "")
+
+    def email_summary(self, items: list[Any], language: str | None, links: Mapping[str, str]) -> RenderedEmail:
+        """One mail of the alerts a subscriber's daily cap or quiet hours held back, newest last."""
+        lang = pick_language(language, self.cfg.bot.language)
+        views = [self.digest_view(it, lang) for it in items]
+        views.sort(key=lambda v: v["sort_key"] or datetime.min.replace(tzinfo=timezone.utc))
+        t = STRINGS[lang]
+        ctx = {**self._common(lang, links), "views": views, "count": len(views)}
+        return self._email("email_summary", t["summary_subject"].format(name=self.cfg.bot.name, count=len(views)), ctx)
 
     def email_digest(self, items: list[Any], language: str | None, links: Mapping[str, str],
                      date: date | datetime | None = None) -> RenderedEmail:

@@ -27,6 +27,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "digest_flash": "Flash Info",
         "digest_empty": "Rien de nouveau depuis la dernière lettre.",
         "other": "Autres",
+        "summary_subject": "{name} — vos alertes mises de côté ({count})",
+        "summary_title": "Les alertes arrivées pendant votre pause",
+        "summary_intro": "Vous avez choisi de ne pas être dérangé(e) à certaines heures ou au-delà d’un "
+                         "nombre d’alertes par jour. Voici les {count} alerte(s) gardée(s) pour vous.",
     },
     "en": {
         "flash": "FLASH INFO",
@@ -49,6 +53,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "digest_flash": "Breaking news",
         "digest_empty": "Nothing new since the last digest.",
         "other": "Other",
+        "summary_subject": "{name} — alerts held for you ({count})",
+        "summary_title": "Alerts that came in while you were away",
+        "summary_intro": "You asked not to be disturbed at certain hours or beyond a number of alerts "
+                         "a day. Here are the {count} alert(s) we kept for you.",
     },
 }
 LANGUAGES = tuple(STRINGS)

@@ -95,7 +95,7 @@ def source_list(engine: Engine) -> list[dict]:
             select(sources.c.id, sources.c.name, sources.c.url, sources.c.paused, sources.c.pause_reason,
                    sources.c.last_status, sources.c.last_error, sources.c.consecutive_failures,
                    sources.c.last_polled_at, sources.c.last_success_at, sources.c.next_poll_at,
-                   sources.c.websub_state).order_by(sources.c.name)).mappings()]
+                   sources.c.websub_state).where(sources.c.origin != "desk").order_by(sources.c.name)).mappings()]
 
 
 def source_categories(engine: Engine) -> list[str]:

@@ -5,15 +5,36 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import SCHEMA_VERSION, desk_log, meta, metadata
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def add_columns(conn: Connection, table, names: list[str]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns of `table` (as schema.py declares them) the database lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            ctype = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ctype}'))
+
+
+def _v2_desk_images_limits(conn: Connection) -> None:
+    """Issue #14: lead images, hand-written alerts (targets, desk_log), subscribers' caps and quiet hours."""
+    from bot.store.schema import items, subscribers
+
+    add_columns(conn, items, ["image_url", "image_alt", "targets"])
+    add_columns(conn, subscribers, ["max_per_day", "quiet_start", "quiet_end", "timezone"])
+    desk_log.create(conn, checkfirst=True)
+
+
+MIGRATIONS[2] = _v2_desk_images_limits
 
 
 def utcnow() -> datetime:
