@@ -88,15 +88,20 @@ async def approve(p: Pipeline, item_id: int) -> int | None:
     return await fan_out(p, [Event(item_id, EventKind.FLASH, "", "", True)])
 
 
-async def hand_written(p: Pipeline, draft: desk_ingest.Draft, editor: str, via: str) -> tuple[Event, int]:
+async def hand_written(p: Pipeline, draft: desk_ingest.Draft, editor: str, via: str) -> tuple[Event | None, int, int]:
     """An editor's alert from the desk: an item of the desk's source (approval, cross-source dedupe as
-    for feeds), fanned out like any alert. (event: flash, held or duplicate; rows queued)."""
+    for feeds unless forced), fanned out like any alert. (event: flash, held or duplicate — None when
+    this very draft was sent already; item id; rows queued)."""
     now = p.clock.now()
     item = desk_ingest.to_item(draft, p.cfg, now)
+    cfg = p.cfg
+    if draft.force:  # the editor saw the similar alert in the preview and sends anyway
+        cfg = cfg.model_copy(update={"flash": cfg.flash.model_copy(update={"dedupe_window_hours": 0})})
     async with p.db_lock:
-        event = await asyncio.to_thread(desk_store.store_alert, p.engine, p.cfg, item, draft.targets(), editor, via, now)
-    logs.event(log, "hand_written", item=event.item_id, kind=event.kind, editor=editor, via=via)
-    return event, await fan_out(p, [event])
+        event, item_id = await asyncio.to_thread(desk_store.store_alert, p.engine, cfg, item, draft.targets(),
+                                                 editor, via, now)
+    logs.event(log, "hand_written", item=item_id, kind=event.kind if event else "resent", editor=editor, via=via)
+    return event, item_id, (await fan_out(p, [event]) if event else 0)
 
 
 async def correct_hand_written(p: Pipeline, item_id: int, draft: desk_ingest.Draft, editor: str,

@@ -23,6 +23,7 @@ BODY_MAX = 2000  # a short text: the article follows on the site
 TOPICS_MAX = 20
 WORD_MAX = 100
 _SPLIT = re.compile(r"[,;|\n]")
+_NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Draft:
     image_alt: str | None = None
     email: bool = True
     telegram: list[str] | None = None  # chats to post to; None = every Telegram channel whose filters match
+    nonce: str | None = None  # from the preview: sending the same preview twice sends one alert
+    force: bool = False  # send even when the same story was alerted already (no cross-source dedupe)
 
     def targets(self) -> dict:
         """The channel choice stored with the item (bot.delivery.fanout reads it)."""
@@ -93,8 +96,9 @@ def to_item(d: Draft, cfg: Config, now: datetime, published: datetime | None = N
     categories = split_words(([d.category] if d.category else []) + d.topics)
     _, label, headline = classify(title, categories, Rules.from_config(cfg.flash), all_flash=True)
     summary = body_html(d.body)
+    nonce = d.nonce if d.nonce and _NONCE.fullmatch(d.nonce) else uuid.uuid4().hex
     return Item(
-        key=f"desk:{uuid.uuid4().hex}", title=title, link=d.link or None, summary_html=summary,
+        key=f"desk:{nonce}", title=title, link=d.link or None, summary_html=summary,
         categories=categories, language=d.language or cfg.bot.language,
         published_at=published or now, updated_at=now if published else None,
         content_hash=content_hash(title, summary, ""), image_url=d.image_url or None,
@@ -104,12 +108,10 @@ def to_item(d: Draft, cfg: Config, now: datetime, published: datetime | None = N
 
 def from_row(row: dict) -> Draft:
     """The draft an editor starts from when correcting a stored hand-written alert."""
-    import html as htmllib
-
     text = re.sub(r"<br\s*/?>", "\n", row.get("summary_html") or "")
     text = re.sub(r"</p>\s*<p>", "\n\n", text)
     targets = row.get("targets") or {}
-    return Draft(title=row.get("title") or "", body=htmllib.unescape(re.sub(r"<[^>]+>", "", text)),
+    return Draft(title=row.get("title") or "", body=html.unescape(re.sub(r"<[^>]+>", "", text)),
                  link=row.get("link"), topics=list(row.get("categories") or []), language=row.get("language"),
                  image_url=row.get("image_url"), image_alt=row.get("image_alt"),
                  email=targets.get("email", True), telegram=targets.get("telegram"))

@@ -16,7 +16,7 @@ from sqlalchemy.engine import RowMapping
 from bot.config import Config
 from bot.models import Event, Item
 from bot.store.db import retry_locked, utcnow
-from bot.store.items import DESK_ORIGIN, store_in
+from bot.store.items import DESK_ORIGIN, find_duplicate, store_in
 from bot.store.schema import deliveries, desk_log, items, sources
 
 DESK_NAME = "desk"
@@ -42,15 +42,27 @@ def _log(conn: Connection, item_id: int, action: str, editor: str, via: str, now
 
 
 def store_alert(engine: Engine, cfg: Config, item: Item, targets: dict, editor: str, via: str,
-                now: datetime) -> Event:
-    """Store a new hand-written alert; its Event says what it became (flash, held or duplicate)."""
-    def run() -> Event:
+                now: datetime) -> tuple[Event | None, int]:
+    """Store a new hand-written alert: (its Event: flash, held or duplicate; item id). The same key sent
+    again (a double click on one preview) stores nothing: (None, the first one's id)."""
+    def run() -> tuple[Event | None, int]:
         with engine.begin() as conn:
-            (event,) = store_in(conn, cfg, desk_source(conn), [item], now)
+            source = desk_source(conn)
+            known = conn.execute(select(items.c.id).where(items.c.source_id == source["id"], items.c.key == item.key)).scalar()
+            if known is not None:
+                return None, known
+            (event,) = store_in(conn, cfg, source, [item], now)
             conn.execute(items.update().where(items.c.id == event.item_id).values(targets=targets))
             _log(conn, event.item_id, "sent", editor, via, now)
-            return event
+            return event, event.item_id
     return retry_locked(run)
+
+
+def similar(engine: Engine, cfg: Config, ntitle: str, link: str | None, now: datetime) -> dict | None:
+    """A recent alert (from any source, the desk included) telling the same story, to warn the editor."""
+    with engine.connect() as conn:
+        row = find_duplicate(conn, cfg, -1, ntitle, now, link)
+    return dict(row) if row else None
 
 
 def store_edit(engine: Engine, cfg: Config, item_id: int, item: Item, editor: str, via: str,

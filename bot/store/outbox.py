@@ -254,11 +254,13 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
 
 
 def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
-    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count."""
-    q = (select(D.item_id, D.digest_id, items.c.title, D.channel, D.state, func.count().label("count"))
+    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count. A
+    broadcast channel's rows (no subscriber: one per Telegram chat) are counted per chat, "telegram @chat"."""
+    target = case((D.subscriber_id.is_(None), D.channel + " " + D.recipient), else_=D.channel)
+    q = (select(D.item_id, D.digest_id, items.c.title, target.label("channel"), D.state, func.count().label("count"))
          .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
-         .group_by(D.item_id, D.digest_id, items.c.title, D.channel, D.state)
-         .order_by(D.item_id.desc(), D.digest_id.desc(), D.channel, D.state))
+         .group_by(D.item_id, D.digest_id, items.c.title, target, D.state)
+         .order_by(D.item_id.desc(), D.digest_id.desc(), target, D.state))
     if since is not None:
         q = q.where(D.created_at >= since)
     if item_id is not None:
