@@ -3,6 +3,10 @@ a config aimed at them, a database, the one pipeline with an injected clock, and
 engine. Not a fixture plugin: tests build one with `Newsroom(tmp_path, ...)` and stop it."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,6 +64,7 @@ class Newsroom:
                 "telegram": tg, "delivery": {"retry_delays": [1], "max_attempts": 2}, "fetch": {"timeout": 5}}
         for name, value in sections.items():
             data[name] = {**data.get(name, {}), **value}
+        self.data = data
         self.cfg = parse_config(data, tmp_path, env={})
         self.engine = open_db(self.cfg.database_url)
         sync_sources(self.engine, self.cfg)
@@ -104,8 +109,41 @@ class Newsroom:
         """Parsed messages received for one address, in order."""
         return [m.parsed() for m in self.smtp.messages if address in m.rcpt_tos]
 
+    def write_config(self) -> Path:
+        """This newsroom's config as a config.toml (for `flashbot` in a subprocess); its path."""
+        path = self.dir / "config.toml"
+        path.write_text(toml(self.data), encoding="utf-8")
+        return path
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 60):
+        """Run `flashbot --config <ours> ARGS` in a subprocess."""
+        return subprocess.run([sys.executable, "-m", "bot", "--config", str(self.write_config()), *args], input=input,
+                              capture_output=True, text=True, timeout=timeout, cwd=self.dir,
+                              env={**os.environ, "COLUMNS": "200"})
+
     def stop(self) -> None:
         """Stop every server and close the database."""
         self.engine.dispose()
         for server in (self.feeds, self.smtp, self.telegram):
             server.stop()
+
+
+def toml(data: dict) -> str:
+    """A config dict as TOML (tables, arrays of tables, strings, numbers, booleans and lists)."""
+    def value(v) -> str:
+        return json.dumps(v, ensure_ascii=False) if not isinstance(v, bool) else str(v).lower()
+
+    lines: list[str] = []
+
+    def table(name: str, body: dict, array: bool = False) -> None:
+        lines.append(f"[[{name}]]" if array else f"[{name}]")
+        nested = {k: v for k, v in body.items() if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict))}
+        lines.extend(f"{k} = {value(v)}" for k, v in body.items() if k not in nested)
+        for k, v in nested.items():
+            for entry in (v if isinstance(v, list) else [v]):
+                table(f"{name}.{k}", entry, isinstance(v, list))
+
+    for name, body in data.items():
+        for entry in (body if isinstance(body, list) else [body]):
+            table(name, entry, isinstance(body, list))
+    return "\n".join(lines) + "\n"
