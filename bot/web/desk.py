@@ -53,7 +53,7 @@ def _draft(form: FormData) -> tuple[Draft, dict]:
     """The draft in a posted form, and the raw values to show back in the form."""
     values = {k: str(form.get(k, ""))[:4000].strip() for k in _FIELDS}
     values["body"] = str(form.get("body", ""))[:4000]
-    chats = [str(c) for c in form.getlist("chat")][:50]
+    chats = [str(c) for c in form.getlist("chat") if c][:50]
     values.update(email=form.get("email") == "1", chats=chats, editor=str(form.get("editor", ""))[:200].strip(),
                   nonce=str(form.get("nonce", ""))[:64], force=form.get("force") == "1")
     draft = Draft(title=values["title"], body=values["body"], link=values["link"] or None,
