@@ -72,10 +72,14 @@ def renderer(tmp_path):
     return make
 
 
+ARTICLE = "".join(f"<p>Paragraphe {i} : les secours ont travaillé toute la nuit dans les quartiers touchés.</p>"
+                  for i in range(60))  # an article long enough not to be an image-only mail
+
+
 def _item(**over) -> dict:
     item = {"id": 7, "title": "FLASH INFO : Séisme à Nice", "headline": "Séisme à Nice", "label": "FLASH INFO",
             "link": "https://www.exemple.fr/a", "summary_html": "",
-            "content_html": f'<p>Un séisme a frappé Nice.</p><p><img src="{PHOTO}" alt="Les secours" width="800"></p>',
+            "content_html": f'<p>Un séisme a frappé Nice.</p><p><img src="{PHOTO}" alt="Les secours" width="800"></p>{ARTICLE}',
             "categories": [], "revision": 0, "is_flash": True, "source_name": "Exemple", "image_url": PHOTO,
             "image_alt": "Les secours"}
     item.update(over)
@@ -96,6 +100,12 @@ def test_mail_shows_the_photo_under_the_headline_once_and_keeps_the_text_part(re
     assert with_photo.text == without.text  # the text part never changes
     off = renderer(email={"sender": "a@b.fr", "lead_image": False}).email_alert(_item(), "fr", LINKS)
     assert off.html.count(f'src="{PHOTO}"') == 1 and off.html.index("Un séisme") < off.html.index("<img")
+
+
+def test_no_photo_in_a_mail_with_too_little_text_for_it(renderer):
+    short = _item(content_html="<p>Un séisme a frappé Nice.</p>")
+    assert PHOTO not in renderer().email_alert(short, "fr", LINKS).html  # it would be an image-only mail
+    assert renderer().telegram_message(short).photo == PHOTO  # Telegram still shows it
 
 
 def test_alt_text_falls_back_to_the_headline(renderer):

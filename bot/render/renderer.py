@@ -1,6 +1,7 @@
 """Jinja2 rendering of alert emails, correction emails, digests and Telegram posts."""
 from __future__ import annotations
 
+import html as html_lib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -36,6 +37,9 @@ SUBJECT_MAX = 200
 HEADLINE_MAX = 500
 CAPTION_LIMIT = 1024  # Telegram's photo caption, in UTF-16 units after entity parsing
 PHOTO_WIDTH = 560  # the email photo's width attribute: the card's content width (640 - 2 × 24 - margins)
+# A mail with images and less text than this is "image-only" to spam filters (SpamAssassin's
+# HTML_IMAGE_ONLY_04…32 fire up to 3,200 bytes of words): the photo needs the text of a real article.
+PHOTO_MIN_TEXT = 3600
 _INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # bidi controls, BOM
 
 
@@ -110,6 +114,12 @@ def _when(value: Any) -> datetime | None:
 def _categories(value: Any) -> list[str]:
     values = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
     return [c for c in (one_line(v, 100) for v in values) if c]
+
+
+def visible_chars(page: str) -> int:
+    """Characters of text a reader sees in an HTML page (head, tags and repeated spaces left out)."""
+    body = re.sub(r"(?is)<head\b.*?</head>|<style\b.*?</style>", " ", page)
+    return len(" ".join(html_lib.unescape(re.sub(r"<[^>]*>", " ", body)).split()))
 
 
 def _without_image(body: str, url: str) -> str:
@@ -217,15 +227,17 @@ class Renderer:
         view = self.item_view(item, lang)
         limit = UPDATE_LEAD_CHARS if update else ALERT_MAX_CHARS
         body, was_cut = lead_html(view["body_clean"], limit) if view["body_clean"] else ("", False)
-        body_html = body
-        if view["image"] and self.cfg.email is not None and not self.cfg.email.lead_image:
-            view["image"] = None
-        if view["image"]:  # shown under the headline: not a second time in the article
-            body_html = _without_image(body, view["image"]["url"])
+        name, subject = ("email_update" if update else "email_alert"), self._subject(view, lang, update)
+        photo, view["image"] = view["image"], None
         ctx = {**self._common(lang, links), "item": view, "update": update, "was_cut": was_cut,
-               "body_html": Markup(body_html), "body_text": to_text(body)}
-        name = "email_update" if update else "email_alert"
-        return self._email(name, self._subject(view, lang, update), ctx)
+               "body_html": Markup(body), "body_text": to_text(body)}
+        bare = self._email(name, subject, ctx)
+        if photo is None or (self.cfg.email is not None and not self.cfg.email.lead_image) \
+                or visible_chars(bare.html) < PHOTO_MIN_TEXT:
+            return bare  # no photo, switched off, or too little text: no image-only mail
+        view["image"] = photo  # under the headline, and not a second time in the article
+        ctx["body_html"] = Markup(_without_image(body, photo["url"]))
+        return self._email(name, subject, ctx)
 
     def telegram_post(self, item: Any, update: bool = False, language: str | None = None) -> str:
         """The channel post: valid Telegram HTML of at most 4096 UTF-16 units after parsing."""
