@@ -79,7 +79,9 @@ async def test_preview_shows_exactly_what_will_leave(desk):
     mail = await desk.get(frame)
     assert mail.status_code == 200 and "sandbox" in mail.headers["content-security-policy"]
     assert mail.headers["x-frame-options"] == "SAMEORIGIN"
-    assert "<h1" in mail.text and f'src="{PHOTO}"' in mail.text and 'alt="Matignon"' in mail.text
+    assert "<h1" in mail.text and "Article à suivre." in mail.text
+    # A short text with a photo would be an image-only mail: the photo goes with the post only, and the page says so.
+    assert f'src="{PHOTO}"' not in mail.text and 'id="photo-not-in-mail"' in html
     assert (await desk.get(frame[:-3] + "xyz")).status_code == 404  # a forged preview link
     assert desk_store.recent(desk.engine) == []  # a preview sends nothing
 
@@ -141,14 +143,16 @@ async def test_a_correction_from_the_desk(desk):
     item_id = int(re.search(r"/admin/desk/(\d+)", sent.headers["location"]).group(1))
     page = (await desk.get(f"/admin/desk/{item_id}")).text
     assert 'value="Le Premier ministre démissionne"' in page and "Corriger l&#39;alerte" in page
-    fix = _form(csrf, title="Le Premier ministre a démissionné", editor="Luc")
+    fix = _form(csrf, title="Le Premier ministre a démissionné", editor="Jérôme « € »; \"x\"")
     preview = await desk.post(f"/admin/desk/{item_id}/preview", data=fix)
     assert "objet : Mise à jour : FLASH INFO — Le Premier ministre a démissionné" in preview.text
     done = await desk.post(f"/admin/desk/{item_id}/send", data={**fix, "fingerprint": csrf_fp(preview.text)})
     assert "notice=desk_corrected" in done.headers["location"]
     row = desk_store.get(desk.engine, item_id)
     assert (row["title"], row["revision"], [e["editor"] for e in row["log"]]) == (
-        "Le Premier ministre a démissionné", 1, ["Jeanne", "Luc"])
+        "Le Premier ministre a démissionné", 1, ["Jeanne", 'Jérôme « € »; "x"'])
+    remembered = (await desk.get("/admin/desk/new")).text  # any name survives the cookie
+    assert 'id="editor" name="editor" type="text" maxlength="200" required value="Jérôme « € »; &#34;x&#34;"' in remembered
 
 
 async def test_preferences_page_sets_the_alert_pace(desk, desk_cfg):

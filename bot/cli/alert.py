@@ -38,6 +38,9 @@ def _show(st, draft) -> None:
     if shown.email is not None:
         out.print(f"── email ({shown.language}) ── Subject: {shown.email.subject}", markup=False, highlight=False)
         out.print(shown.email.text, markup=False, highlight=False)
+        if item.image_url and item.image_url not in shown.email.html:
+            out.print("(the photo is left out of the email: too little text, it would be an image-only mail)",
+                      markup=False, highlight=False)
     for p in shown.posts:
         kind = f"photo {p.post.photo} with caption" if p.post.photo else "text post"
         out.print(f"── Telegram {p.chat} ({p.language}, {kind}) ──", markup=False, highlight=False)

@@ -214,21 +214,25 @@ class BotAPIMethods:
             result["edit_date"] = int(post.time)
         return result
 
-    def _send(self, params: dict) -> _Answer:
+    def _chat_key(self, params: dict) -> tuple[str, _Answer | None]:
         key = str(params.get("chat_id", "")).strip()
         if not key:
-            return _error(400, "Bad Request: chat_id is empty")
-        if self._chat(key) is None:
-            return _error(400, "Bad Request: chat not found")
-        msg, err = self._parse_text(params)
-        if err is not None:
-            return err
+            return key, _error(400, "Bad Request: chat_id is empty")
+        return key, (_error(400, "Bad Request: chat not found") if self._chat(key) is None else None)
+
+    def _post(self, method: str, params: dict, key: str, msg: _Message) -> _Answer:
+        """A new message in the chat (flood control permitting)."""
         limited = self._rate_limited(key)
         if limited is not None:
             return limited
         mid = self._next_id[key] = self._next_id.get(key, 0) + 1
         self._messages[(key, mid)] = msg
-        return _ok(self._record("sendMessage", params, key, mid, msg))
+        return _ok(self._record(method, params, key, mid, msg))
+
+    def _send(self, params: dict) -> _Answer:
+        key, err = self._chat_key(params)
+        msg, err = (None, err) if err else self._parse_text(params)
+        return err or self._post("sendMessage", params, key, msg)
 
     def _target(self, params: dict) -> tuple[str, int, _Message | None, _Answer | None]:
         """The message an edit names: (chat, message_id, message, None) or an error answer."""
@@ -259,11 +263,9 @@ class BotAPIMethods:
         return _ok(self._record("editMessageText", params, key, mid, msg))
 
     def _send_photo(self, params: dict) -> _Answer:
-        key = str(params.get("chat_id", "")).strip()
-        if not key:
-            return _error(400, "Bad Request: chat_id is empty")
-        if self._chat(key) is None:
-            return _error(400, "Bad Request: chat not found")
+        key, err = self._chat_key(params)
+        if err is not None:
+            return err
         photo = params.get("photo")
         if not isinstance(photo, str) or not photo.strip():
             return _error(400, "Bad Request: there is no photo in the request")
@@ -273,13 +275,8 @@ class BotAPIMethods:
         msg, err = self._parse_text(params, caption=True)
         if err is not None:
             return err
-        limited = self._rate_limited(key)
-        if limited is not None:
-            return limited
         msg.photo = photo
-        mid = self._next_id[key] = self._next_id.get(key, 0) + 1
-        self._messages[(key, mid)] = msg
-        return _ok(self._record("sendPhoto", params, key, mid, msg))
+        return self._post("sendPhoto", params, key, msg)
 
     def _edit_caption(self, params: dict) -> _Answer:
         key, mid, old, err = self._target(params)

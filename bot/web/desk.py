@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import nh3
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -86,7 +86,7 @@ def _page(w: Web, request: Request, name: str, ctx: dict, status: int = 200) -> 
 
 def _defaults(request: Request, w: Web) -> dict:
     return {**{k: "" for k in _FIELDS}, "body": "", "email": True, "chats": ["auto"], "force": False,
-            "editor": request.cookies.get(EDITOR_COOKIE, "")[:200], "language": w.cfg.bot.language,
+            "editor": unquote(request.cookies.get(EDITOR_COOKIE, "")[:2000])[:200], "language": w.cfg.bot.language,
             "nonce": secrets.token_hex(16)}
 
 
@@ -174,7 +174,8 @@ def _back(item_id: int, notice: str, **numbers: int) -> RedirectResponse:
 
 
 def _remember_editor(response: Response, w: Web, editor: str) -> Response:
-    response.set_cookie(EDITOR_COOKIE, editor, max_age=365 * 86400, path="/admin", httponly=True, samesite="strict",
+    # Percent-encoded: a header is Latin-1 and a name may hold any character (and ; or ").
+    response.set_cookie(EDITOR_COOKIE, quote(editor, safe=""), max_age=365 * 86400, path="/admin", httponly=True, samesite="strict",
                         secure=w.csrf.secure)
     return response
 

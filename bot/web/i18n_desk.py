@@ -33,6 +33,10 @@ DESK: dict[str, tuple[str, str]] = {
     "desk_preview": ("Prévisualiser", "Preview"),
     "desk_preview_title": ("Aperçu : voici exactement ce qui partira", "Preview: exactly what will leave"),
     "desk_email_preview": ("E-mail ({lang}) — objet : {subject}", "Email ({lang}) — subject: {subject}"),
+    "desk_photo_not_in_mail": ("La photo n'apparaît pas dans l'e-mail : son texte est trop court (les filtres anti-spam "
+                               "le prendraient pour un e-mail fait d'une image). Elle accompagne le message Telegram.",
+                               "The photo is left out of the email: its text is too short (spam filters would take it "
+                               "for an image-only mail). It goes with the Telegram post."),
     "desk_text_part": ("Version texte du même e-mail", "Text version of the same email"),
     "desk_post_photo": ("Telegram {chat} ({lang}) — photo avec le message en légende",
                         "Telegram {chat} ({lang}) — photo with the post as caption"),
