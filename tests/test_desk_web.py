@@ -200,3 +200,19 @@ def test_subscribers_csv_carries_the_pace(tmp_path, desk_cfg):
         "3", "23:00-07:00", "Europe/Paris")
     assert (rows["b@example.org"]["max_per_day"], rows["b@example.org"]["quiet_hours"]) == ("", "")
     engine.dispose()
+
+
+async def test_desk_pages_in_english_have_no_french_left(desk):
+    import html as htmllib
+
+    from bot.web.i18n_desk import DESK
+
+    csrf = await _login(desk)
+    preview = await desk.post("/admin/desk/preview?lang=en", data=_form(csrf))
+    await desk.post("/admin/desk/send", data=_form(csrf, fingerprint=csrf_fp(preview.text)))
+    pages = [preview.text] + [(await desk.get(u)).text for u in ("/admin/desk?lang=en", "/admin/desk/new", "/admin/desk/1")]
+    french = [fr.split("{")[0] for fr, en in DESK.values() if fr.split("{")[0] != en.split("{")[0] and len(fr) > 8]
+    for page in pages:
+        text = htmllib.unescape(page)
+        assert '<html lang="en">' in page
+        assert [f for f in french if f in text] == []
