@@ -18,6 +18,8 @@ from bot.config import parse_config
 from bot.store import open_db
 
 ADMIN_PASSWORD = "correct horse battery staple"
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+METRICS_AUTH = {"authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 class _PortZeroController(Controller):
@@ -114,7 +116,8 @@ def csrf_of(html: str) -> str:
 def make_web_config(tmp_path: Path, smtp_port: int | None = None, **web: object) -> object:
     """A validated config for web tests (email on when smtp_port is given)."""
     data: dict = {"bot": {"database": str(tmp_path / "web.db"), "public_url": "http://testserver"},
-                  "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789", **web}}
+                  "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789",
+                          "metrics_token": METRICS_TOKEN, **web}}
     if smtp_port is not None:
         data["email"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "Flashbot <alerts@example.org>",
                          "tls": "none", "timeout": 5}
