@@ -40,6 +40,7 @@ class _Handler:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.inbox.lock:
             self.inbox.messages.append(msg)
+            self.inbox.raw.append(envelope.original_content or envelope.content)
             self.inbox.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -49,6 +50,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # the bytes as received (DKIM checks need them unparsed)
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
         self.delay = 0.0  # seconds each DATA waits before "250 OK"
@@ -151,7 +153,14 @@ def web_app(web_config, web_engine):
     """The Starlette app under test."""
     from bot.web import create_app
 
-    return create_app(web_config, web_engine)
+    app = create_app(web_config, web_engine)
+    app.state.web.sleep = no_wait  # the failed-login delay is asserted where it matters, never waited for
+    return app
+
+
+async def no_wait(seconds: float) -> None:
+    """Stand-in for asyncio.sleep in the failed-login delay: yields, never waits."""
+    await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -161,6 +170,11 @@ async def web_client(web_app):
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
     await settle(web_app)
+
+
+def client_for(app, ip: str = "127.0.0.1", base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """An httpx client talking to the app in-process (ASGI) as if connecting from `ip`."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 50000)), base_url=base_url)
 
 
 async def settle(app) -> None:

@@ -30,8 +30,10 @@ def _serialize(conn: Connection, name: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:b))"), {"b": name})
 
 
-def take(engine: Engine, name: str, limit: int, window_seconds: float, now: datetime | None = None) -> int | None:
-    """Count one event unless `limit` events already fell in the window: the event's id, or None.
+def take(engine: Engine, name: str, limit: int, window_seconds: float,
+         now: datetime | None = None) -> tuple[int, int] | None:
+    """Count one event unless `limit` events already fell in the window: (event id, its rank in the
+    window, 1 to limit), or None.
 
     Atomic across threads and processes: the event is written first and counted with the rest
     inside one write transaction, and rolled back when it went over the limit.
@@ -46,10 +48,9 @@ def take(engine: Engine, name: str, limit: int, window_seconds: float, now: date
                              .where(rate_events.c.bucket == name, rate_events.c.at > since)).scalar_one()
             if n > limit:
                 tx.rollback()
-                event_id = None
     if random.random() < PRUNE_CHANCE:
         prune(engine, now=now)  # keeps the table small without a separate job
-    return event_id
+    return (event_id, n) if n <= limit else None
 
 
 def allow(engine: Engine, name: str, limit: int, window_seconds: float, now: datetime | None = None) -> bool:

@@ -63,18 +63,19 @@ def login_delay(failures: int) -> float:
     return min(LOGIN_DELAY_MAX, LOGIN_DELAY * 2 ** max(0, failures - 1))
 
 
-async def _reserve_attempt(w: Web, client: str) -> list[int] | None:
-    """Count this attempt in the per-address and the global bucket, atomically; None when either is full."""
+async def _reserve_attempt(w: Web, client: str) -> tuple[list[int], int] | None:
+    """Count this attempt in the per-address and the global bucket, atomically: (event ids, this
+    attempt's rank for the address), or None when either bucket is full."""
     mine = await w.take(w.bucket("login-ip", client), LOGIN_LIMIT, LOGIN_WINDOW)
     if mine is None:
         return None
     everyone = await w.take(w.bucket("login-all", "*"), LOGIN_GLOBAL_LIMIT, LOGIN_WINDOW)
     if everyone is None:
-        await w.db(ratelimit.give_back, w.engine, [mine])
+        await w.db(ratelimit.give_back, w.engine, [mine[0]])
         log.warning("admin login refused: %d failed logins from all addresses in %d s", LOGIN_GLOBAL_LIMIT,
                     LOGIN_WINDOW)
         return None
-    return [mine, everyone]
+    return [mine[0], everyone[0]], mine[1]
 
 
 async def login(request: Request) -> Response:
@@ -93,12 +94,12 @@ async def login(request: Request) -> Response:
     attempt = await _reserve_attempt(w, client)
     if attempt is None:
         return w.render(request, "admin/login.html", {"error": "adm_login_limited"}, status=429)
+    events, rank = attempt
     if not w.admin.check_password(str(form.get("password", ""))):
-        failures = await w.db(ratelimit.count, w.engine, w.bucket("login-ip", client), LOGIN_WINDOW)
-        log.warning("failed admin login from %s (%d in %d s)", client, failures, LOGIN_WINDOW)
-        await w.sleep(login_delay(failures))
+        log.warning("failed admin login from %s (%d in %d s)", client, rank, LOGIN_WINDOW)
+        await w.sleep(login_delay(rank))
         return w.render(request, "admin/login.html", {"error": "adm_login_wrong"}, status=401)
-    await w.db(ratelimit.give_back, w.engine, attempt)
+    await w.db(ratelimit.give_back, w.engine, events)
     sid = w.admin.new_id()
     await w.db(sessions.create, w.engine, sid, timedelta(hours=SESSION_HOURS))
     response = RedirectResponse("/admin", status_code=303)

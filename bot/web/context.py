@@ -69,8 +69,8 @@ class Web:
         async with self.limits:
             return await self.db(ratelimit.allow, self.engine, bucket, limit, window_seconds)
 
-    async def take(self, bucket: str, limit: int, window_seconds: float) -> int | None:
-        """Like allow(), returning the counted event's id (to give it back later), or None when full."""
+    async def take(self, bucket: str, limit: int, window_seconds: float) -> tuple[int, int] | None:
+        """Like allow(), returning (event id, rank in the window) to give it back later, or None when full."""
         async with self.limits:
             return await self.db(ratelimit.take, self.engine, bucket, limit, window_seconds)
 
