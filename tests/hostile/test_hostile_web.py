@@ -198,7 +198,7 @@ async def test_every_body_is_capped_while_it_streams(world, figures):
     row, _ = subs.signup(world["engine"], "p@example.org", "both", "fr", [])
     subs.add(world["engine"], ["a@example.org"])
     active = subs.by_email(world["engine"], "a@example.org")
-    confirm = tokens.make_token(key, tokens.CONFIRM, row["id"], row["confirm_nonce"])
+    confirm = tokens.make_token(key, tokens.CONFIRM, row["id"], row["token_nonce"])
     prefs = tokens.make_token(key, tokens.PREFERENCES, active["id"], active["token_nonce"])
     # Valid links, so each handler gets as far as reading the body.
     posts = ["/unsubscribe/x", "/subscribe", f"/confirm/{confirm}", "/admin/login", f"/preferences/{prefs}",
@@ -277,7 +277,7 @@ async def test_spoofed_forwarded_for_from_loopback_is_not_believed(tmp_path, smt
     async def no_wait(seconds):
         delays.append(seconds)
 
-    service._server.config.app.state.web.sleep = no_wait
+    service._server.config.app.state.pages.state.web.sleep = no_wait
     try:
         async with httpx.AsyncClient(base_url=cfg.bot.public_url, timeout=30) as c:
             signups = [await c.post("/subscribe", headers={"x-forwarded-for": f"203.0.113.{i}"},
