@@ -130,3 +130,20 @@ def test_schema_v1_database_upgrades_in_place(tmp_path):
         # A subscription made at the old guessable URL starts over at a secret one.
         assert conn.execute(text("SELECT websub_state FROM sources")).scalar_one() is None
     engine.dispose()
+
+
+@pytest.mark.parametrize("public_url, host, proxies, verdict", [
+    ("https://news.example.org", "127.0.0.1", [], "warn"),  # a proxy in front, nobody trusted
+    ("https://news.example.org", "127.0.0.1", ["127.0.0.1", "::1"], "ok"),
+    ("http://127.0.0.1:8080", "127.0.0.1", [], "ok"),  # local use
+    ("https://news.example.org", "0.0.0.0", [], "ok"),  # listening publicly: clients connect directly
+])
+def test_check_warns_behind_an_untrusted_proxy(tmp_path, public_url, host, proxies, verdict):
+    from bot.config import parse_config
+    from bot.service.checks import check_web
+
+    cfg = parse_config({"bot": {"public_url": public_url}, "web": {"host": host, "port": 0, "trusted_proxies": proxies}},
+                       tmp_path, env={})
+    part, got, detail = check_web(cfg)
+    assert (part, got) == ("web", verdict)
+    assert ("trusted_proxies" in detail) == (verdict == "warn")

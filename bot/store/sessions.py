@@ -38,9 +38,3 @@ def end(engine: Engine, session_id: str) -> bool:
     with engine.begin() as conn:
         res = conn.execute(delete(admin_sessions).where(admin_sessions.c.id == session_hash(session_id)))
     return res.rowcount == 1
-
-
-def end_all(engine: Engine) -> int:
-    """Delete every session (all operators logged out); return how many there were."""
-    with engine.begin() as conn:
-        return conn.execute(delete(admin_sessions)).rowcount
