@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fixtures_web import ADMIN_PASSWORD, csrf_of, make_web_config
+from fixtures_web import ADMIN_PASSWORD, METRICS_AUTH, csrf_of, make_web_config
 from sqlalchemy import func, select
 
 from bot.store import open_db, utcnow
@@ -256,7 +256,7 @@ async def test_healthz(tmp_path, web_config, web_engine):
 
 async def test_metrics_from_database(web_client, web_engine):
     seed(web_engine)
-    r = await web_client.get("/metrics")
+    r = await web_client.get("/metrics", headers=METRICS_AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     body = r.text
     assert 'flashbot_items{flash="true"} 2.0' in body
@@ -308,4 +308,4 @@ async def test_pages_stay_fast_with_100k_subscribers(web_client, web_engine):
         r = await web_client.get("/admin/subscribers", params=params)  # timings: make bench
         assert r.status_code == 200, params
     assert "1 résultat(s)" in (await web_client.get("/admin/subscribers", params={"q": "user99999@"})).text
-    assert (await web_client.get("/metrics")).status_code == 200
+    assert (await web_client.get("/metrics", headers=METRICS_AUTH)).status_code == 200

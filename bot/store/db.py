@@ -5,15 +5,26 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import SCHEMA_VERSION, admin_sessions, meta, metadata, signup_requests
+
+
+def _v2_web_hardening(conn: Connection) -> None:
+    """Secret WebSub callback URLs, sign-up requests, server-side admin sessions."""
+    conn.execute(text("ALTER TABLE sources ADD COLUMN websub_callback VARCHAR(64)"))
+    # Subscriptions made at the old guessable callback URL (and states a forged request could set)
+    # start over: the next renewal tick subscribes again at a secret URL.
+    conn.execute(text("UPDATE sources SET websub_state = NULL, websub_lease_until = NULL WHERE hub_url IS NOT NULL"))
+    signup_requests.create(conn, checkfirst=True)
+    admin_sessions.create(conn, checkfirst=True)
+
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening}
 
 
 def utcnow() -> datetime:
