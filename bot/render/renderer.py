@@ -153,7 +153,9 @@ class Renderer:
     def item_view(self, item: Any, lang: str) -> dict[str, Any]:
         """The template variables describing one item (all feed data cleaned or sanitized)."""
         link = safe_url(_get(item, "link"))
-        body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
+        furniture = _get(item, "furniture", ())  # blocks the feed repeats in most items (see furniture.py)
+        body = sanitize(_get(item, "content_html", ""), link, furniture) or \
+            sanitize(_get(item, "summary_html", ""), link, furniture)
         label = one_line(_get(item, "label", ""), 60)
         published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
         return {
