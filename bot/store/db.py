@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 
 from bot.store.schema import SCHEMA_VERSION, meta, metadata
@@ -14,6 +14,14 @@ from bot.store.schema import SCHEMA_VERSION, meta, metadata
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def _v2_items_furniture(conn: Connection) -> None:
+    # Blocks a feed repeats across its items (bot.render.html.furniture); older items have none.
+    conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
+
+
+MIGRATIONS[2] = _v2_items_furniture
 
 
 def utcnow() -> datetime:
