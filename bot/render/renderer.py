@@ -18,7 +18,8 @@ from markupsafe import Markup
 import bot
 from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
-from bot.render.html.plaintext import cut_words, lead, lead_html, sanitize, to_text
+from bot.render.html.chrome import Removal
+from bot.render.html.plaintext import cut_words, explain, lead, lead_html, sanitize, to_text
 from bot.render.digest import DIGEST_TEMPLATES, Digests
 from bot.render.strings import STRINGS, format_when, pick_language
 
@@ -171,6 +172,15 @@ class Renderer:
             "revision": int(_get(item, "revision", 0) or 0),
             "body_clean": body,
         }
+
+    def removed_chrome(self, item: Any) -> list[Removal]:
+        """What the item's article loses as page chrome, in order, each with its rule (preview --explain)."""
+        link = safe_url(_get(item, "link"))
+        furniture = _get(item, "furniture", ())
+        html = _get(item, "content_html", "")
+        if not sanitize(html, link, furniture):
+            html = _get(item, "summary_html", "")  # the article item_view shows
+        return explain(html, link, furniture)
 
     def digest_view(self, item: Any, lang: str) -> dict[str, Any]:
         """item_view plus the digest's short lead and sort key (the article body is dropped)."""

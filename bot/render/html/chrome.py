@@ -40,14 +40,18 @@ class Removal:
     text: str
 
 
-def _shown(node: Node | str, limit: int = 160) -> str:
+def _spaced(node: Node | str) -> str:
+    # The text as the reader sees it: blocks and line breaks apart ("Partager : Tweet", not "Partager :Tweet").
     if isinstance(node, str):
-        text = node
-    elif node.tag == "img":
-        text = f"[image {node.attrs.get('alt') or node.attrs.get('src', '')}]"
-    else:
-        text = node.text()
-    text = " ".join(text.split())
+        return node
+    if node.tag == "img":
+        return f"[image {node.attrs.get('alt') or node.attrs.get('src', '')}]"
+    inner = "".join(_spaced(c) for c in node.children)
+    return f" {inner} " if node.tag in BLOCK or node.tag == "br" else inner
+
+
+def _shown(node: Node | str, limit: int = 160) -> str:
+    text = " ".join(_spaced(node).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
