@@ -1,7 +1,7 @@
 """Page chrome removal on a parsed tree: only the site's furniture goes, each removal recorded with its rule.
 
 The signals are structural (bot.render.html.signals): widget classes, share-intent links, chrome
-labels as whole blocks, the comment area, tracking pixels, and blocks the feed repeats at the edges
+labels as whole blocks, the comment area, tracking pixels, and blocks the feed repeats at the end
 of most of its items (bot.render.html.furniture). An author's link is never removed for its host.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.render.html import signals
 from bot.render.html.dom import BLOCK, Node
-from bot.render.html.furniture import Unit, key, units
+from bot.render.html.furniture import key, units
 from bot.text import words
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 RULES = {
     "widget": "class or id of a share, related-posts, comment or newsletter widget",
     "share-intent": "links only to share-intent URLs (twitter.com/intent, facebook.com/sharer…)",
+    "sign-up": "only a newsletter sign-up button (…/subscribe, Mailchimp)",
     "label": "the whole block is a chrome label (Partager, Share, Suivez-nous, a post footer…)",
     "related": "a \"Lire aussi\" / \"Read also\" box of links",
     "comment-area": "the comment area, and everything after it",
-    "repeated": "repeated identically at the start or end of most items of this feed",
+    "repeated": "repeated identically at the end of most items of this feed",
+    "read-more": "the feed's closing \"read more\" link back to the article (the mail has its own)",
     "pixel": "tracking pixel, or an image without an absolute URL",
     "control": "navigation or form control",
 }
@@ -102,6 +104,9 @@ class _Cleaner:
         url = signals.share_block(c)
         if url:
             return Removal("share-intent", f"link to {url[:100]}", _shown(c))
+        url = signals.signup_block(c)
+        if url:
+            return Removal("sign-up", f"link to {url[:100]}", _shown(c))
         raw = c.text()
         if len(raw) > signals.MAX_FOOTER_TEXT * 2:
             return None
@@ -133,28 +138,73 @@ class _Cleaner:
 
 
 def _peel(root: Node, furniture: frozenset[str], removed: list[Removal]) -> None:
-    """Take the feed's repeated blocks off the start and the end of the article (never all of it)."""
+    """Take the feed's repeated blocks off the end of the article (never all of it).
+
+    Sites append their furniture; a line most items open with is the author's ("This release fixes
+    many security vulnerabilities."), and a repeated heading amid the text is a section of the article.
+    """
     shown = [u for u in units(root) if u.text().strip() or u.has_image()]
-    start, end = 0, len(shown)
-
-    def repeated(u: Unit) -> bool:
-        return not u.has_image() and key(u) in furniture
-
-    while end - start > 1 and repeated(shown[end - 1]):
+    end = len(shown)
+    while end > 1 and not shown[end - 1].has_image() and key(shown[end - 1]) in furniture:
         end -= 1
-    while end - start > 1 and repeated(shown[start]):
-        start += 1
-    for u in shown[:start] + shown[end:]:
-        removed.append(Removal("repeated", "in most items of the feed", _shown(u.text())))
+    for u in shown[end:]:
+        removed.append(Removal("repeated", "at the end of most items of the feed", _shown(u.text())))
         u.remove()
 
 
-def remove_chrome(root: Node, furniture: frozenset[str] = frozenset()) -> list[Removal]:
-    """Drop chrome blocks, the comment area and tracking pixels in place; return what was removed, in order."""
+def _last_link(nodes: list) -> Node | None:
+    # The link the unit ends with (nothing but spaces and punctuation after it), or None.
+    for n in reversed(nodes):
+        if isinstance(n, str):
+            if words(n):
+                return None
+            continue
+        if n.tag == "a":
+            return n
+        if n.tag in ("img", "br"):
+            continue
+        if words(n.text()) or any(k.tag == "img" for k in n.iter()):
+            return _last_link(n.children)
+    return None
+
+
+def _read_more(root: Node, article: str | None, removed: list[Removal]) -> None:
+    """The feed's closing "read more" link (Continue reading…, Läs mer », #more jumps) goes; the mail has its own."""
+    shown = [u for u in units(root) if u.text().strip() or u.has_image()]
+    link = _last_link(shown[-1].nodes) if shown else None
+    why = signals.read_more(link, article) if link is not None else None
+    if why is None:
+        return
+    last = shown[-1]
+    rest = words(last.text()).removesuffix(words(link.text())).strip()
+    # The whole closing line goes only when all of it is read-more wording ("To read this article in
+    # full, please click here"); "I'm… [read more]" keeps the author's "I'm…".
+    whole = not rest or (len(rest.split()) <= 8 and signals.READ_MORE_RE.search(rest) is not None)
+    if whole and len(shown) > 1:  # "Read more of this story at Slashdot.": the whole closing line
+        removed.append(Removal("read-more", why, _shown(last.text())))
+        last.remove()
+    elif not whole:  # "… poddar. Läs mer »": the link that closes the author's text
+        removed.append(Removal("read-more", why, _shown(link)))
+        _detach(root, link)
+
+
+def _detach(root: Node, target: Node) -> None:
+    for n in root.iter():
+        if any(c is target for c in n.children):
+            n.children = [c for c in n.children if c is not target]
+            return
+
+
+def remove_chrome(root: Node, furniture: frozenset[str] = frozenset(), article: str | None = None) -> list[Removal]:
+    """Drop chrome blocks, the comment area and tracking pixels in place; return what was removed, in order.
+
+    article: the item's own URL (a closing link back to it is the feed's "read more").
+    """
     cleaner = _Cleaner()
     cleaner.clean(root)
     if furniture:
         _peel(root, furniture, cleaner.removed)
+    _read_more(root, article, cleaner.removed)
     return cleaner.removed
 
 

@@ -1,9 +1,9 @@
 """Blocks a feed repeats identically across its items (sign-up calls, "Read more at …" lines, ad lines).
 
 At ingest, `repeated_blocks` compares the items of one feed document and gives each item the texts
-of its blocks that most items of the feed share; the item keeps that list (items.furniture). At
-render time the chrome remover takes such blocks off the start and the end of the article only:
-a repeated block amid the author's text (a section heading, a recurring quote) stays.
+of its blocks that two thirds of the feed's items share; the item keeps that list (items.furniture). At
+render time the chrome remover takes such blocks off the end of the article only: a repeated
+opening line or a block amid the author's text (a section heading, a recurring quote) stays.
 """
 from __future__ import annotations
 
@@ -77,14 +77,18 @@ def _keys(html: str) -> set[str]:
 
 
 def repeated_blocks(htmls: list[str]) -> list[list[str]]:
-    """For each item's HTML, the texts of its blocks found in at least half of the feed's items (3 or more)."""
+    """For each item's HTML, the texts of its blocks found in two thirds of the feed's items (3 or more).
+
+    What a site or platform appends is in (nearly) every item: Slashdot 15 of 15, the Guardian 54 of
+    54. An author's habitual sign-off ("With that – thanks for reading!", 4 of 8) is below that.
+    """
     sample = htmls[:MAX_ITEMS]
     if len(sample) < MIN_ITEMS:
         return [[] for _ in htmls]
     keys = [_keys(h) if h else set() for h in sample]
     counts = Counter(k for ks in keys for k in ks)
     present = sum(1 for h in sample if h)
-    need = max(MIN_ITEMS, (present + 1) // 2)
+    need = max(MIN_ITEMS, -(-2 * present // 3))
     common = {k for k, n in counts.items() if n >= need}
     found = [sorted(ks & common) for ks in keys]
     return found + [[] for _ in htmls[len(sample):]]

@@ -49,7 +49,7 @@ def explain(html: str | None, base_url: str | None = None, furniture: Iterable[s
 @lru_cache(maxsize=128)
 def _sanitize(html: str, base: str | None, furniture: frozenset[str]) -> tuple[str, tuple[Removal, ...]]:
     tree = parse(first_pass(html, base))
-    removed = remove_chrome(tree, furniture)
+    removed = remove_chrome(tree, furniture, base)
     return final_pass(serialize(tree)), tuple(removed)
 
 

@@ -26,7 +26,11 @@ SHARE_URL = re.compile(r"""^(?:[\w-]+\.)*(?:
   | feeds\.wordpress\.com/1\.0/go | feeds\.feedburner\.com/~ff/
 )""", re.X)
 # Share links a platform puts on the article's own URL (Substack's ?action=share buttons).
-SHARE_QUERY = re.compile(r"[?&](?:action=share|share=(?:twitter|facebook|linkedin|email|reddit|telegram|whatsapp|tumblr|pinterest|pocket|jetpack-whatsapp|x))(?:&|$)")
+SHARE_QUERY = re.compile(r"[?&](?:flattrss_redirect|action=share|share=(?:twitter|facebook|linkedin|email|reddit|telegram|whatsapp|tumblr|pinterest|pocket|jetpack-whatsapp|x))(?:&|$)")
+
+# Newsletter sign-up pages (Substack's /subscribe, Mailchimp forms): a button linking there is chrome.
+SIGNUP_URL = re.compile(r"(?:/subscribe|/signup|/sign-up|/newsletters?)(?:[/?#]|$)|list-manage\.com/subscribe|"
+                        r"eepurl\.com/|[?&]subscribe(?:[=&]|$)")
 
 # Class/id tokens of widgets that only ever hold chrome (WordPress, Jetpack and their plugins,
 # Substack, Ghost, share services). Matched as whole tokens or as their leading part.
@@ -51,10 +55,15 @@ _LABELS = [
     r"(poster|laisser|laissez|ajouter|publier) un commentaire", r"(leave|post) a (comment|reply)",
     r"soyez le premier a (commenter|reagir)", r"be the first to comment", r"\d* ?commentaires?",
     r"\d* ?comments?", r"reagissez", r"que pensez vous de cet article", r"wpdiscuz",
-    r"what do you think (of|about) this article", r"me notifier des", r"notify of", r"avatar",
-    r"newsletter", r"la newsletter", r"inscri(vez|ption|re) (vous )?(a|pour|aux?) .{0,80}",
-    r"abonnez vous .{0,80}", r"(subscribe|sign up) (to|for|now) ?.{0,80}", r"subscribe", r"reseaux sociaux",
-    r"suivez nous( sur .{0,60})?", r"follow us( on .{0,60})?", r"social( media| links)?",
+    r"what do you think (of|about) this article", r"me notifier des", r"notify of",
+    r"newsletter", r"la newsletter", r"inscrivez vous .{0,80}", r"abonnez vous .{0,80}",
+    r"inscri(ption|re|vez vous) (a|aux?) (la |notre |nos |notre lettre )?(newsletters?|lettre d information|alertes?)( .{0,60})?",
+    # A sign-up call names what is subscribed to ("Subscribe to Changes" is a heading of an article on
+    # CloudKit, "Sign-up!" an author's call to a meet-up); a bare sign-up button is known by its link.
+    r"sign up to receive .{0,100}",
+    r"(subscribe|sign up) (to|for) (our|the|my|this) (free )?(newsletter|blog|feed|mailing list|list|podcast|channel|"
+    r"weekly|daily|email|updates).{0,60}",
+    r"suivez nous( sur .{0,60})?", r"follow us( on .{0,60})?",
     r"partage[rz]?( (cet|l) article)?( sur .{0,40})?", r"share( this( article| post| page| story)?)?( on .{0,40})?",
     r"j aime( ceci)?( chargement)?", r"like this", r"like loading", r"give a gift subscription",
     r"the post .{1,200} appeared first on .{1,100}", r"l article .{1,200} est apparu en premier sur .{1,100}",
@@ -76,6 +85,12 @@ SHARE_WORDS = frozenset(
     "tweet tweeter twitter x facebook linkedin whatsapp email e mail telegram imprimer print pinterest "
     "reddit mastodon bluesky pocket tumblr share partager partagez sur on this cet article post page "
     "like j aime ceci with par courriel envoyer".split())
+# "Read more" wording (bot.text.words form), in the languages of the feeds seen so far.
+READ_MORE_RE = re.compile(r"\b(read|reading|continue|continuer|lire|suite|lisez|las mer|weiterlesen|mehr|leer mas|"
+                          r"leggi|lees verder|czytaj|more|whole story|full story|full article|click here|cliquez ici)\b")
+SIGNUP_WORDS = frozenset(
+    "subscribe subscribed subscription now sign up free for newsletter get join here to our the my abonnez vous "
+    "inscrivez inscription s abonner a la lettre".split())
 PIXEL_RE = re.compile(r"(pixel|beacon|track|1x1|spacer|blank|transparent|open)\.(gif|png|jpe?g)|"
                       r"/(pixel|track|tracking|beacon|open|t\.gif|b\.gif)([/?.]|$)|stats\.wp\.com|"
                       r"pixel\.wp\.com|feedburner\.com/~r/|feeds\.feedburner|doubleclick|"
@@ -139,15 +154,41 @@ def related_box(node: Node) -> bool:
     return RELATED_RE.sub("", words(link_text(node)), count=1).strip() == ""
 
 
+def _button_block(node: Node, is_target, label_words: frozenset[str]) -> str | None:
+    # Every link of the element goes to such a URL, and its text is only button wording.
+    links = [n for n in node.iter() if n.tag == "a" and n.attrs.get("href")]
+    if not links or not all(is_target(a.attrs["href"]) for a in links):
+        return None
+    rest = set(words(node.text() if node.tag == "a" else link_text(node)).split())
+    return links[0].attrs["href"] if rest <= label_words else None
+
+
 def share_block(node: Node) -> str | None:
     """The share URL when every link of the element is a share link and its other text is a share label."""
-    links = [n for n in node.iter() if n.tag == "a" and n.attrs.get("href")]
-    if not links or not all(share_url(a.attrs["href"]) for a in links):
+    return _button_block(node, share_url, SHARE_WORDS)
+
+
+def signup_block(node: Node) -> str | None:
+    """The sign-up URL when the element is only a newsletter sign-up button ("Subscribe now")."""
+    return _button_block(node, lambda h: SIGNUP_URL.search(h.lower()) is not None, SIGNUP_WORDS)
+
+
+def _page(url: str) -> str:
+    # The page a URL shows: no scheme, www., query, fragment or trailing slash (tracking tags vary).
+    bare = re.sub(r"^(?:https?:)?//(?:www\.)?", "", url.strip().lower())
+    return re.split(r"[?#]", bare, maxsplit=1)[0].rstrip("/")
+
+
+def read_more(a: Node, article: str | None) -> str | None:
+    """Why a link is the feed's "read more" link (to the article itself, or a #more jump), or None."""
+    href = a.attrs.get("href", "")
+    if not href or not READ_MORE_RE.search(words(a.text())):
         return None
-    rest = set(words(link_text(node)).split())
-    if node.tag == "a":
-        rest = set(words(node.text()).split())
-    return links[0].attrs["href"] if rest <= SHARE_WORDS else None
+    if re.search(r"#more(-\d+)?$", href):
+        return "jump link (#more)"
+    if article and _page(href) == _page(article):
+        return "link to the article itself"
+    return None
 
 
 def pixel(img: Node) -> str | None:
