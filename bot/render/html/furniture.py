@@ -17,6 +17,7 @@ from bot.text import words
 MIN_ITEMS = 3  # fewer items cannot tell a site's furniture from an author repeating a line
 MAX_ITEMS = 200  # newest entries compared; bounds the work a huge feed can cause
 MAX_HTML = 200_000  # same cut as rendering (bot.render.html.plaintext.MAX_HTML)
+TAIL_HTML = 6_000  # furniture is only taken off an article's end: the items' last characters are compared
 MAX_TEXT = 300  # longer blocks are article text even when repeated
 
 
@@ -72,7 +73,8 @@ def key(unit: Unit) -> str:
 
 
 def _keys(html: str) -> set[str]:
-    tree = parse(first_pass(html[:MAX_HTML], None))
+    # A block cut at the start of the tail gives a key nothing else has; whole blocks keep theirs.
+    tree = parse(first_pass(html[:MAX_HTML][-TAIL_HTML:], None))
     return {k for k in map(key, units(tree)) if k and len(k) <= MAX_TEXT}
 
 
