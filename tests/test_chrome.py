@@ -109,7 +109,7 @@ REMOVED = [
 @pytest.mark.parametrize("case,chrome,rule", REMOVED, ids=[c[0] for c in REMOVED])
 def test_chrome_is_removed_by_its_rule(case, chrome, rule):
     from bot.render.html.plaintext import explain, sanitize, to_text
-    removed = explain(ARTICLE + chrome, "https://site.example/a")
+    removed = explain(ARTICLE + chrome, "https://site.example/a")[1]
     assert removed and removed[0].rule == rule, removed
     clean = sanitize(ARTICLE + chrome, "https://site.example/a")
     assert clean.count("Le conseil municipal") == 2
@@ -168,7 +168,7 @@ def test_repeated_blocks_go_only_at_the_end():
     assert "Read more" not in text and "More of the story." in text
     # A repeated opening line is the author's, and so is a repeated heading amid the text.
     assert text.count("Unix") == 2 and text.startswith("Unix\n\nBody of the story")
-    rules = [(r.rule, r.text) for r in explain(html, "https://s.example/1", furniture)]
+    rules = [(r.rule, r.text) for r in explain(html, "https://s.example/1", furniture)[1]]
     assert rules == [("repeated", "Read more of this story at Slashdot.")]
     # Never the whole article, even when every block is repeated.
     assert to_text("<p>Unix</p>", None, furniture=["unix"]) == "Unix"

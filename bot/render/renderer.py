@@ -177,10 +177,9 @@ class Renderer:
         """What the item's article loses as page chrome, in order, each with its rule (preview --explain)."""
         link = safe_url(_get(item, "link"))
         furniture = _get(item, "furniture", ())
-        html = _get(item, "content_html", "")
-        if not sanitize(html, link, furniture):
-            html = _get(item, "summary_html", "")  # the article item_view shows
-        return explain(html, link, furniture)
+        clean, removed = explain(_get(item, "content_html", ""), link, furniture)
+        # item_view shows the summary when the content is empty once cleaned.
+        return removed if clean else explain(_get(item, "summary_html", ""), link, furniture)[1]
 
     def digest_view(self, item: Any, lang: str) -> dict[str, Any]:
         """item_view plus the digest's short lead and sort key (the article body is dropped)."""

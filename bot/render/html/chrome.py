@@ -24,7 +24,7 @@ RULES = {
     "label": "the whole block is a chrome label (Partager, Share, Suivez-nous, a post footer…)",
     "related": "a \"Lire aussi\" / \"Read also\" box of links",
     "comment-area": "the comment area, and everything after it",
-    "repeated": "repeated identically at the end of most items of this feed",
+    "repeated": "repeated identically at the end of two thirds of this feed's items",
     "read-more": "the feed's closing \"read more\" link back to the article (the mail has its own)",
     "pixel": "tracking pixel, or an image without an absolute URL",
     "control": "navigation or form control",
@@ -148,7 +148,7 @@ def _peel(root: Node, furniture: frozenset[str], removed: list[Removal]) -> None
     while end > 1 and not shown[end - 1].has_image() and key(shown[end - 1]) in furniture:
         end -= 1
     for u in shown[end:]:
-        removed.append(Removal("repeated", "at the end of most items of the feed", _shown(u.text())))
+        removed.append(Removal("repeated", "at the end of two thirds of the feed's items", _shown(u.text())))
         u.remove()
 
 

@@ -31,18 +31,18 @@ def sanitize(html: str | None, base_url: str | None = None, furniture: Iterable[
 
     furniture: the texts of blocks the item's feed repeats in most items (items.furniture).
     """
-    if not html or not html.strip():
-        return ""
-    clean, removed = _sanitize(html[:MAX_HTML], _base(base_url), frozenset(furniture or ()))
+    clean, removed = explain(html, base_url, furniture)
     log_removals(removed, base_url)
     return clean
 
 
-def explain(html: str | None, base_url: str | None = None, furniture: Iterable[str] = ()) -> list[Removal]:
-    """What sanitize() removes from this HTML as page chrome, in document order, with the rule for each."""
+def explain(html: str | None, base_url: str | None = None,
+            furniture: Iterable[str] = ()) -> tuple[str, list[Removal]]:
+    """sanitize()'s result and what it removed as page chrome, in document order, with the rule for each."""
     if not html or not html.strip():
-        return []
-    return list(_sanitize(html[:MAX_HTML], _base(base_url), frozenset(furniture or ()))[1])
+        return "", []
+    clean, removed = _sanitize(html[:MAX_HTML], _base(base_url), frozenset(furniture or ()))
+    return clean, list(removed)
 
 
 # Digests render the same items for every subscriber: clean each article once.
