@@ -27,6 +27,14 @@ def _v2_web_hardening(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening}
 
 
+def _v3_items_furniture(conn: Connection) -> None:
+    """Blocks a feed repeats across its items (bot.render.html.furniture); older items have none."""
+    conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
+
+
+MIGRATIONS[3] = _v3_items_furniture
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
