@@ -56,9 +56,9 @@ def test_items_store_their_furniture_and_an_older_database_upgrades(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = open_db(url)
     with engine.begin() as conn:
-        # Make it a version-1 database: no furniture column yet, one item stored by the old release.
+        # Make it a version-2 database: no furniture column yet, one item stored by the old release.
         conn.execute(text("ALTER TABLE items DROP COLUMN furniture"))
-        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
         conn.execute(text("INSERT INTO sources (id, name, url, interval, all_flash, respect_ttl, alert_on_first_poll, "
                           "origin, paused, baselined, consecutive_failures) VALUES (1, 's', 'u', 60, 0, 0, 0, 'config', 0, 0, 0)"))
         conn.execute(text("INSERT INTO items (source_id, key, title, headline, categories, content_hash, revision, "
