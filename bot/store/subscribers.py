@@ -9,11 +9,12 @@ from sqlalchemy import Engine, and_, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.i18n import available
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, items, subscribers
 
 MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
+LANGUAGES = available()  # the compiled catalogs in bot/locale; adding one needs a restart
 STATUSES = ("pending", "active", "unsubscribed", "suppressed", "deleted")
 
 

@@ -11,8 +11,8 @@ from typing import Protocol
 import aiosmtplib
 from jinja2 import Environment
 
+from bot import i18n
 from bot.config import Config, EmailConfig
-from bot.web.i18n import translator
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,16 @@ class SMTPMailer:
 def build_message(cfg: Config, env: Environment, to: str, language: str, kind: str, link: str) -> EmailMessage:
     """The confirmation ('confirm') or 'already' mail for one address, text + HTML, in its language."""
     assert cfg.email is not None
-    _ = translator(language)
+    language = i18n.pick_language(language, cfg.bot.language)
+    t = i18n.translator(language)
     name = cfg.bot.name
     hours = int(cfg.web.confirm_hours) if float(cfg.web.confirm_hours).is_integer() else cfg.web.confirm_hours
-    ctx = {"_": _, "lang": language, "kind": kind, "link": link, "name": name, "hours": hours, "email": to}
+    subject = t.gettext("mail_confirm_subject", name=name) if kind == "confirm" else \
+        t.gettext("mail_already_subject", name=name)
+    ctx = {"lang": language, "dir": i18n.direction(language), "kind": kind, "link": link, "name": name,
+           "hours": hours, "email": to, "subject": subject}
     msg = EmailMessage()
-    msg["Subject"] = _(f"mail_{kind}_subject", name=name)
+    msg["Subject"] = subject
     msg["From"] = cfg.email.sender
     msg["To"] = to
     msg["Date"] = formatdate(localtime=False)
