@@ -66,9 +66,9 @@ def build_message(cfg: Config, env: Environment, to: str, language: str, kind: s
     msg["Message-ID"] = make_msgid(domain=domain)
     # A transactional mail: mark it so vacation responders stay quiet.
     msg["Auto-Submitted"] = "auto-generated"
-    msg["Content-Language"] = language
     msg.set_content(env.get_template("confirm.txt").render(ctx))
     msg.add_alternative(env.get_template("confirm.html").render(ctx), subtype="html")
+    msg["Content-Language"] = language  # after the content: set_content drops Content-* headers set before it
     return msg
 
 
