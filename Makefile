@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 LOCALE := bot/locale
 POT    := $(LOCALE)/messages.pot
 MO     := $(patsubst %.po,%.mo,$(wildcard $(LOCALE)/*/LC_MESSAGES/messages.po))
-# axe-core (npm) for the accessibility checks of the browser test, pinned by tests/axe/package-lock.json.
-AXE    := tests/axe/node_modules/axe-core/axe.min.js
+# axe-core (npm) for the accessibility checks of the browser test, pinned by tests/axe/package-lock.json
+# (a stamp: npm gives the package's files their 1985 release mtime).
+AXE    := tests/axe/node_modules/.installed
 
 .PHONY: demo test bench soak lock test-deps clean serve messages
 
@@ -51,7 +52,7 @@ messages: $(STAMP)
 
 ## The axe-core accessibility engine for tests/test_browser_a11y.py, from the npm registry (lock file pinned).
 $(AXE): tests/axe/package.json tests/axe/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/axe --no-audit --no-fund --silent; \
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/axe --no-audit --no-fund --silent && touch $@; \
 	else echo "WARNING: npm missing; the accessibility checks will be skipped"; fi
 
 ## make test-deps: Debian's chromium (the real-browser tests), spamassassin (mail scoring) and npm (axe-core);

@@ -11,7 +11,7 @@ from babel.numbers import format_decimal
 from starlette.requests import Request
 
 from bot.i18n import Translator, direction, translator
-from bot.web.i18n import label, markup_translator
+from bot.web.i18n import label
 
 # Pause reasons written by the dashboard and the CLI: stored in English (like errors), shown translated.
 OPERATOR_REASONS = {"paused by operator": "adm_reason_operator", "paused by an operator": "adm_reason_operator"}
@@ -61,9 +61,10 @@ def notice(request: Request, lang: str) -> str:
 
 
 def helpers(lang: str, tz_name: str) -> dict:
-    """Template values for one language: `dir`, `_h`, `label`, `reason_label`, `local_time`, `decimal`, `tz_name`."""
+    """Template values for one language (`_()`, `_h()` and `ngettext()` come with the environment: bot.i18n.install):
+    `dir`, `label`, `reason_label`, `local_time`, `decimal`, `tz_name`."""
     _ = translator(lang).gettext
-    return {"dir": direction(lang), "_h": markup_translator(lang), "label": label(lang), "tz_name": tz_name,
+    return {"dir": direction(lang), "label": label(lang), "tz_name": tz_name,
             "reason_label": lambda reason: _(OPERATOR_REASONS[reason]) if reason in OPERATOR_REASONS else reason,
             "local_time": lambda when: local_time(when, lang, tz_name),
             "decimal": lambda value: decimal(value, lang)}
