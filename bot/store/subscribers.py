@@ -8,13 +8,14 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, func, insert, select, true, update
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.i18n import available
 from bot.store import signups
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, items, subscribers
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
+LANGUAGES = available()  # the compiled catalogs in bot/locale; adding one needs a restart
 STATUSES = ("pending", "active", "unsubscribed", "suppressed", "deleted")
 
 
