@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from email import message_from_bytes
+from email.policy import default
 from html.parser import HTMLParser
 
 import pytest
@@ -99,7 +101,8 @@ def _mails(lang: str, tmp_path) -> dict[str, str]:
            "update": r.email_alert(seed_item(revision=1), lang, LINKS, update=True).html,
            "digest": r.email_digest([item, seed_item(id=2, is_flash=False, label=None)], lang, LINKS, date=DAY).html}
     for kind in ("confirm", "already"):
-        msg = build_message(cfg, make_env(cfg), "reader@example.org", lang, kind, "https://news.example/c/T")
+        mail = build_message(cfg, make_env(cfg), "reader@example.org", lang, kind, "https://news.example/c/T")
+        msg = message_from_bytes(mail.data, policy=default)  # the exact bytes that are sent
         assert msg["Content-Language"] == lang
         out[kind] = msg.get_body(("html",)).get_content()
     return out
