@@ -60,6 +60,8 @@ class Item:
     content_hash: str = ""
     image_url: str | None = None  # the lead photo (absolute http(s)), see bot.ingest.images
     image_alt: str | None = None
+    # Texts of this item's blocks that most items of its feed repeat (bot.render.html.furniture).
+    furniture: list[str] = field(default_factory=list)
     # Filled by detect.
     is_flash: bool = False
     label: str | None = None  # e.g. "FLASH INFO"

@@ -147,7 +147,7 @@ PROBLEMS = [
     (dict(title="t", link="javascript:alert(1)"), ["desk_err_link"]),
     (dict(title="t", link="/relative"), ["desk_err_link"]),
     (dict(title="t", image_url="data:image/png;base64,AA"), ["desk_err_image"]),
-    (dict(title="t", language="de"), ["desk_err_language"]),
+    (dict(title="t", language="es"), ["desk_err_language"]),
     (dict(title="t", telegram=["@unknown"]), ["desk_err_chat"]),
     (dict(title="t", email=False, telegram=[]), ["desk_err_no_channel"]),
     (dict(title="t", topics=[f"t{i}" for i in range(21)]), ["desk_err_topics"]),

@@ -81,7 +81,7 @@ def test_write_preview_and_send_an_alert_from_the_desk(service):
             assert service.smtp.messages == [] and service.telegram.posts == []  # a preview sends nothing
 
             page.click("#send")
-            assert re.search(r"Alerte n° \d+ envoyée : 3 envoi\(s\) en file d'attente\.", page.inner_text("main"))
+            assert re.search(r"Alerte n° \d+ envoyée : 3 envois en file d'attente\.", page.inner_text("main"))
             assert "envoyée par Jeanne Martin (web)" in page.inner_text("#log")
         finally:
             browser.close()

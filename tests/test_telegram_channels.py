@@ -113,7 +113,7 @@ async def test_delivery_log_and_dashboard_show_each_channel(newsroom):
 CONFIG_ERRORS = [
     ({"token": "1:a"}, "telegram: give `channel` or at least one [[telegram.channels]]"),
     ({"token": "1:a", "channel": "@a", "channels": [{"chat": "@a"}]}, "the same chat is listed twice"),
-    ({"token": "1:a", "channels": [{"chat": "@a", "language": "de"}]}, "telegram.channels[0].language"),
+    ({"token": "1:a", "channels": [{"chat": "@a", "language": "es"}]}, "telegram.channels[0].language"),
     ({"token": "1:a", "channels": [{"chat": "@a", "topic": ["x"]}]}, "telegram.channels[0].topic: unknown key"),
 ]
 

@@ -60,7 +60,7 @@ def alert(ctx: typer.Context,
           link: str = typer.Option(None, "--link", help="Link to the article (http or https)."),
           category: str = typer.Option(None, "--category", help="Category (subscribers' topics and channel filters)."),
           topics: str = typer.Option("", "--topics", help="More topics, separated by commas."),
-          language: str = typer.Option(None, "--language", help="fr or en (default: [bot] language)."),
+          language: str = typer.Option(None, "--language", help="A language with a catalog, e.g. fr, en, ar, de (default: [bot] language)."),
           image: str = typer.Option(None, "--image", help="URL of a photo (http or https)."),
           image_alt: str = typer.Option(None, "--image-alt", help="Text describing the photo."),
           channel: list[str] = typer.Option(None, "--channel", help=CHANNEL_HELP),
@@ -72,7 +72,7 @@ def alert(ctx: typer.Context,
     from bot.ingest.desk import Draft, problems, split_words
     from bot.models import EventKind
     from bot.service import loop
-    from bot.web.i18n_desk import DESK
+    from bot.i18n import translator
 
     st = state(ctx)
     email, chats = _channels(channel)
@@ -81,7 +81,7 @@ def alert(ctx: typer.Context,
     wrong = problems(draft, st.config)
     if wrong:
         for key in wrong:
-            err.print(f"alert: {DESK[key][1]}", markup=False, highlight=False)
+            err.print(f"alert: {translator('en').gettext(key)}", markup=False, highlight=False)
         raise typer.Exit(2)
     if not yes:
         _show(st, draft)

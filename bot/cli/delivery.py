@@ -6,6 +6,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import err, out, state
@@ -83,8 +84,9 @@ def preview(
     ctx: typer.Context,
     item: int = typer.Argument(..., help="Item id (see the dashboard or `flashbot deliveries`)."),
     folder: Path = typer.Option(Path("preview"), "--out", help="Folder to write the files to."),
-    language: str = typer.Option(None, "--language", help="fr or en (default: bot.language)."),
+    language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: bot.language)."),
     update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
+    explain: bool = typer.Option(False, "--explain", help="Also list what was removed from the article as page chrome, and why."),
 ) -> None:
     """Write the alert email (HTML, text, full .eml) and the Telegram post to files and print their paths."""
     from bot import tokens
@@ -94,9 +96,11 @@ def preview(
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
+    from bot.i18n import available
+
     lang = language or cfg.bot.language
-    if lang not in ("fr", "en"):
-        err.print(f"--language: expected fr or en, got {lang!r}", markup=False)
+    if lang not in available():
+        err.print(f"--language: expected one of {', '.join(available())}, got {lang!r}", markup=False)
         raise typer.Exit(2)
     with engine.connect() as conn:
         row = outbox.load_item(conn, item)
@@ -112,7 +116,7 @@ def preview(
     email = composer.email(fake, row)
     links = {p: tokens.link(cfg.bot.public_url, p, "PREVIEW") for p in (tokens.UNSUBSCRIBE, tokens.PREFERENCES)}
     rendered = renderer.email_alert(row, lang, links, update=update)
-    post = renderer.telegram_post(row, update=update)
+    post = renderer.telegram_post(row, update=update, language=cfg.telegram.language if cfg.telegram else None)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"item-{item}-{kind}-{lang}"
     files = {
@@ -124,6 +128,25 @@ def preview(
     for path, data in files.items():
         path.write_bytes(data)
         out.print(str(path), highlight=False, soft_wrap=True)
+    if explain:
+        _explain(item, renderer.removed_chrome(row))
+
+
+def _explain(item: int, removed: list) -> None:
+    """The blocks the article lost as page chrome, each with the rule and the signal that removed it."""
+    from bot.render.html.chrome import RULES
+
+    if not removed:
+        out.print(f"item #{item}: nothing was removed from the article as page chrome", highlight=False)
+        return
+    table = Table(title=f"Removed from item #{item} as page chrome ({len(removed)} blocks)")
+    for col in ("#", "rule", "signal", "what the reader would have seen"):
+        table.add_column(col, overflow="fold")
+    for n, r in enumerate(removed, 1):
+        table.add_row(str(n), r.rule, escape(r.why), escape(r.text) or "—")  # feed text is never markup
+    out.print(table)
+    for rule in dict.fromkeys(r.rule for r in removed):
+        out.print(f"  {rule}: {RULES[rule]}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from bot.config import Config
 from bot.delivery.fanout import telegram_chats
 from bot.models import Item
 from bot.render.renderer import RenderedEmail, Renderer, TelegramPost
-from bot.render.strings import pick_language
+from bot.i18n import pick_language
 from bot.store.desk import DESK_NAME
 
 PREVIEW_TOKEN = "apercu"  # stands for each subscriber's own token in the links of the email preview
@@ -53,7 +53,7 @@ def build(cfg: Config, renderer: Renderer, row: dict, targets: dict, update: boo
         email = renderer.email_alert(row, lang, links, update=update)
     posts = []
     if cfg.telegram is not None:
-        languages = {t.chat: t.language or cfg.bot.language for t in cfg.telegram.targets()}
+        languages = {t.chat: t.language or cfg.telegram.language or cfg.bot.language for t in cfg.telegram.targets()}
         for chat in chats if chats is not None else telegram_chats(cfg, row, targets.get("telegram")):
             post = renderer.telegram_message(row, update=update, language=languages.get(chat, cfg.bot.language),
                                              photos=cfg.telegram.photos and not update)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.config import Config
+from bot.i18n import available
 from bot.ingest.detect import Rules, classify
 from bot.ingest.images import photo_url
 from bot.ingest.parse import content_hash
@@ -60,7 +61,7 @@ def split_words(text: str | list[str] | None) -> list[str]:
 
 
 def problems(d: Draft, cfg: Config) -> list[str]:
-    """What is wrong with a draft, as message keys (bot.web.i18n_desk words them); [] when it can go."""
+    """What is wrong with a draft, as message keys (the catalogs word them); [] when it can go."""
     errors = []
     if not " ".join(d.title.split()):
         errors.append("desk_err_title")
@@ -72,7 +73,7 @@ def problems(d: Draft, cfg: Config) -> list[str]:
         errors.append("desk_err_link")
     if d.image_url and photo_url(d.image_url) is None:
         errors.append("desk_err_image")
-    if d.language not in (None, "fr", "en"):
+    if d.language is not None and d.language not in available():
         errors.append("desk_err_language")
     if len(d.topics) > TOPICS_MAX:
         errors.append("desk_err_topics")

@@ -12,7 +12,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from bot.render.html.chrome import PIXEL_RE
+from bot.render.html.signals import PIXEL_RE
 
 MIN_SIDE = 200  # pixels: smaller stated images are pixels, icons or buttons
 MAX_URL = 2000

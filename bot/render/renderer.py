@@ -17,11 +17,13 @@ from jinja2 import (BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Str
 from markupsafe import Markup
 
 import bot
+from bot import i18n
 from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
-from bot.render.html.plaintext import cut_words, lead, lead_html, sanitize, to_text
+from bot.render.html.chrome import Removal
+from bot.render.html.images import limit_images
+from bot.render.html.plaintext import cut_words, explain, lead, lead_html, sanitize, to_text
 from bot.render.digest import DIGEST_TEMPLATES, Digests
-from bot.render.strings import STRINGS, format_when, pick_language
 
 BUNDLED = bot.templates_dir()
 # The only names ever rendered or included: a template name never comes from outside.
@@ -41,6 +43,20 @@ PHOTO_WIDTH = 560  # the email photo's width attribute: the card's content width
 # HTML_IMAGE_ONLY_04…32 fire up to 3,200 bytes of words): the photo needs the text of a real article.
 PHOTO_MIN_TEXT = 3600
 _INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # bidi controls, BOM
+
+
+class Strings:
+    """`t.key` / `t["key"]` in templates written before the catalogs: the same as `_("key")`."""
+
+    def __init__(self, lang: str) -> None:
+        self._t = i18n.translator(lang)
+
+    def __getattr__(self, key: str) -> str:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self._t.gettext(key)
+
+    __getitem__ = __getattr__
 
 
 class RenderedEmail(NamedTuple):
@@ -145,6 +161,7 @@ class Renderer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.tz = ZoneInfo(cfg.bot.timezone)
+        self.images = cfg.email.remote_images if cfg.email else "keep"  # [email] remote_images
         loaders = []
         if cfg.bot.templates:
             folder = cfg.resolve(cfg.bot.templates)
@@ -156,6 +173,7 @@ class Renderer:
             loader=_KnownNames(ChoiceLoader(loaders)), undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        i18n.install(self.env)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
         overridden = folder_names(cfg.resolve(cfg.bot.templates)) if cfg.bot.templates else set()
         # Overridden digest templates may not have the shape the fragment path relies on.
@@ -167,7 +185,10 @@ class Renderer:
 
     # --- views -------------------------------------------------------------------------------
     def _common(self, lang: str, links: Mapping[str, str] | None) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"t": STRINGS[lang], "lang": lang, "bot_name": self.cfg.bot.name}
+        rtl = i18n.direction(lang) == "rtl"
+        ctx: dict[str, Any] = {"t": Strings(lang), "lang": lang, "dir": "rtl" if rtl else "ltr", "bot_name": self.cfg.bot.name,
+                               # mail clients know few logical CSS properties: the sides are chosen here
+                               "start": "right" if rtl else "left", "end": "left" if rtl else "right"}
         if links is not None:
             missing = [k for k in ("unsubscribe", "preferences") if not links.get(k)]
             if missing:
@@ -178,7 +199,10 @@ class Renderer:
     def item_view(self, item: Any, lang: str) -> dict[str, Any]:
         """The template variables describing one item (all feed data cleaned or sanitized)."""
         link = safe_url(_get(item, "link"))
-        body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
+        furniture = _get(item, "furniture", ())  # blocks the feed repeats in most items (see furniture.py)
+        body = sanitize(_get(item, "content_html", ""), link, furniture) or \
+            sanitize(_get(item, "summary_html", ""), link, furniture)
+        body = limit_images(body, self.images)
         label = one_line(_get(item, "label", ""), 60)
         published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
         image = safe_url(_get(item, "image_url"))
@@ -186,18 +210,26 @@ class Renderer:
         return {
             "headline": one_line(headline_of(item), HEADLINE_MAX),
             "label": label,
-            "badge": label.upper() if label else (STRINGS[lang]["flash"] if _get(item, "is_flash") else ""),
+            "badge": label.upper() if label else (i18n.translator(lang).gettext("flash") if _get(item, "is_flash") else ""),
             "link": link,
             "author": one_line(_get(item, "author", ""), 200),
             "source": "" if desk else one_line(_get(item, "source_name", ""), 200),
             "image": {"url": image, "width": PHOTO_WIDTH,
                       "alt": one_line(_get(item, "image_alt", "") or headline_of(item), 300)} if image else None,
             "categories": _categories(_get(item, "categories", [])),
-            "published": format_when(published, lang, self.tz) if published else "",
-            "updated": format_when(updated, lang, self.tz) if updated else "",
+            "published": i18n.format_when(published, lang, self.tz) if published else "",
+            "updated": i18n.format_when(updated, lang, self.tz) if updated else "",
             "revision": int(_get(item, "revision", 0) or 0),
             "body_clean": body,
         }
+
+    def removed_chrome(self, item: Any) -> list[Removal]:
+        """What the item's article loses as page chrome, in order, each with its rule (preview --explain)."""
+        link = safe_url(_get(item, "link"))
+        furniture = _get(item, "furniture", ())
+        clean, removed = explain(_get(item, "content_html", ""), link, furniture)
+        # item_view shows the summary when the content is empty once cleaned.
+        return removed if clean else explain(_get(item, "summary_html", ""), link, furniture)[1]
 
     def digest_view(self, item: Any, lang: str) -> dict[str, Any]:
         """item_view plus the digest's short lead and sort key (the article body is dropped)."""
@@ -209,7 +241,7 @@ class Renderer:
     def _subject(self, view: dict[str, Any], lang: str, update: bool) -> str:
         subject = " — ".join(x for x in (view["badge"], view["headline"]) if x) or self.cfg.bot.name
         if update:
-            subject = f"{STRINGS[lang]['update_prefix']} {subject}"
+            subject = f"{i18n.translator(lang).gettext('update_prefix')} {subject}"
         return one_line(subject, SUBJECT_MAX)
 
     def _email(self, name: str, subject: str, ctx: dict[str, Any]) -> RenderedEmail:
@@ -223,7 +255,7 @@ class Renderer:
     def email_alert(self, item: Any, language: str | None, links: Mapping[str, str],
                     update: bool = False) -> RenderedEmail:
         """The alert email (or, with update=True, the short correction email) for one item."""
-        lang = pick_language(language, self.cfg.bot.language)
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         view = self.item_view(item, lang)
         limit = UPDATE_LEAD_CHARS if update else ALERT_MAX_CHARS
         body, was_cut = lead_html(view["body_clean"], limit) if view["body_clean"] else ("", False)
@@ -240,8 +272,8 @@ class Renderer:
         return self._email(name, subject, ctx)
 
     def telegram_post(self, item: Any, update: bool = False, language: str | None = None) -> str:
-        """The channel post: valid Telegram HTML of at most 4096 UTF-16 units after parsing."""
-        lang = pick_language(language, self.cfg.bot.language)
+        """The channel post (in `language`, else [bot] language): valid Telegram HTML of at most 4096 UTF-16 units."""
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         view = self.item_view(item, lang)
         template = self.env.get_template("telegram_update.html" if update else "telegram_post.html")
         body = tg.from_html(view["body_clean"])
@@ -283,17 +315,18 @@ class Renderer:
 
     def email_summary(self, items: list[Any], language: str | None, links: Mapping[str, str]) -> RenderedEmail:
         """One mail of the alerts a subscriber's daily cap or quiet hours held back, newest last."""
-        lang = pick_language(language, self.cfg.bot.language)
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         views = [self.digest_view(it, lang) for it in items]
         views.sort(key=lambda v: v["sort_key"] or datetime.min.replace(tzinfo=timezone.utc))
-        t = STRINGS[lang]
         ctx = {**self._common(lang, links), "views": views, "count": len(views)}
-        return self._email("email_summary", t["summary_subject"].format(name=self.cfg.bot.name, count=len(views)), ctx)
+        subject = i18n.translator(lang).ngettext("summary_subject", "summary_subject_plural", len(views),
+                                                 name=self.cfg.bot.name)
+        return self._email("email_summary", subject, ctx)
 
     def email_digest(self, items: list[Any], language: str | None, links: Mapping[str, str],
                      date: date | datetime | None = None) -> RenderedEmail:
         """The daily digest: Flash Info first, then the rest grouped by category/source."""
-        lang = pick_language(language, self.cfg.bot.language)
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         day = date.astimezone(self.tz).date() if isinstance(date, datetime) else date
         subject, html, text = self.digests.render(list(items), lang, self._common(lang, links)["links"],
                                                   day or datetime.now(self.tz).date())

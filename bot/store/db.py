@@ -8,12 +8,32 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, desk_log, meta, metadata
+from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
+                              subscribers)
+
+
+def _v2_web_hardening(conn: Connection) -> None:
+    """Secret WebSub callback URLs, sign-up requests, server-side admin sessions."""
+    conn.execute(text("ALTER TABLE sources ADD COLUMN websub_callback VARCHAR(64)"))
+    # Subscriptions made at the old guessable callback URL (and states a forged request could set)
+    # start over: the next renewal tick subscribes again at a secret URL.
+    conn.execute(text("UPDATE sources SET websub_state = NULL, websub_lease_until = NULL WHERE hub_url IS NOT NULL"))
+    signup_requests.create(conn, checkfirst=True)
+    admin_sessions.create(conn, checkfirst=True)
+
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening}
+
+
+def _v3_items_furniture(conn: Connection) -> None:
+    """Blocks a feed repeats across its items (bot.render.html.furniture); older items have none."""
+    conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
+
+
+MIGRATIONS[3] = _v3_items_furniture
 
 
 def add_columns(conn: Connection, table, names: list[str]) -> None:
@@ -25,16 +45,14 @@ def add_columns(conn: Connection, table, names: list[str]) -> None:
             conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ctype}'))
 
 
-def _v2_desk_images_limits(conn: Connection) -> None:
+def _v4_desk_images_limits(conn: Connection) -> None:
     """Issue #14: lead images, hand-written alerts (targets, desk_log), subscribers' caps and quiet hours."""
-    from bot.store.schema import items, subscribers
-
     add_columns(conn, items, ["image_url", "image_alt", "targets"])
     add_columns(conn, subscribers, ["max_per_day", "quiet_start", "quiet_end", "timezone"])
     desk_log.create(conn, checkfirst=True)
 
 
-MIGRATIONS[2] = _v2_desk_images_limits
+MIGRATIONS[4] = _v4_desk_images_limits
 
 
 def utcnow() -> datetime:

@@ -32,6 +32,7 @@ def _values(item: Item) -> dict:
         "author": item.author, "language": item.language, "published_at": item.published_at,
         "updated_at": item.updated_at, "content_hash": item.content_hash,
         "norm_title": norm_title(item.headline or item.title), "image_url": item.image_url, "image_alt": item.image_alt,
+        "furniture": list(item.furniture),
     }
 
 

@@ -6,15 +6,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, and_, func, insert, select, true, update
-from sqlalchemy.exc import IntegrityError
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.i18n import available
+from bot.store import signups
 from bot.store.db import utcnow
 from bot.store.limits import LIMIT_COLUMNS
 from bot.store.schema import deliveries, items, subscribers
+from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
+LANGUAGES = available()  # the compiled catalogs in bot/locale; adding one needs a restart
 STATUSES = ("pending", "active", "unsubscribed", "suppressed", "deleted")
 
 
@@ -37,54 +39,6 @@ def get(engine: Engine, subscriber_id: int) -> dict | None:
 def by_email(engine: Engine, email: str) -> dict | None:
     """The subscriber with this (normalized) address, or None."""
     return _one(engine, subscribers.c.email == email.strip().lower())
-
-
-def signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-           now: datetime | None = None) -> tuple[dict, str]:
-    """Record a web sign-up; return (row, outcome) with outcome new|pending|unsubscribed|active|suppressed.
-
-    Only new/pending/unsubscribed rows get the submitted preferences (they still need the
-    confirmation click); an active or suppressed subscriber is left exactly as it was.
-    """
-    now = now or utcnow()
-    try:
-        return _signup(engine, email, mode, language, topics, now)
-    except IntegrityError:
-        # Two sign-ups of one new address at the same moment: the other one inserted it first,
-        # so this one now finds the row (a pending sign-up, not a crash).
-        return _signup(engine, email, mode, language, topics, now)
-
-
-def _signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-            now: datetime) -> tuple[dict, str]:
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
-        if row is None:
-            values = dict(email=email, status="pending", mode=mode, language=language, topics=topics,
-                          origin="web", token_nonce=new_nonce(), created_at=now)
-            sid = conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
-            return {**values, "id": sid, "bounces": 0}, "new"
-        row = dict(row)
-        if row["status"] in ("pending", "unsubscribed"):
-            conn.execute(update(subscribers).where(subscribers.c.id == row["id"])
-                         .values(mode=mode, language=language, topics=topics))
-            row.update(mode=mode, language=language, topics=topics)
-        return row, row["status"]
-
-
-def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None = None) -> str | None:
-    """Activate a pending/unsubscribed subscriber: 'confirmed', 'already' (active), or None (stale)."""
-    now = now or utcnow()
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers.c.status, subscribers.c.token_nonce)
-                           .where(subscribers.c.id == subscriber_id)).first()
-        if row is None or row.token_nonce != nonce or row.status in ("deleted", "suppressed"):
-            return None
-        if row.status == "active":
-            return "already"
-        conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                     .values(status="active", confirmed_at=now, unsubscribed_at=None))
-        return "confirmed"
 
 
 def _cancel_deliveries(conn, subscriber_id: int) -> int:
@@ -116,6 +70,7 @@ def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
         conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                      .values(status="unsubscribed", unsubscribed_at=now, token_nonce=new_nonce()))
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # confirmation links mailed before no longer re-subscribe
         return "unsubscribed"
 
 
@@ -141,6 +96,7 @@ def erase(engine: Engine, subscriber_id: int, now: datetime | None = None) -> bo
         if res.rowcount != 1:
             return False
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # their topics are personal data too
         # Error texts may quote the address; the recipient column is made anonymous but unique.
         conn.execute(update(deliveries).where(deliveries.c.subscriber_id == subscriber_id)
                      .values(recipient=f"deleted:{subscriber_id}", last_error=None))
@@ -160,7 +116,8 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
             .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id))
             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id)).mappings().all()
     row.pop("token_nonce", None)
-    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows]}
+    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows],
+            "signups": [_jsonable(r) for r in signups.requests_of(engine, subscriber_id)]}
 
 
 def _jsonable(d: dict) -> dict:

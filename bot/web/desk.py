@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from bot import pipeline
+from bot import i18n, pipeline
 from bot.delivery import preview as previews
 from bot.ingest.desk import Draft, from_row, problems, split_words, to_item
 from bot.models import EventKind
@@ -26,7 +26,6 @@ from bot.render.renderer import Renderer
 from bot.store import dashboard, utcnow
 from bot.store import desk as desk_store
 from bot.text import norm_title
-from bot.web import i18n_desk  # noqa: F401 - registers the desk's strings
 from bot.web.admin import protected
 from bot.web.context import Web, web
 
@@ -76,8 +75,9 @@ def _signer(w: Web) -> URLSafeTimedSerializer:
 
 
 def _page(w: Web, request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:
-    base = {"categories": [], "languages": ("fr", "en"),
-            "chats": [(t.chat, t.language or w.cfg.bot.language) for t in w.cfg.telegram.targets()] if w.cfg.telegram else [],
+    base = {"categories": [], "languages": i18n.available(),
+            "chats": [(t.chat, t.language or w.cfg.telegram.language or w.cfg.bot.language)
+                      for t in w.cfg.telegram.targets()] if w.cfg.telegram else [],
             "email_on": w.cfg.email is not None}
     response = w.render(request, f"admin/{name}", {**base, **ctx}, status=status)
     response.headers["content-security-policy"] = PAGE_CSP
@@ -251,7 +251,7 @@ def routes() -> list[Route]:
         Route("/admin/desk/preview", preview, methods=["POST"]),
         Route("/admin/desk/send", send, methods=["POST"]),
         Route("/admin/desk/mail", mail_preview, methods=["GET"]),
-        Route("/admin/desk/{id:int}", show, methods=["GET"]),
-        Route("/admin/desk/{id:int}/preview", correct_preview, methods=["POST"]),
-        Route("/admin/desk/{id:int}/send", correct, methods=["POST"]),
+        Route("/admin/desk/{id:rowid}", show, methods=["GET"]),
+        Route("/admin/desk/{id:rowid}/preview", correct_preview, methods=["POST"]),
+        Route("/admin/desk/{id:rowid}/send", correct, methods=["POST"]),
     ]

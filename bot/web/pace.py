@@ -6,7 +6,6 @@ from starlette.datastructures import FormData
 
 from bot.delivery import quiet
 from bot.store import limits
-from bot.web import i18n_desk  # noqa: F401 - registers the pace strings
 from bot.web.context import Web
 
 

@@ -189,9 +189,10 @@ async def test_dashboard_pages_over_the_hostile_database_inject_nothing(world, f
     import httpx
 
     from bot.web import create_app
-    from fixtures_web import ADMIN_PASSWORD, csrf_of
+    from fixtures_web import ADMIN_PASSWORD, METRICS_AUTH, METRICS_TOKEN, csrf_of
 
-    cfg = world["cfg"].model_copy(update={"web": world["cfg"].web.model_copy(update={"admin_password": ADMIN_PASSWORD})})
+    web_cfg = world["cfg"].web.model_copy(update={"admin_password": ADMIN_PASSWORD, "metrics_token": METRICS_TOKEN})
+    cfg = world["cfg"].model_copy(update={"web": web_cfg})
     app = create_app(cfg, world["engine"])
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     # public_url is https: the session cookie is Secure, so talk to the app as that origin.
@@ -201,7 +202,7 @@ async def test_dashboard_pages_over_the_hostile_database_inject_nothing(world, f
         assert r.status_code == 303
         bad = {}
         for url in ("/admin", "/admin/sources", "/admin/failures", "/admin/subscribers", "/metrics"):
-            resp = await client.get(url)
+            resp = await client.get(url, headers=METRICS_AUTH if url == "/metrics" else None)
             assert resp.status_code == 200, url
             problems = [p for p in html_problems(resp.text) if p not in APP_CHROME]
             assert leaked_secret(resp.text, SECRET_MARKERS) is None

@@ -91,7 +91,8 @@ class TelegramChannel:
         self._bot: Bot | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
-        self.languages = {t.chat.strip(): t.language for t in cfg.targets()}
+        # A chat's own language, else [telegram] language (None: the renderer's [bot] language).
+        self.languages = {t.chat.strip(): t.language or cfg.language for t in cfg.targets()}
         _guard_logs(cfg.token)
 
     def compose(self, composer, row: dict, item: dict, original: str | None) -> Outgoing:
