@@ -52,21 +52,36 @@ def test_real_feed_furniture_is_found(tmp_path):
     assert all("read more of this story at slashdot" in i.furniture for i in result.items)
 
 
+# What schema step 4 (issue #14) adds, absent from a database an older release created.
+STEP4_DROPS = (
+    "ALTER TABLE items DROP COLUMN image_url",
+    "ALTER TABLE items DROP COLUMN image_alt",
+    "ALTER TABLE items DROP COLUMN targets",
+    "ALTER TABLE subscribers DROP COLUMN max_per_day",
+    "ALTER TABLE subscribers DROP COLUMN quiet_start",
+    "ALTER TABLE subscribers DROP COLUMN quiet_end",
+    "ALTER TABLE subscribers DROP COLUMN timezone",
+    "DROP TABLE desk_log",
+)
+
+
 def test_items_store_their_furniture_and_an_older_database_upgrades(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = open_db(url)
     with engine.begin() as conn:
         # Make it a version-2 database: no furniture column yet, one item stored by the old release.
         conn.execute(text("ALTER TABLE items DROP COLUMN furniture"))
+        for step4 in STEP4_DROPS:  # added by a later step (4)
+            conn.execute(text(step4))
         conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
         conn.execute(text("INSERT INTO sources (id, name, url, interval, all_flash, respect_ttl, alert_on_first_poll, "
                           "origin, paused, baselined, consecutive_failures) VALUES (1, 's', 'u', 60, 0, 0, 0, 'config', 0, 0, 0)"))
         conn.execute(text("INSERT INTO items (source_id, key, title, headline, categories, content_hash, revision, "
                           "is_flash, baseline, alert_state, also_sources, norm_title) "
                           "VALUES (1, 'k', 't', 't', '[]', 'h', 0, 0, 0, 'none', '[]', 't')"))
-    assert migrate(engine) == SCHEMA_VERSION == 3
+    assert migrate(engine) == SCHEMA_VERSION == 4
     with engine.begin() as conn:
-        assert schema_version(conn) == 3
+        assert schema_version(conn) == 4
         assert conn.execute(select(items.c.furniture)).scalar_one() == []
         conn.execute(items.update().values(furniture=["read more"]))
         assert conn.execute(select(items.c.furniture)).scalar_one() == ["read more"]

@@ -118,6 +118,11 @@ def test_schema_v1_database_upgrades_in_place(tmp_path):
         conn.execute(text("DROP TABLE admin_sessions"))
         conn.execute(text("ALTER TABLE sources DROP COLUMN websub_callback"))
         conn.execute(text("ALTER TABLE items DROP COLUMN furniture"))  # added by a later step (3)
+        for step4 in ("ALTER TABLE items DROP COLUMN image_url", "ALTER TABLE items DROP COLUMN image_alt",
+                      "ALTER TABLE items DROP COLUMN targets", "ALTER TABLE subscribers DROP COLUMN max_per_day",
+                      "ALTER TABLE subscribers DROP COLUMN quiet_start", "ALTER TABLE subscribers DROP COLUMN quiet_end",
+                      "ALTER TABLE subscribers DROP COLUMN timezone", "DROP TABLE desk_log"):  # later step (4)
+            conn.execute(text(step4))
         conn.execute(text("INSERT INTO sources (name, url, interval, all_flash, respect_ttl, alert_on_first_poll, "
                           "origin, paused, baselined, consecutive_failures, hub_url, topic_url, websub_state) "
                           "VALUES ('s', 'http://x', 60, 0, 0, 0, 'config', 0, 1, 0, 'http://hub', 'http://t', 'active')"))

@@ -5,10 +5,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, admin_sessions, meta, metadata, signup_requests
+from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
+                              subscribers)
 
 
 def _v2_web_hardening(conn: Connection) -> None:
@@ -33,6 +34,25 @@ def _v3_items_furniture(conn: Connection) -> None:
 
 
 MIGRATIONS[3] = _v3_items_furniture
+
+
+def add_columns(conn: Connection, table, names: list[str]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns of `table` (as schema.py declares them) the database lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            ctype = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ctype}'))
+
+
+def _v4_desk_images_limits(conn: Connection) -> None:
+    """Issue #14: lead images, hand-written alerts (targets, desk_log), subscribers' caps and quiet hours."""
+    add_columns(conn, items, ["image_url", "image_alt", "targets"])
+    add_columns(conn, subscribers, ["max_per_day", "quiet_start", "quiet_end", "timezone"])
+    desk_log.create(conn, checkfirst=True)
+
+
+MIGRATIONS[4] = _v4_desk_images_limits
 
 
 def utcnow() -> datetime:

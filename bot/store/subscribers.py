@@ -11,6 +11,7 @@ from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # n
 from bot.i18n import available
 from bot.store import signups
 from bot.store.db import utcnow
+from bot.store.limits import LIMIT_COLUMNS
 from bot.store.schema import deliveries, items, subscribers
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
@@ -148,7 +149,8 @@ def insert_many(engine: Engine, records: Sequence[dict], origin: str = "import")
     now = utcnow()
     rows = [dict(email=r["email"], status="active", mode=r.get("mode") or "both",
                  language=r.get("language") or "fr", topics=r.get("topics") or [], origin=origin,
-                 bounces=0, token_nonce=new_nonce(), created_at=now, confirmed_at=now) for r in records]
+                 bounces=0, token_nonce=new_nonce(), created_at=now, confirmed_at=now,
+                 **{k: r.get(k) for k in LIMIT_COLUMNS}) for r in records]
     stmt = _insert_ignore(engine)
     with engine.begin() as conn:
         before = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
