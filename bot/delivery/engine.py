@@ -20,9 +20,9 @@ from bot.config import Config
 from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
-from bot.models import ClaimedRow, DeliveryState, Outcome
+from bot.models import FINAL_STATES, NO_PROGRESS, ClaimedRow, DeliveryState, Outcome, Progress
 from bot.store import channels as channel_store
-from bot.store import outbox, retry_locked
+from bot.store import outbox, reports, retry_locked
 from bot.store.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class DeliveryEngine:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._stats: Counter = Counter()
+        self._progress: Progress = NO_PROGRESS
         # (item, channel) → lowest item revision any original alert was rendered at by this engine: a
         # correction for a revision every original already showed is pointless.
         self._rendered_rev: dict[tuple[int, str], int] = {}
@@ -74,13 +75,18 @@ class DeliveryEngine:
         if self._wake is not None:
             self._wake.set()
 
-    async def run_due(self, horizon: float = 0.0, stop: asyncio.Event | None = None) -> dict:
+    async def run_due(self, horizon: float = 0.0, stop: asyncio.Event | None = None,
+                      progress: Progress = NO_PROGRESS) -> dict:
         """Send everything due now; with horizon > 0 also wait for retries falling due within that many seconds.
 
         Setting `stop` ends the pass like a shutdown: nothing more is claimed, in-flight sends get
-        `delivery.grace_seconds`, and claimed rows not yet attempted go back to the queue."""
+        `delivery.grace_seconds`, and claimed rows not yet attempted go back to the queue. `progress`
+        counts the rows that reach a final state (the CLI's bar)."""
         if stop is not None:
             self._stop = stop
+        self._progress = progress
+        if progress is not NO_PROGRESS:
+            progress.start("sending", await _db(reports.count_due, self.db, self._active(include_down=True)))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + horizon
         self._stats = stats = Counter()
@@ -241,6 +247,8 @@ class DeliveryEngine:
 
     def _add(self, row: ClaimedRow, state: str, **kw) -> None:
         self._stats[state] += state != DeliveryState.SENT  # "sent" is counted by _send
+        if state in FINAL_STATES:
+            self._progress.advance()
         self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "channel": row["channel"], **kw})
         if (self._flushing is None or self._flushing.done()) and self._flush_due():
             self._flushing = asyncio.ensure_future(self._flush())

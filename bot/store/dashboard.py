@@ -118,3 +118,23 @@ def held_items(engine: Engine, limit: int = 100) -> list[dict]:
                    sources.c.name.label("source_name"))
             .select_from(items.join(sources, sources.c.id == items.c.source_id))
             .where(items.c.alert_state == AlertState.HELD).order_by(items.c.detected_at).limit(limit)).mappings()]
+
+
+def alert_latencies(engine: Engine, since: datetime, limit: int = 2000) -> list[dict]:
+    """Flash items detected since `since` that were sent, with their publication, detection and first sends."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(items.c.id, items.c.title, items.c.published_at, items.c.detected_at, items.c.first_telegram_at,
+                   items.c.first_email_at)
+            .where(items.c.is_flash.is_(True), items.c.detected_at >= since,
+                   (items.c.first_telegram_at.is_not(None)) | (items.c.first_email_at.is_not(None)))
+            .order_by(items.c.detected_at.desc()).limit(limit)).mappings()]
+
+
+def health_sources(engine: Engine, limit: int = 12) -> list[dict]:
+    """The sources the overview's health chart shows: failing and paused ones first, then by name."""
+    trouble = (sources.c.consecutive_failures > 0) | sources.c.paused.is_(True)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(sources.c.id, sources.c.name, sources.c.paused, sources.c.consecutive_failures)
+            .order_by(trouble.desc(), sources.c.name).limit(limit)).mappings()]

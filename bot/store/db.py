@@ -5,15 +5,40 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, select, text, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn
 
+from bot.store import schema
 from bot.store.schema import SCHEMA_VERSION, meta, metadata
+
+
+def _add_column(conn: Connection, table: Table, column: Column) -> None:
+    """ALTER TABLE … ADD COLUMN with the column as the current metadata declares it."""
+    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
+
+
+def _v2(conn: Connection) -> None:
+    """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
+    flag, status × mode index; counts of past deliveries and subscribers go into the buckets."""
+    from bot.store import stats
+
+    _add_column(conn, schema.sources, schema.sources.c.poll_count)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.finished_at)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.bounced)
+    schema.poll_history.create(conn)
+    schema.stats.create(conn)
+    conn.execute(text("DROP INDEX IF EXISTS ix_subscribers_status"))
+    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_status_mode").create(conn)
+    d = schema.deliveries
+    conn.execute(update(d).where(d.c.state == "sent").values(finished_at=d.c.sent_at))
+    stats.backfill(conn)
+
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
 
 
 def utcnow() -> datetime:

@@ -1,4 +1,5 @@
-"""The /admin dashboard: login, overview, editorial hold, sources, subscribers and failures."""
+"""The /admin dashboard: login, overview (live fan-out and charts), editorial hold, failures, and the
+actions; the subscriber and source lists are bot.web.lists, the live section bot.web.live."""
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,8 @@ from starlette.routing import Route
 from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
-from bot.store import dashboard, outbox, ratelimit, utcnow
-from bot.store import subscribers as subs
+from bot.store import dashboard, outbox, ratelimit, reports, utcnow
+from bot.web import charts, live
 from bot.web.context import web
 from bot.web.public import read_form
 from bot.web.security import CSRF_FIELD, client_ip
@@ -86,10 +87,13 @@ async def logout(request: Request) -> Response:
 
 @protected
 async def overview(request: Request) -> Response:
-    """Held alerts, recent items with delivery counts, channel states and latency."""
+    """Held alerts, the live fan-out, charts, recent items with delivery counts, channel states and latency."""
     w = web(request)
-    day_ago = utcnow() - timedelta(days=1)
+    now = utcnow()
+    day_ago = now - timedelta(days=1)
     ctx = {
+        **await live.fanout_state(request),
+        "charts": await w.db(charts.overview, w.engine, w.cfg, w.lang(request), now),
         "held": await w.db(dashboard.held_items, w.engine),
         "items": await w.db(dashboard.recent_items, w.engine, 50),
         "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
@@ -102,37 +106,12 @@ async def overview(request: Request) -> Response:
 
 
 @protected
-async def sources_page(request: Request) -> Response:
-    """Every source: status, last error, next poll, pause/resume."""
-    w = web(request)
-    return w.render(request, "admin/sources.html", {"sources": await w.db(dashboard.source_list, w.engine),
-                                                    "now": utcnow()})
-
-
-@protected
-async def subscribers_page(request: Request) -> Response:
-    """Subscribers by status with search and pagination."""
-    w = web(request)
-    status = request.query_params.get("status") or None
-    mode = request.query_params.get("mode") or None
-    status = status if status in subs.STATUSES else None
-    mode = mode if mode in subs.MODES else None
-    q = request.query_params.get("q", "")[:320]
-    page = _page(request)
-    rows, total = await w.db(subs.list_page, w.engine, status, mode, q or None, PAGE, (page - 1) * PAGE)
-    ctx = {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE)), "q": q,
-           "status": status or "", "mode": mode or "", "statuses": subs.STATUSES, "modes": subs.MODES,
-           "counts": await w.db(subs.counts, w.engine)}
-    return w.render(request, "admin/subscribers.html", ctx)
-
-
-@protected
 async def failures_page(request: Request) -> Response:
     """Failed deliveries with their errors and a retry action."""
     w = web(request)
     page = _page(request)
-    rows = await w.db(outbox.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
-    total = await w.db(outbox.count_in_states, w.engine, (DeliveryState.FAILED,))
+    rows = await w.db(reports.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
+    total = await w.db(reports.count_in_states, w.engine, (DeliveryState.FAILED,))
     return w.render(request, "admin/failures.html", {"rows": rows, "total": total, "page": page,
                                                      "pages": max(1, -(-total // PAGE))})
 
@@ -196,9 +175,7 @@ def routes() -> list[Route]:
         Route("/admin", overview, methods=["GET"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
-        Route("/admin/sources", sources_page, methods=["GET"]),
         Route("/admin/sources/{id:int}/{action:str}", source_action, methods=["POST"]),
-        Route("/admin/subscribers", subscribers_page, methods=["GET"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
         Route("/admin/items/{id:int}/{action:str}", item_action, methods=["POST"]),

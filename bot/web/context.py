@@ -70,6 +70,7 @@ class Web:
         full = {"_": translator(lang), "lang": lang, "bot_name": self.cfg.bot.name, "request": request,
                 "csrf_field": self.csrf.field_for(request), "public_url": self.cfg.bot.public_url,
                 "notice": localize.notice(request, lang), **localize.helpers(lang, self.cfg.bot.timezone),
+                "csp_nonce": getattr(request.state, "csp_nonce", ""),
                 **(ctx or {})}
         response = HTMLResponse(self.env.get_template(f"web/{name}").render(full), status_code=status)
         self.csrf.set_cookie(request, response)

@@ -1,0 +1,67 @@
+"""The live fan-out of /admin: every alert and newsletter of the last hours with a progress bar per
+channel. GET /admin/live answers that section alone; /static/admin.js (the dashboard's only script,
+allowed by the page's CSP nonce) fetches it every second while a fan-out runs. Without JavaScript
+the overview shows the same section and reloads itself while something is being sent."""
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bot.store import reports, utcnow
+from bot.web.context import web
+
+SCALE = 1000  # the bars' viewBox width
+# Drawn left to right; what is left of the bar's width is still to send.
+SEGMENTS = ("sent", "failed", "bounced", "cancelled")
+
+
+def segments(group: dict) -> list[dict]:
+    """The bar of one channel: a rectangle per outcome (x, width on a 0..SCALE axis), pending last."""
+    total = group["total"] or 1
+    out, x = [], 0.0
+    for part in (*SEGMENTS, "pending"):
+        n = group[part]
+        if n:
+            width = n / total * SCALE
+            out.append({"cls": part, "x": round(x, 1), "w": round(width, 1), "n": n})
+            x += width
+    return out
+
+
+def view(entries: list[dict]) -> list[dict]:
+    """Add each group's bar segments and completion to the store's fan-out figures."""
+    for entry in entries:
+        for g in entry["groups"]:
+            g["segments"] = segments(g)
+            g["percent"] = 100 * (g["total"] - g["pending"]) / g["total"] if g["total"] else 100
+    return entries
+
+
+async def fanout_state(request: Request) -> dict:
+    """Template values of the live section: its entries, and whether anything is still running."""
+    w = web(request)
+    entries = view(await w.db(reports.fanouts, w.engine, utcnow()))
+    return {"live": entries, "live_running": any(e["running"] for e in entries), "live_hours": reports.LIVE_HOURS}
+
+
+async def live(request: Request) -> Response:
+    """GET /admin/live: the live fan-out section alone (what admin.js swaps in); 401 without a session,
+    so the script can say the session expired instead of swapping in a login page."""
+    w = web(request)
+    if not w.admin.enabled or not w.admin.logged_in(request):
+        return Response("session expired\n", status_code=401, media_type="text/plain")
+    return w.render(request, "admin/live.html", await fanout_state(request))
+
+
+async def script(request: Request) -> Response:
+    """GET /static/admin.js: the dashboard's script (served from our own origin, loaded with the nonce)."""
+    from bot.web.context import BUNDLED_TEMPLATES
+
+    js = (BUNDLED_TEMPLATES / "web" / "admin.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript", headers={"cache-control": "public, max-age=3600"})
+
+
+def routes() -> list[Route]:
+    """/admin/live and /static/admin.js."""
+    return [Route("/admin/live", live, methods=["GET"]), Route("/static/admin.js", script, methods=["GET"])]
