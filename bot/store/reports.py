@@ -95,7 +95,7 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
         busy_items = {i for i, _ in busy if i is not None}
         busy_digests = {d for _, d in busy if d is not None}
         alert_rows = conn.execute(
-            select(items.c.id, items.c.title, items.c.label, items.c.link, items.c.alert_state, items.c.revision,
+            select(items.c.id, items.c.title, items.c.headline, items.c.label, items.c.link, items.c.alert_state, items.c.revision,
                    items.c.published_at, items.c.detected_at, items.c.first_telegram_at, items.c.first_email_at,
                    items.c.last_email_at, sources.c.name.label("source_name"))
             .select_from(items.join(sources, sources.c.id == items.c.source_id))

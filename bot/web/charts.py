@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_skeleton, format_time
+from babel.dates import format_datetime, format_skeleton, format_time
 from babel.numbers import format_decimal
 
 from bot.models import PollOutcome, SendOutcome, SubscriberEvent
@@ -34,6 +34,10 @@ class Labels:
     def day(self, at: datetime, skeleton: str = "MMMEd") -> str:
         """lun. 30 nov. / Mon, Nov 30."""
         return format_skeleton(skeleton, at, tzinfo=self.tz, locale=self.lang)
+
+    def short_day(self, at: datetime) -> str:
+        """lun. 30 / Mon 30 (an axis label)."""
+        return format_datetime(at, "EEE d", tzinfo=self.tz, locale=self.lang)
 
     def when(self, at: datetime) -> str:
         """lun. 30 nov. 15:05 / Mon, Nov 30 3:05 PM."""
@@ -84,7 +88,7 @@ def sends(rows: list[tuple], now: datetime, t: Labels, channels: list[str]) -> l
     for channel, hours in sorted(per.items()):
         high, yt = _y_ticks(max([sum(h.values()) for h in hours.values()] or [0]), t)
         frame = svg.Frame(0, 168, 0, high)
-        xt = [(i, t.day(start + i * HOUR)) for i in range(168) if (start + i * HOUR).astimezone(t.tz).hour == 0]
+        xt = [(i, t.short_day(start + i * HOUR)) for i in range(168) if (start + i * HOUR).astimezone(t.tz).hour == 0]
         chart = svg.new_chart(f"chart-sends-{channel}", t._("chart_sends", channel=channel), frame, yt, xt)
         for i, counts in sorted(hours.items()):
             x, w, y = frame.x(i), frame.x(i + 1) - frame.x(i) - 0.3, 0
@@ -121,8 +125,10 @@ def latency(alerts: list[dict], now: datetime, t: Labels) -> dict:
         if value is not None:
             y = frame.y(value)
             chart["lines"].append({"x1": frame.left, "y1": y, "x2": frame.right, "y2": y, "cls": f"p{p}"})
-            chart["texts"].append({"x": frame.right - 2, "y": y - 3, "text": f"p{p} {t.duration(value)}",
-                                   "cls": f"tick p{p}", "anchor": "end"})
+            # p50 labelled on the left, p95 on the right: equal values must not print on top of each other.
+            chart["texts"].append({"x": frame.left + 4 if p == 50 else frame.right - 4, "y": y - 3,
+                                   "text": f"p{p} {t.duration(value)}", "cls": f"tick p{p}",
+                                   "anchor": "start" if p == 50 else "end"})
     chart["legend"] = [("pt", t._("chart_alerts"), t.num(len(pts)))] + [
         (f"p{p}", f"p{p}", t.duration(v)) for p in (50, 95) if (v := percentile(values, p)) is not None]
     return chart

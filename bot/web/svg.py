@@ -97,8 +97,10 @@ def new_chart(chart_id: str, title: str, frame: Frame, y_ticks: list[tuple[float
         chart["texts"].append({"x": frame.left - 6, "y": y + 4, "text": label, "cls": "tick", "anchor": "end"})
     for value, label in x_ticks:
         x = frame.x(value)
+        # A label centred on a tick near either edge would be cut by the viewBox: align it inwards.
+        anchor = "end" if x > frame.width - 24 else "start" if x < 24 else "middle"
         chart["lines"].append({"x1": x, "y1": frame.bottom, "x2": x, "y2": frame.bottom + 4, "cls": "axis"})
-        chart["texts"].append({"x": x, "y": frame.bottom + 17, "text": label, "cls": "tick", "anchor": "middle"})
+        chart["texts"].append({"x": x, "y": frame.bottom + 17, "text": label, "cls": "tick x", "anchor": anchor})
     chart["lines"].append({"x1": frame.left, "y1": frame.bottom, "x2": frame.right, "y2": frame.bottom, "cls": "axis"})
     return chart
 
