@@ -1,16 +1,15 @@
 """One real browser (Debian's chromium, headless, via Playwright): subscribe, confirm, preferences, unsubscribe."""
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import os
 import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from fixtures_delivery import GatedSMTP
 from fixtures_web import mail_link, make_web_config
 
-from bot.demo.smtpserver import SMTPServer
 from bot.store import open_db
 from bot.store import subscribers as subs
 from bot.web import create_app
@@ -81,21 +80,6 @@ def test_subscribe_confirm_preferences_unsubscribe(tmp_path, smtp_inbox, live_so
 FANOUT = 5000
 HELD_AT = 2000  # the SMTP server accepts this many messages, then holds the rest until released
 SCREENSHOTS = os.environ.get("FLASHBOT_SCREENSHOTS")  # e.g. docs/img: where the README's pictures come from
-
-
-class GatedSMTP(SMTPServer):
-    """The real SMTP stand-in, answering DATA for only `allowed` messages: the rest wait (the connection
-    stays open) until the test raises the gate. The fan-out then stops at a known point, whatever the
-    machine's speed, and moves on when told to."""
-
-    allowed = 0
-    admitted = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        while self.admitted >= self.allowed:  # checked and counted with no await in between: exact
-            await asyncio.sleep(0.01)
-        self.admitted += 1
-        return await super().handle_DATA(server, session, envelope)
 
 
 def _fan(page) -> dict:

@@ -63,17 +63,20 @@ async def test_live_section_needs_a_session_and_shows_the_bars(web_client, web_e
     assert "sent: 6 of 10 · failed: 1 · bounced: 1 · pending: 2" in en.text
 
 
-async def test_finished_fanout_shows_final_figures_and_stops_refreshing(web_client, web_engine):
+async def test_finished_fanout_shows_final_figures_and_stops_refreshing(web_client, web_engine, web_app):
     item = fanout(web_engine, n=4, sent=4, failed=0, bounced=0)
     with web_engine.begin() as conn:  # the first sends, as the engine records them
         conn.execute(deliveries.update().values(sent_at=utcnow()))
     await login(web_client)
     page = (await web_client.get("/admin")).text
-    assert 'data-running="0"' in page and 'http-equiv="refresh"' not in page
+    assert 'data-running="0" data-refresh="10000"' in page and 'http-equiv="refresh"' not in page
     assert "envoyés : 4 sur 4" in page and "terminé en" in page
     with web_engine.begin() as conn:
         conn.execute(deliveries.update().where(deliveries.c.item_id == item).values(state="pending"))
+    web_app.state.web.cache.clear()  # the live figures are shared for a second: read afresh
     page = (await web_client.get("/admin")).text
+    refresh = int(re.search(r'data-refresh="(\d+)"', page).group(1))
+    assert 1000 <= refresh <= 10000  # while it runs: every second, slower only if counting is costly
     # Running: without JavaScript the page reloads itself (inside <noscript>, so scripts are not affected).
     assert '<noscript><meta http-equiv="refresh" content="10"></noscript>' in page
 

@@ -97,9 +97,28 @@ def subscriber_page(engine: Engine, status: str | None = None, mode: str | None 
     conds, exact = subscriber_conditions(status, mode, language, origin, search)
     indexed = exact or not (language or origin or search)  # ix_subscribers_status_mode or the unique index
     with engine.connect() as conn:
+        if not indexed and after is None and before is None and not offset:
+            return _scanned_first_page(conn, conds, limit)
         rows, nxt, prev = _keyset(conn, subscribers, S.id, conds, limit, after, before, offset, desc=True)
         total, capped = _count(conn, subscribers, conds, indexed)
     return Page(rows, total, capped, nxt, prev, exact)
+
+
+def _scanned_first_page(conn, conds: list, limit: int) -> Page:
+    """A first page whose filter no index serves (a substring, language, origin).
+
+    One pass collects the matching ids, unordered, up to COUNT_CAP + 1: for a search on the address
+    alone the database reads only the email index (far smaller than the rows). When they all fit,
+    that is the exact count and the page is the newest `limit` of them; beyond the cap the matches
+    are common, and a newest-first scan finds a page of them after a few rows."""
+    limit = max(1, min(limit, PAGE_MAX))
+    ids = sorted(conn.execute(select(S.id).where(*conds).limit(COUNT_CAP + 1)).scalars(), reverse=True)
+    capped = len(ids) > COUNT_CAP
+    if capped:
+        ids = conn.execute(select(S.id).where(*conds).order_by(S.id.desc()).limit(limit + 1)).scalars().all()
+    shown = ids[:limit]
+    rows = [dict(r) for r in conn.execute(select(subscribers).where(S.id.in_(shown)).order_by(S.id.desc())).mappings()]
+    return Page(rows, COUNT_CAP if capped else len(ids), capped, shown[-1] if len(ids) > limit else None, None)
 
 
 def iter_subscribers(engine: Engine, status: str | None = None, chunk: int = 5000) -> Iterable[dict]:

@@ -5,7 +5,7 @@ query per row.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
@@ -84,10 +84,15 @@ def _latency(item: dict) -> dict[str, dict]:
     return out
 
 
-def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int = 12) -> list[dict]:
+def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int = 12,
+            settled: Mapping[tuple[str, int], list[dict]] | None = None) -> list[dict]:
     """Alerts and digest runs of the last `hours` (and any with unsent rows), newest first, each with its
     progress per channel and revision: sent / failed / bounced / pending / cancelled of total,
-    throughput over the last RATE_WINDOW seconds and the time left while it runs."""
+    throughput over the last RATE_WINDOW seconds and the time left while it runs.
+
+    `settled` holds the groups of entries already read as finished ({(kind, id): groups}): an entry
+    with no unsent row left cannot change, so it is not counted again (its rows may be many)."""
+    settled = settled or {}
     since = now - timedelta(hours=hours)
     running = select(D.item_id, D.digest_id).where(D.state.in_(UNFINISHED_STATES)).distinct().limit(200)
     with engine.connect() as conn:
@@ -105,8 +110,12 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
         digest_rows = conn.execute(select(digests.c.id, digests.c.run_key, digests.c.created_at).where(
             (digests.c.created_at >= since) | digests.c.id.in_(busy_digests))
             .order_by(digests.c.created_at.desc()).limit(limit)).mappings().all()
-        per_item = _counts(conn, D.item_id, [r["id"] for r in alert_rows], now)
-        per_digest = _counts(conn, D.digest_id, [r["id"] for r in digest_rows], now)
+        per_item = {r["id"]: settled[("alert", r["id"])] for r in alert_rows
+                    if ("alert", r["id"]) in settled and r["id"] not in busy_items}
+        per_digest = {r["id"]: settled[("digest", r["id"])] for r in digest_rows
+                      if ("digest", r["id"]) in settled and r["id"] not in busy_digests}
+        per_item |= _counts(conn, D.item_id, [r["id"] for r in alert_rows if r["id"] not in per_item], now)
+        per_digest |= _counts(conn, D.digest_id, [r["id"] for r in digest_rows if r["id"] not in per_digest], now)
     out = [{"kind": "alert", **r, "at": r["detected_at"], "groups": per_item.get(r["id"], []), "latency": _latency(r)}
            for r in alert_rows]
     out += [{"kind": "digest", **r, "at": r["created_at"], "groups": per_digest.get(r["id"], [])}

@@ -23,6 +23,7 @@ from bot.web.security import CSRF_FIELD, client_ip
 
 log = logging.getLogger(__name__)
 PAGE = 50
+TABLES_TTL = 10
 LOGIN_LIMIT = 10  # failed logins per IP per 15 minutes
 LOGIN_WINDOW = 900
 Handler = Callable[[Request], Awaitable[Response]]
@@ -95,9 +96,11 @@ async def overview(request: Request) -> Response:
         **await live.fanout_state(request),
         "charts": await w.db(charts.overview, w.engine, w.cfg, w.lang(request), now),
         "held": await w.db(dashboard.held_items, w.engine),
-        "items": await w.db(dashboard.recent_items, w.engine, 50),
-        "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
-        "counts_all": await w.db(dashboard.delivery_counts, w.engine),
+        # Summary tables below the live section: grouped counts over every delivery row, shared for
+        # TABLES_TTL seconds (the live section and the charts are the up-to-the-second view).
+        "items": await w.cached("recent-items", TABLES_TTL, dashboard.recent_items, w.engine, 50),
+        "counts": await w.cached("counts-day", TABLES_TTL, dashboard.delivery_counts, w.engine, day_ago),
+        "counts_all": await w.cached("counts-all", TABLES_TTL, dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
         "channels": await w.db(channel_store.channel_states, w.engine),
         "require_approval": w.cfg.flash.require_approval,
@@ -127,6 +130,7 @@ def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
 async def retry(request: Request) -> Response:
     """POST: failed deliveries back to pending, due now."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
     n = await w.db(outbox.retry_deliveries, w.engine, ids)
     return _back("/admin/failures", "retried", n=n)
@@ -138,6 +142,7 @@ async def source_action(request: Request) -> Response:
     from bot.store.sources import set_paused
 
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     if request.path_params["action"] not in ("pause", "resume"):
         raise HTTPException(404)
     paused = request.path_params["action"] == "pause"
@@ -149,6 +154,7 @@ async def source_action(request: Request) -> Response:
 async def item_action(request: Request) -> Response:
     """POST /admin/items/{id}/approve|cancel: editorial control over an alert."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     item_id, action = request.path_params["id"], request.path_params["action"]
     if action not in ("approve", "cancel"):
         raise HTTPException(404)
@@ -165,6 +171,7 @@ async def item_action(request: Request) -> Response:
 async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ok = await w.db(channel_store.resume_channel, w.engine, request.path_params["name"])
     return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 

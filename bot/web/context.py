@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +46,23 @@ class Web:
     # ratelimit.allow counts then records in a deferred SQLite transaction: two racing requests could
     # both see "under the limit". One event loop serves the pages, so one lock makes it exact.
     limits: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Figures a person reads (summary counts, the live fan-out), reused for a few seconds: one read of a
+    # million rows serves every page view and every open tab in that time.
+    cache: dict = field(default_factory=dict)
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking store call off the event loop (the scheduler shares this loop)."""
         return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def cached(self, key: str, ttl: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """db(fn, *args), reused for `ttl` seconds under `key` (never for a decision, only for display)."""
+        now = time.monotonic()
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await self.db(fn, *args)
+        self.cache[key] = (now + ttl, value)
+        return value
 
     async def allow(self, bucket: str, limit: int, window_seconds: float) -> bool:
         """Count one event in a rate-limit bucket unless it is full (checks never interleave)."""

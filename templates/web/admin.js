@@ -26,7 +26,9 @@
       return;
     }
     if (delay === undefined) {
-      delay = document.hidden ? HIDDEN : (live.getAttribute("data-running") === "1" ? FAST : SLOW);
+      /* The server says how soon to ask again (sooner while a fan-out runs, later when counting it is costly). */
+      delay = document.hidden ? HIDDEN : (parseInt(live.getAttribute("data-refresh"), 10) ||
+                                          (live.getAttribute("data-running") === "1" ? FAST : SLOW));
     }
     timer = setTimeout(refresh, delay);
   }
