@@ -250,6 +250,10 @@ def test_keyset_pages_forward_back_and_filtered(svc_engine, monkeypatch):
     assert exact.exact_address and exact.total == 0 and exact.rows == []  # p3 is @example.org
     exact = listing.subscriber_page(svc_engine, search="p3@example.org")
     assert exact.exact_address and [r["email"] for r in exact.rows] == ["p3@example.org"] and exact.total == 1
+    counts = {"active": {"both": 7, "digest": 2}, "pending": {"both": 1}}  # the dashboard's cached summary
+    assert listing.subscriber_page(svc_engine, status="active", counts=counts).total == 9
+    assert listing.subscriber_page(svc_engine, mode="both", counts=counts).total == 8
+    assert listing.subscriber_page(svc_engine, language="fr", counts=counts).total == 4  # counted: not in the summary
     monkeypatch.setattr(listing, "COUNT_CAP", 3)
     capped = listing.subscriber_page(svc_engine, search="example")
     assert capped.capped and capped.total == 3

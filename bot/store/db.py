@@ -20,7 +20,7 @@ def _add_column(conn: Connection, table: Table, column: Column) -> None:
 
 def _v2(conn: Connection) -> None:
     """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
-    flag, status × mode index; counts of past deliveries and subscribers go into the buckets."""
+    flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
     from bot.store import stats
 
     _add_column(conn, schema.sources, schema.sources.c.poll_count)
@@ -29,7 +29,7 @@ def _v2(conn: Connection) -> None:
     schema.poll_history.create(conn)
     schema.stats.create(conn)
     conn.execute(text("DROP INDEX IF EXISTS ix_subscribers_status"))
-    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_status_mode").create(conn)
+    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_filters").create(conn)
     d = schema.deliveries
     conn.execute(update(d).where(d.c.state == "sent").values(finished_at=d.c.sent_at))
     stats.backfill(conn)

@@ -2,7 +2,7 @@
 
 Keyset paging ("the 50 rows after id N") costs the same on page 1 and page 5,000, where OFFSET
 reads and throws away every row before the page. Totals are exact when an index can count them
-(no filter, status, mode) and counted up to COUNT_CAP otherwise, so no page scans a million rows
+(filters, a full address) and counted up to COUNT_CAP otherwise, so no page scans a million rows
 just to print a number.
 """
 from __future__ import annotations
@@ -92,20 +92,27 @@ def _keyset(conn, table, key, conds: list, limit: int, after, before, offset: in
 
 def subscriber_page(engine: Engine, status: str | None = None, mode: str | None = None, language: str | None = None,
                     origin: str | None = None, search: str | None = None, limit: int = 50, after: int | None = None,
-                    before: int | None = None, offset: int = 0) -> Page:
-    """Subscribers newest first, `limit` after the id `after` (or before `before`, or at `offset`)."""
+                    before: int | None = None, offset: int = 0, counts: dict | None = None) -> Page:
+    """Subscribers newest first, `limit` after the id `after` (or before `before`, or at `offset`).
+
+    `counts` ({status: {mode: n}}, see subscribers.counts) gives the total of a page filtered by status
+    and mode alone without counting again; other filters are counted up to COUNT_CAP."""
     conds, exact = subscriber_conditions(status, mode, language, origin, search)
-    indexed = exact or not (language or origin or search)  # ix_subscribers_status_mode or the unique index
+    simple = not (language or origin or search)
     with engine.connect() as conn:
-        if not indexed and after is None and before is None and not offset:
+        if search and not exact and after is None and before is None and not offset:
             return _scanned_first_page(conn, conds, limit)
         rows, nxt, prev = _keyset(conn, subscribers, S.id, conds, limit, after, before, offset, desc=True)
-        total, capped = _count(conn, subscribers, conds, indexed)
+        if simple and counts is not None:
+            total, capped = sum(n for st, modes in counts.items() if not status or st == status
+                                for m, n in modes.items() if not mode or m == mode), False
+        else:
+            total, capped = _count(conn, subscribers, conds, exact or simple)
     return Page(rows, total, capped, nxt, prev, exact)
 
 
 def _scanned_first_page(conn, conds: list, limit: int) -> Page:
-    """A first page whose filter no index serves (a substring, language, origin).
+    """The first page of a search on part of an address (no index serves `LIKE '%…%'`).
 
     One pass collects the matching ids, unordered, up to COUNT_CAP + 1: for a search on the address
     alone the database reads only the email index (far smaller than the rows). When they all fit,
