@@ -16,6 +16,7 @@ SECRET_ENV = {
     "FLASHBOT_TELEGRAM_TOKEN": ("telegram", "token"),
     "FLASHBOT_ADMIN_PASSWORD": ("web", "admin_password"),
     "FLASHBOT_SECRET_KEY": ("web", "secret_key"),
+    "FLASHBOT_METRICS_TOKEN": ("web", "metrics_token"),
 }
 
 
@@ -96,6 +97,8 @@ class EmailConfig(Section):
     dkim_key: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    # Images of feed articles in mails: all, only the first (the lead picture), or none (no remote fetch at all).
+    remote_images: Literal["keep", "lead", "none"] = "keep"
 
     @model_validator(mode="after")
     def _dkim(self) -> "EmailConfig":
@@ -136,6 +139,31 @@ class WebConfig(Section):
     confirm_hours: float = Field(48, gt=0)
     signup_limit_per_ip: int = Field(10, ge=1)  # sign-ups per IP per hour
     signup_limit_per_address: int = Field(3, ge=1)  # confirmation mails per address per day
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none by default.
+    trusted_proxies: list[str] = []
+    # Bearer token /metrics asks for; unset = /metrics is off.
+    metrics_token: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return [e.strip() for e in v]
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v == "":
+            return None  # `metrics_token = ""` reads as "not set"
+        if v is not None and (len(v) < 16 or not v.isascii() or not v.isprintable() or " " in v):
+            raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return v
 
 
 class DigestConfig(Section):

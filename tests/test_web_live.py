@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fixtures_service import add_item, add_source
 from sqlalchemy import insert, select
+from fixtures_web import METRICS_AUTH
 from test_web_admin import login
 
 from bot.models import DeliveryState, FeedResult
@@ -199,7 +200,7 @@ async def test_metrics_counters_and_the_grafana_dashboard(web_client, web_engine
     with web_engine.begin() as conn:
         detected = conn.execute(select(items.c.detected_at)).scalar_one()
         conn.execute(items.update().values(first_email_at=detected + timedelta(seconds=3)))
-    body = (await web_client.get("/metrics")).text
+    body = (await web_client.get("/metrics", headers=METRICS_AUTH)).text
     assert 'flashbot_delivery_outcomes_total{channel="email",outcome="sent"} 3.0' in body
     assert 'flashbot_delivery_outcomes_total{channel="email",outcome="bounced"} 1.0' in body
     assert 'flashbot_polls_total{outcome="error"} 1.0' in body

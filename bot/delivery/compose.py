@@ -73,16 +73,7 @@ class Composer:
         self._templates: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._digests: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._posts: OrderedDict[tuple, str] = OrderedDict()
-        self.dkim = self._dkim(cfg)
-
-    @staticmethod
-    def _dkim(cfg: Config):
-        email = cfg.email
-        if not (email and email.dkim_key and email.dkim_selector):
-            return None
-        pem = cfg.resolve(email.dkim_key).read_bytes()
-        domain = email.dkim_domain or mailbuild.sender_domain(email.sender)
-        return mailbuild.DKIMSigner(pem, email.dkim_selector, domain)
+        self.dkim = mailbuild.signer_for(cfg)
 
     def message_id(self, row: dict) -> str:
         """A Message-ID unique per row yet stable across retries (a resent duplicate carries the same id)."""

@@ -18,6 +18,7 @@ from markupsafe import Markup
 import bot
 from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
+from bot.render.html.chrome import limit_images
 from bot.render.html.plaintext import cut_words, lead, lead_html, sanitize, to_text
 from bot.render.digest import DIGEST_TEMPLATES, Digests
 from bot.render.strings import STRINGS, format_when, pick_language
@@ -120,6 +121,7 @@ class Renderer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.tz = ZoneInfo(cfg.bot.timezone)
+        self.images = cfg.email.remote_images if cfg.email else "keep"  # [email] remote_images
         loaders = []
         if cfg.bot.templates:
             folder = cfg.resolve(cfg.bot.templates)
@@ -154,6 +156,7 @@ class Renderer:
         """The template variables describing one item (all feed data cleaned or sanitized)."""
         link = safe_url(_get(item, "link"))
         body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
+        body = limit_images(body, self.images)
         label = one_line(_get(item, "label", ""), 60)
         published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
         return {

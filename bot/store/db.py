@@ -10,7 +10,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
 from bot.store import schema
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import SCHEMA_VERSION, admin_sessions, meta, metadata, signup_requests
+
+
+def _v2_web_hardening(conn: Connection) -> None:
+    """Secret WebSub callback URLs, sign-up requests, server-side admin sessions."""
+    conn.execute(text("ALTER TABLE sources ADD COLUMN websub_callback VARCHAR(64)"))
+    # Subscriptions made at the old guessable callback URL (and states a forged request could set)
+    # start over: the next renewal tick subscribes again at a secret URL.
+    conn.execute(text("UPDATE sources SET websub_state = NULL, websub_lease_until = NULL WHERE hub_url IS NOT NULL"))
+    signup_requests.create(conn, checkfirst=True)
+    admin_sessions.create(conn, checkfirst=True)
 
 
 def _add_column(conn: Connection, table: Table, column: Column) -> None:
@@ -18,7 +28,7 @@ def _add_column(conn: Connection, table: Table, column: Column) -> None:
     conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
 
 
-def _v2(conn: Connection) -> None:
+def _v3_operator_view(conn: Connection) -> None:
     """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
     flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
     from bot.store import stats
@@ -38,7 +48,7 @@ def _v2(conn: Connection) -> None:
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_operator_view}
 
 
 def utcnow() -> datetime:

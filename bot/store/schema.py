@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
 # Bump with every numbered migration step in bot/store/db.py.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator):
@@ -74,7 +74,9 @@ sources = Table(
     Column("hub_url", Text),
     Column("topic_url", Text),
     Column("websub_secret", String(128)),
-    Column("websub_state", String(16)),  # pending | active | denied
+    # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
+    Column("websub_callback", String(64)),
+    Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
     _ts("websub_lease_until"),
     _ts("created_at"),
     # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
@@ -198,6 +200,30 @@ rate_events = Table(
     Column("bucket", String(400), nullable=False),
     _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
+)
+
+# One row per web sign-up: the choices its confirmation link activates (a later sign-up of the
+# same address adds a row and never changes what an earlier link confirms).
+signup_requests = Table(
+    "signup_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("topics", JSON, nullable=False, default=list),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
+    UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
+)
+
+# Server-side admin sessions: the cookie carries a random id, the database its SHA-256; logging
+# out deletes the row, so the old cookie opens nothing.
+admin_sessions = Table(
+    "admin_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
 )
 
 # The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot

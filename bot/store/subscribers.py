@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
 from bot.models import SubscriberEvent
-from bot.store import stats
+from bot.store import signups, stats
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, items, subscribers
+from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
 LANGUAGES = ("fr", "en")
@@ -40,57 +40,7 @@ def by_email(engine: Engine, email: str) -> dict | None:
     return _one(engine, subscribers.c.email == email.strip().lower())
 
 
-def signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-           now: datetime | None = None) -> tuple[dict, str]:
-    """Record a web sign-up; return (row, outcome) with outcome new|pending|unsubscribed|active|suppressed.
-
-    Only new/pending/unsubscribed rows get the submitted preferences (they still need the
-    confirmation click); an active or suppressed subscriber is left exactly as it was.
-    """
-    now = now or utcnow()
-    try:
-        return _signup(engine, email, mode, language, topics, now)
-    except IntegrityError:
-        # Two sign-ups of one new address at the same moment: the other one inserted it first,
-        # so this one now finds the row (a pending sign-up, not a crash).
-        return _signup(engine, email, mode, language, topics, now)
-
-
-def _signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-            now: datetime) -> tuple[dict, str]:
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
-        if row is None:
-            values = dict(email=email, status="pending", mode=mode, language=language, topics=topics,
-                          origin="web", token_nonce=new_nonce(), created_at=now)
-            sid = conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
-            _count(conn, now, SubscriberEvent.SIGNUP)
-            return {**values, "id": sid, "bounces": 0}, "new"
-        row = dict(row)
-        if row["status"] in ("pending", "unsubscribed"):
-            conn.execute(update(subscribers).where(subscribers.c.id == row["id"])
-                         .values(mode=mode, language=language, topics=topics))
-            row.update(mode=mode, language=language, topics=topics)
-        return row, row["status"]
-
-
-def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None = None) -> str | None:
-    """Activate a pending/unsubscribed subscriber: 'confirmed', 'already' (active), or None (stale)."""
-    now = now or utcnow()
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers.c.status, subscribers.c.token_nonce)
-                           .where(subscribers.c.id == subscriber_id)).first()
-        if row is None or row.token_nonce != nonce or row.status in ("deleted", "suppressed"):
-            return None
-        if row.status == "active":
-            return "already"
-        conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                     .values(status="active", confirmed_at=now, unsubscribed_at=None))
-        _count(conn, now, SubscriberEvent.CONFIRM)
-        return "confirmed"
-
-
-def _count(conn, now: datetime, event: SubscriberEvent, n: int = 1) -> None:
+def _event(conn, now: datetime, event: SubscriberEvent, n: int = 1) -> None:
     """Count a list change in the stats table (the subscribers chart), in the caller's transaction."""
     stats.bump(conn, stats.SUBSCRIBER, [(now, "", event)], n=n)
 
@@ -125,8 +75,9 @@ def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
         conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                      .values(status="unsubscribed", unsubscribed_at=now, token_nonce=new_nonce()))
         if row.status == "active":
-            _count(conn, now, SubscriberEvent.UNSUBSCRIBE)
+            _event(conn, now, SubscriberEvent.UNSUBSCRIBE)
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # confirmation links mailed before no longer re-subscribe
         return "unsubscribed"
 
 
@@ -153,8 +104,9 @@ def erase(engine: Engine, subscriber_id: int, now: datetime | None = None) -> bo
         if res.rowcount != 1:
             return False
         if was == "active":
-            _count(conn, now, SubscriberEvent.UNSUBSCRIBE)
+            _event(conn, now, SubscriberEvent.UNSUBSCRIBE)
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # their topics are personal data too
         # Error texts may quote the address; the recipient column is made anonymous but unique.
         conn.execute(update(deliveries).where(deliveries.c.subscriber_id == subscriber_id)
                      .values(recipient=f"deleted:{subscriber_id}", last_error=None))
@@ -174,7 +126,8 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
             .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id))
             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id)).mappings().all()
     row.pop("token_nonce", None)
-    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows]}
+    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows],
+            "signups": [_jsonable(r) for r in signups.requests_of(engine, subscriber_id)]}
 
 
 def _jsonable(d: dict) -> dict:
@@ -197,8 +150,8 @@ def add(engine: Engine, emails: Sequence[str], mode: str = "both", language: str
                 origin=origin, token_nonce=new_nonce(), created_at=now, confirmed_at=now))
             result[email] = "added"
         added = sum(1 for v in result.values() if v == "added")
-        _count(conn, now, SubscriberEvent.SIGNUP, added)
-        _count(conn, now, SubscriberEvent.CONFIRM, added)
+        _event(conn, now, SubscriberEvent.SIGNUP, added)
+        _event(conn, now, SubscriberEvent.CONFIRM, added)
     return result
 
 
@@ -215,8 +168,8 @@ def insert_many(engine: Engine, records: Sequence[dict], origin: str = "import")
         before = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
         conn.execute(stmt, rows)
         after = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
-        _count(conn, now, SubscriberEvent.SIGNUP, after - before)
-        _count(conn, now, SubscriberEvent.CONFIRM, after - before)
+        _event(conn, now, SubscriberEvent.SIGNUP, after - before)
+        _event(conn, now, SubscriberEvent.CONFIRM, after - before)
     return after - before
 
 
@@ -253,7 +206,7 @@ def reactivate(engine: Engine, email: str) -> str | None:
         conn.execute(update(subscribers).where(subscribers.c.id == row.id)
                      .values(status="active", bounces=0, last_error=None, unsubscribed_at=None,
                              confirmed_at=now))
-        _count(conn, now, SubscriberEvent.CONFIRM)
+        _event(conn, now, SubscriberEvent.CONFIRM)
         return "reactivated"
 
 

@@ -15,32 +15,36 @@ from starlette.routing import Route
 from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
-from bot.store import dashboard, outbox, ratelimit, reports, utcnow
+from bot.store import dashboard, outbox, ratelimit, reports, sessions, utcnow
 from bot.web import charts, live
-from bot.web.context import web
+from bot.web.context import Web, web
 from bot.web.public import read_form
-from bot.web.security import CSRF_FIELD, client_ip
+from bot.web.security import CSRF_FIELD, SESSION_HOURS
 
 log = logging.getLogger(__name__)
 PAGE = 50
 TABLES_TTL = 10
-LOGIN_LIMIT = 10  # failed logins per IP per 15 minutes
+LOGIN_LIMIT = 10  # failed logins per client address (IPv6: per /64) per 15 minutes
+LOGIN_GLOBAL_LIMIT = 100  # failed logins from everywhere per 15 minutes: a botnet's ceiling
 LOGIN_WINDOW = 900
+LOGIN_DELAY = 0.5  # seconds before answering the first failure; doubles with each one, up to LOGIN_DELAY_MAX
+LOGIN_DELAY_MAX = 8.0
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def protected(handler: Handler) -> Handler:
-    """Disabled page without a password, login redirect without a session, CSRF on every POST."""
+    """Disabled page without a password, login redirect without an open session, session CSRF on every POST."""
 
     async def wrapper(request: Request) -> Response:
         w = web(request)
         if not w.admin.enabled:
             return w.render(request, "admin/disabled.html", status=503)
-        if not w.admin.logged_in(request):
+        sid = await w.session(request)
+        if sid is None:
             return RedirectResponse("/admin/login", status_code=303)
         if request.method == "POST":
             request.state.form = form = await read_form(request)
-            if not w.csrf.valid(request, form.get(CSRF_FIELD)):
+            if not w.session_csrf.valid(sid, form.get(CSRF_FIELD)):
                 return w.message(request, "csrf_title", "csrf_body", status=403)
         return await handler(request)
 
@@ -56,33 +60,62 @@ def _page(request: Request) -> int:
         return 1
 
 
+def login_delay(failures: int) -> float:
+    """Seconds to wait before answering the n-th recent failed login of one address."""
+    return min(LOGIN_DELAY_MAX, LOGIN_DELAY * 2 ** max(0, failures - 1))
+
+
+async def _reserve_attempt(w: Web, client: str) -> tuple[list[int], int] | None:
+    """Count this attempt in the per-address and the global bucket, atomically: (event ids, this
+    attempt's rank for the address), or None when either bucket is full."""
+    mine = await w.take(w.bucket("login-ip", client), LOGIN_LIMIT, LOGIN_WINDOW)
+    if mine is None:
+        return None
+    everyone = await w.take(w.bucket("login-all", "*"), LOGIN_GLOBAL_LIMIT, LOGIN_WINDOW)
+    if everyone is None:
+        await w.db(ratelimit.give_back, w.engine, [mine[0]])
+        log.warning("admin login refused: %d failed logins from all addresses in %d s", LOGIN_GLOBAL_LIMIT,
+                    LOGIN_WINDOW)
+        return None
+    return [mine[0], everyone[0]], mine[1]
+
+
 async def login(request: Request) -> Response:
-    """GET shows the login form; POST checks the password (rate-limited per IP)."""
+    """GET shows the login form; POST checks the password (limited per address and globally, failures slowed)."""
     w = web(request)
     if not w.admin.enabled:
         return w.render(request, "admin/disabled.html", status=503)
     if request.method == "GET":
         return w.render(request, "admin/login.html")
     form = await read_form(request)
-    if not w.csrf.valid(request, form.get(CSRF_FIELD)):
+    if not w.login_csrf.valid(request, form.get(CSRF_FIELD)):
         return w.message(request, "csrf_title", "csrf_body", status=403)
-    bucket = ratelimit.bucket("login-ip", client_ip(request))
-    if await w.db(ratelimit.count, w.engine, bucket, LOGIN_WINDOW) >= LOGIN_LIMIT:
-        return w.render(request, "admin/login.html", {"error": "adm_login_limited"},
-                        status=429)
+    client = w.client(request)
+    # Every attempt is counted BEFORE the password is looked at, in one atomic step: 100 parallel
+    # guesses get exactly LOGIN_LIMIT checks. A right password gives its count back.
+    attempt = await _reserve_attempt(w, client)
+    if attempt is None:
+        return w.render(request, "admin/login.html", {"error": "adm_login_limited"}, status=429)
+    events, rank = attempt
     if not w.admin.check_password(str(form.get("password", ""))):
-        await w.db(ratelimit.hit, w.engine, bucket)
-        log.warning("failed admin login from %s", client_ip(request))
+        log.warning("failed admin login from %s (%d in %d s)", client, rank, LOGIN_WINDOW)
+        await w.sleep(login_delay(rank))
         return w.render(request, "admin/login.html", {"error": "adm_login_wrong"}, status=401)
+    await w.db(ratelimit.give_back, w.engine, events)
+    sid = w.admin.new_id()
+    await w.db(sessions.create, w.engine, sid, timedelta(hours=SESSION_HOURS))
     response = RedirectResponse("/admin", status_code=303)
-    w.admin.start(response)
+    w.admin.start(response, sid)
     return response
 
 
+@protected
 async def logout(request: Request) -> Response:
-    """POST /admin/logout."""
+    """POST /admin/logout (with the session's CSRF token): the session is deleted server-side."""
+    w = web(request)
+    await w.db(sessions.end, w.engine, request.state.admin_session)
     response = RedirectResponse("/admin/login", status_code=303)
-    web(request).admin.end(response)
+    w.admin.end(response)
     return response
 
 
@@ -182,9 +215,9 @@ def routes() -> list[Route]:
         Route("/admin", overview, methods=["GET"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
-        Route("/admin/sources/{id:int}/{action:str}", source_action, methods=["POST"]),
+        Route("/admin/sources/{id:rowid}/{action:str}", source_action, methods=["POST"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
-        Route("/admin/items/{id:int}/{action:str}", item_action, methods=["POST"]),
+        Route("/admin/items/{id:rowid}/{action:str}", item_action, methods=["POST"]),
         Route("/admin/channels/{name:str}/resume", channel_action, methods=["POST"]),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +18,12 @@ from starlette.responses import HTMLResponse, Response
 from bot import templates_dir
 from bot.config import Config
 from bot.pipeline import Pipeline
-from bot.store import ratelimit
+from bot.store import ratelimit, sessions
 from bot.web import localize
 from bot.web.i18n import CATALOGS, translator
+from bot.web.limits import Network, client_ip, rate_key
 from bot.web.mailer import Mailer, MailJobs
-from bot.web.security import AdminSession, Csrf
+from bot.web.security import AdminSession, Csrf, SessionCsrf
 
 log = logging.getLogger(__name__)
 LANG_COOKIE = "fb_lang"  # Path=/admin: public pages keep following ?lang= and the subscriber's language
@@ -37,14 +38,19 @@ class Web:
     engine: Engine
     key: str
     env: Environment
-    csrf: Csrf
+    csrf: Csrf  # public pages
+    login_csrf: Csrf  # the admin login form (its own cookie and salt: a public page's pair is refused)
+    session_csrf: SessionCsrf  # every form of a logged-in operator
     admin: AdminSession
     mailer: Mailer | None
     mail_jobs: MailJobs
     scheduler_alive: Callable[[], bool] | None
     pipe: Pipeline  # approvals go through the one pipeline (and wake this process's delivery engine)
-    # ratelimit.allow counts then records in a deferred SQLite transaction: two racing requests could
-    # both see "under the limit". One event loop serves the pages, so one lock makes it exact.
+    trusted: tuple[Network, ...] = ()  # [web] trusted_proxies
+    dkim: Any = None  # the delivery DKIM signer (bot.delivery.mime), shared by every mail
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # the failed-login delay (tests record it)
+    # ratelimit.take is atomic in the database already; one lock on this event loop also keeps the
+    # checks of one process from queueing up on the database's write lock.
     limits: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Figures a person reads (summary counts, the live fan-out), reused for a few seconds: one read of a
     # million rows serves every page view and every open tab in that time.
@@ -64,10 +70,38 @@ class Web:
         self.cache[key] = (now + ttl, value)
         return value
 
+    def client(self, request: Request) -> str:
+        """The client address (through `[web] trusted_proxies` only), as a rate-limit key (IPv6: its /64)."""
+        return rate_key(client_ip(request, self.trusted))
+
+    def bucket(self, kind: str, value: str) -> str:
+        """A rate-limit bucket name, the value keyed with the secret key."""
+        return ratelimit.bucket(kind, value, self.key)
+
     async def allow(self, bucket: str, limit: int, window_seconds: float) -> bool:
         """Count one event in a rate-limit bucket unless it is full (checks never interleave)."""
         async with self.limits:
             return await self.db(ratelimit.allow, self.engine, bucket, limit, window_seconds)
+
+    async def take(self, bucket: str, limit: int, window_seconds: float) -> tuple[int, int] | None:
+        """Like allow(), returning (event id, rank in the window) to give it back later, or None when full."""
+        async with self.limits:
+            return await self.db(ratelimit.take, self.engine, bucket, limit, window_seconds)
+
+    async def session(self, request: Request) -> str | None:
+        """The operator's open session id (signed cookie AND a row in admin_sessions), or None."""
+        sid = self.admin.cookie_session(request)
+        if sid is None or not await self.db(sessions.valid, self.engine, sid):
+            return None
+        request.state.admin_session = sid
+        return sid
+
+    def csrf_field(self, request: Request) -> str:
+        """The CSRF field of this page: per session on the dashboard, the login scope before, public elsewhere."""
+        if request.url.path.startswith("/admin"):
+            sid = getattr(request.state, "admin_session", None)
+            return self.session_csrf.field_for(sid) if sid else self.login_csrf.field_for(request)
+        return self.csrf.field_for(request)
 
     def lang(self, request: Request, preferred: str | None = None) -> str:
         """?lang= wins, then the remembered choice (dashboard cookie), the subscriber's language, [bot] language."""
@@ -82,12 +116,13 @@ class Web:
         """Render templates/web/<name> with the translator, CSRF field and common values."""
         lang = lang or self.lang(request)
         full = {"_": translator(lang), "lang": lang, "bot_name": self.cfg.bot.name, "request": request,
-                "csrf_field": self.csrf.field_for(request), "public_url": self.cfg.bot.public_url,
+                "csrf_field": self.csrf_field(request), "public_url": self.cfg.bot.public_url,
                 "notice": localize.notice(request, lang), **localize.helpers(lang, self.cfg.bot.timezone),
                 "csp_nonce": getattr(request.state, "csp_nonce", ""),
                 **(ctx or {})}
         response = HTMLResponse(self.env.get_template(f"web/{name}").render(full), status_code=status)
         self.csrf.set_cookie(request, response)
+        self.login_csrf.set_cookie(request, response)
         if request.url.path.startswith("/admin"):
             self.remember_lang(request, response)
         return response

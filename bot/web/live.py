@@ -67,7 +67,7 @@ async def live(request: Request) -> Response:
     """GET /admin/live: the live fan-out section alone (what admin.js swaps in); 401 without a session,
     so the script can say the session expired instead of swapping in a login page."""
     w = web(request)
-    if not w.admin.enabled or not w.admin.logged_in(request):
+    if not w.admin.enabled or await w.session(request) is None:
         return Response("session expired\n", status_code=401, media_type="text/plain")
     return w.render(request, "admin/live.html", await fanout_state(request))
 
@@ -80,6 +80,17 @@ async def script(request: Request) -> Response:
     return Response(js, media_type="text/javascript", headers={"cache-control": "public, max-age=3600"})
 
 
+# The dashboard's icon (a browser asks for one; answering spares its console a 404).
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#b3001b"/><path d="M5 3h7v2H7v2h4v2H7v4H5z" fill="#fff"/></svg>')
+
+
+async def favicon(request: Request) -> Response:
+    """GET /static/favicon.svg."""
+    return Response(FAVICON, media_type="image/svg+xml", headers={"cache-control": "public, max-age=86400"})
+
+
 def routes() -> list[Route]:
-    """/admin/live and /static/admin.js."""
-    return [Route("/admin/live", live, methods=["GET"]), Route("/static/admin.js", script, methods=["GET"])]
+    """/admin/live, /static/admin.js and /static/favicon.svg."""
+    return [Route("/admin/live", live, methods=["GET"]), Route("/static/admin.js", script, methods=["GET"]),
+            Route("/static/favicon.svg", favicon, methods=["GET"])]

@@ -1,6 +1,8 @@
-"""GET /healthz (database + scheduler liveness) and GET /metrics (Prometheus, computed at scrape time)."""
+"""GET /healthz (database + scheduler liveness) and GET /metrics (Prometheus, computed at scrape time,
+only with the `[web] metrics_token` bearer token: its subscriber counts move when a sign-up is new)."""
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -115,7 +117,16 @@ def routes(w: Web) -> list[Route]:
     def _scrape() -> bytes:
         return generate_latest(registry)
 
+    token = (w.cfg.web.metrics_token or "").encode()
+
     async def metrics(request: Request) -> Response:
+        if not token:
+            # Off without a token: it would tell anyone whether a signed-up address was new.
+            return Response("Not Found\n", status_code=404, media_type="text/plain")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"), token):
+            return Response("Unauthorized\n", status_code=401, media_type="text/plain",
+                            headers={"www-authenticate": 'Bearer realm="flashbot-metrics"'})
         try:
             body = await w.db(_scrape)
         except Exception:  # noqa: BLE001 - a scrape must answer, not crash

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from bot.render.html.dom import BLOCK, Node
+from bot.render.html.dom import BLOCK, Node, parse, serialize
 from bot.text import words
 
 # WordPress/Jetpack/plugins class or id fragments that only ever wrap page chrome.
@@ -152,3 +152,33 @@ def remove_chrome(root: Node) -> Node:
     """Drop chrome blocks, the comment area tail and tracking pixels in place; return root."""
     _Cleaner().clean(root)
     return root
+
+
+def limit_images(html: str, policy: str) -> str:
+    """Feed images kept in a mail: all ('keep'), only the first one, the lead picture ('lead'), or none.
+
+    Every remote image is fetched by the reader's mail client, so it tells the image's host who read
+    the mail and when: 'lead' and 'none' keep a compromised feed from adding tracking pixels."""
+    if policy == "keep" or "<img" not in html:
+        return html
+    root = parse(html)
+    budget = [1 if policy == "lead" else 0]
+
+    def prune(node: Node) -> None:
+        kept: list[Node | str] = []
+        for c in node.children:
+            if isinstance(c, Node) and c.tag == "img":
+                if budget[0]:
+                    budget[0] -= 1
+                    kept.append(c)
+                continue
+            if isinstance(c, Node):
+                had_image = any(n.tag == "img" for n in c.iter())
+                prune(c)
+                if had_image and c.tag in ("a", "figure", "picture") and not _visible(c):
+                    continue  # a link or figure that only held a dropped image
+            kept.append(c)
+        node.children = kept
+
+    prune(root)
+    return serialize(root).strip()
