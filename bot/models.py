@@ -101,6 +101,8 @@ class Item:
     updated_at: datetime | None = None  # aware UTC
     language: str | None = None
     content_hash: str = ""
+    # Texts of this item's blocks that most items of its feed repeat (bot.render.html.furniture).
+    furniture: list[str] = field(default_factory=list)
     # Filled by detect.
     is_flash: bool = False
     label: str | None = None  # e.g. "FLASH INFO"

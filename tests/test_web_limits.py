@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from bot.addresses import mailbox_key
 from bot.store import open_db, ratelimit
+from bot.store.schema import SCHEMA_VERSION
 from bot.web.limits import BodyLimit, client_ip, parse_networks, rate_key
 from bot.web.websub import lease_seconds
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import err, out, state
@@ -107,6 +108,7 @@ def preview(
     folder: Path = typer.Option(Path("preview"), "--out", help="Folder to write the files to."),
     language: str = typer.Option(None, "--language", help="fr or en (default: bot.language)."),
     update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
+    explain: bool = typer.Option(False, "--explain", help="Also list what was removed from the article as page chrome, and why."),
 ) -> None:
     """Write the alert email (HTML, text, full .eml) and the Telegram post to files and print their paths."""
     from bot import tokens
@@ -146,6 +148,25 @@ def preview(
     for path, data in files.items():
         path.write_bytes(data)
         out.print(str(path), highlight=False, soft_wrap=True)
+    if explain:
+        _explain(item, renderer.removed_chrome(row))
+
+
+def _explain(item: int, removed: list) -> None:
+    """The blocks the article lost as page chrome, each with the rule and the signal that removed it."""
+    from bot.render.html.chrome import RULES
+
+    if not removed:
+        out.print(f"item #{item}: nothing was removed from the article as page chrome", highlight=False)
+        return
+    table = Table(title=f"Removed from item #{item} as page chrome ({len(removed)} blocks)")
+    for col in ("#", "rule", "signal", "what the reader would have seen"):
+        table.add_column(col, overflow="fold")
+    for n, r in enumerate(removed, 1):
+        table.add_row(str(n), r.rule, escape(r.why), escape(r.text) or "—")  # feed text is never markup
+    out.print(table)
+    for rule in dict.fromkeys(r.rule for r in removed):
+        out.print(f"  {rule}: {RULES[rule]}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import feedparser
 from feedparser.urls import resolve_relative_uris
 
 from bot.models import FeedResult, Item
+from bot.render.html.furniture import repeated_blocks
 
 MAX_ENTRIES = 1000  # a feed with more entries is cut: bounded time and memory per poll
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([^\s>]+)\s+(SYSTEM|PUBLIC|\"[^\"]*\"|'[^']*')", re.I)
@@ -158,6 +159,9 @@ def parse_feed(data: bytes, headers: dict[str, str], url: str | None = None) -> 
     lang = feed.get("language") or hdrs.get("content-language")
     late = None if hdrs.get("content-location") else _link(feed.get("link"), None)
     result.items = [normalize(e, base, lang, late) for e in d.entries[:MAX_ENTRIES]]
+    # Blocks repeated across this feed's items are its furniture: rendering takes them off an article's edges.
+    for item, repeated in zip(result.items, repeated_blocks([i.content_html or i.summary_html for i in result.items])):
+        item.furniture = repeated
     result.feed_title = _text(feed.get("title"), feed.get("title_detail")) or None
     result.ttl_seconds = _ttl(feed.get("ttl"))
     if d.get("bozo"):

@@ -18,8 +18,9 @@ from markupsafe import Markup
 import bot
 from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
-from bot.render.html.chrome import limit_images
-from bot.render.html.plaintext import cut_words, lead, lead_html, sanitize, to_text
+from bot.render.html.chrome import Removal
+from bot.render.html.images import limit_images
+from bot.render.html.plaintext import cut_words, explain, lead, lead_html, sanitize, to_text
 from bot.render.digest import DIGEST_TEMPLATES, Digests
 from bot.render.strings import STRINGS, format_when, pick_language
 
@@ -155,7 +156,9 @@ class Renderer:
     def item_view(self, item: Any, lang: str) -> dict[str, Any]:
         """The template variables describing one item (all feed data cleaned or sanitized)."""
         link = safe_url(_get(item, "link"))
-        body = sanitize(_get(item, "content_html", ""), link) or sanitize(_get(item, "summary_html", ""), link)
+        furniture = _get(item, "furniture", ())  # blocks the feed repeats in most items (see furniture.py)
+        body = sanitize(_get(item, "content_html", ""), link, furniture) or \
+            sanitize(_get(item, "summary_html", ""), link, furniture)
         body = limit_images(body, self.images)
         label = one_line(_get(item, "label", ""), 60)
         published, updated = _when(_get(item, "published_at")), _when(_get(item, "updated_at"))
@@ -172,6 +175,14 @@ class Renderer:
             "revision": int(_get(item, "revision", 0) or 0),
             "body_clean": body,
         }
+
+    def removed_chrome(self, item: Any) -> list[Removal]:
+        """What the item's article loses as page chrome, in order, each with its rule (preview --explain)."""
+        link = safe_url(_get(item, "link"))
+        furniture = _get(item, "furniture", ())
+        clean, removed = explain(_get(item, "content_html", ""), link, furniture)
+        # item_view shows the summary when the content is empty once cleaned.
+        return removed if clean else explain(_get(item, "summary_html", ""), link, furniture)[1]
 
     def digest_view(self, item: Any, lang: str) -> dict[str, Any]:
         """item_view plus the digest's short lead and sort key (the article body is dropped)."""

@@ -28,7 +28,12 @@ def _add_column(conn: Connection, table: Table, column: Column) -> None:
     conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
 
 
-def _v3_operator_view(conn: Connection) -> None:
+def _v3_items_furniture(conn: Connection) -> None:
+    """Blocks a feed repeats across its items (bot.render.html.furniture); older items have none."""
+    conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
+
+
+def _v4_operator_view(conn: Connection) -> None:
     """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
     flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
     from bot.store import stats
@@ -48,7 +53,8 @@ def _v3_operator_view(conn: Connection) -> None:
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_operator_view}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_items_furniture,
+                                                        4: _v4_operator_view}
 
 
 def utcnow() -> datetime:

@@ -29,7 +29,7 @@ def _values(item: Item) -> dict:
         "summary_html": item.summary_html, "content_html": item.content_html, "categories": list(item.categories),
         "author": item.author, "language": item.language, "published_at": item.published_at,
         "updated_at": item.updated_at, "content_hash": item.content_hash,
-        "norm_title": norm_title(item.headline or item.title),
+        "norm_title": norm_title(item.headline or item.title), "furniture": list(item.furniture),
     }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
 # Bump with every numbered migration step in bot/store/db.py.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator):
@@ -108,6 +108,8 @@ items = Table(
     Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
     Column("also_sources", JSON, nullable=False, default=list),
     Column("norm_title", Text, nullable=False, default=""),
+    # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
+    Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
     _ts("detected_at"),
     _ts("first_telegram_at"),
