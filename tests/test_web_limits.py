@@ -114,8 +114,6 @@ def test_schema_v1_database_upgrades_in_place(tmp_path):
     import sqlite3
     from pathlib import Path
 
-    from bot.store.schema import SCHEMA_VERSION
-
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = sqlite3.connect(tmp_path / "old.db")  # exactly what release v1 created (tests/schema/v1.sql)
     old.executescript((Path(__file__).parent / "schema" / "v1.sql").read_text())
