@@ -174,7 +174,8 @@ def bench(log=print) -> dict:
     pages = {n: {"url": runs[0]["pages"][n]["url"], "rows": runs[0]["pages"][n]["rows"],
                  "first_ms": median([r["pages"][n]["first_ms"] for r in runs]),
                  "median_ms": median([r["pages"][n]["median_ms"] for r in runs]),
-                 "cpu_ms": median([r["pages"][n]["cpu_ms"] for r in runs])} for n in names}
+                 "cpu_ms": median([r["pages"][n]["cpu_ms"] for r in runs]),
+                 "best_ms": min(r["pages"][n]["median_ms"] for r in runs)} for n in names}
     return {"n": N, "fanout": FANOUT, "page": PAGE, "target_ms": TARGET_MS, "repeat": REPEAT, "pages": pages,
             "store_offset_ms": median([r["store_offset_ms"] for r in runs]),
             "store_keyset_ms": median([r["store_keyset_ms"] for r in runs]),

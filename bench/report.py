@@ -95,7 +95,8 @@ def write(results: dict, path: Path) -> Path:
     if kept:
         targets = _merge_targets(targets, old.get("## Targets", []))
     mode = results["mode"]
-    when = re.search(r"\) on (\S+);", old_text)
+    # Kept sections keep the date of the run that measured them, through any number of partial reruns.
+    when = re.search(r"previous report \(generated (\S+)\)", old_text) or re.search(r"\) on (\S+);", old_text)
     note = (f" Sections {', '.join(kept)} were not rerun: their text and target rows are kept from the "
             f"previous report{' (generated ' + when.group(1) + ')' if when else ''}.") if kept else ""
     lines = [

@@ -233,16 +233,19 @@ def pages(res: dict | None) -> list[str]:
         f"(the query alone, best of 5), against {fmt(res['store_keyset_ms'], ' ms', 2)} by cursor. "
         + (f"The machine was shared while this ran: load average {res['load']} on {res['cores']} cores "
            "(other engineers' test suites), so these are upper bounds." if res.get("load") else ""), "",
-        "| page | request | rows | first | then | CPU | goal |", "|---|---|---:|---:|---:|---:|---|"]
+        "| page | request | rows | first | then | best run | CPU | goal |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for name, v in res["pages"].items():
         goal = f"< {res['target_ms']} ms" if name.startswith(("first page", "page 5,000", "search", "filter")) else "–"
         out.append(f"| {name} | `{v['url'] if len(v['url']) < 60 else v['url'][:57] + '…'}` | {fmt(v['rows'])} | "
                    f"{fmt(v['first_ms'], ' ms', 1)} | {fmt(v['median_ms'], ' ms', 1)} | "
-                   f"{fmt(v.get('cpu_ms'), ' ms', 1)} | {goal} |")
+                   f"{fmt(v.get('best_ms'), ' ms', 1)} | {fmt(v.get('cpu_ms'), ' ms', 1)} | {goal} |")
     out += ["", "Where 'then' is well above 'CPU', the request spent the difference waiting for a core on the "
-            "shared machine; 'CPU' is what the page costs. The goal is judged on 'then', the wall time.", "",
-            "A substring search reads every address (an index cannot serve `LIKE '%…%'`) but stops at the "
-            "first 50 matches, newest first, and counts matches only up to 10,000; a full address is one "
-            "lookup in the unique index. The status × mode table at the top of the page is an index-only "
-            "scan of `ix_subscribers_filters` (status, mode, language, origin), as are the filters."]
+            "shared machine; 'CPU' is what the page costs, and 'best run' the 'then' of the least disturbed "
+            "run. The goal is judged on 'then', the median wall time. The first page's 'first' includes "
+            "the status × mode summary, read once and then reused for 30 s.", "",
+            "A search on part of an address is one pass over the email index (no index can serve "
+            "`LIKE '%…%'`; the index is far smaller than the rows), collecting the matches up to 10,000 "
+            "for the count and showing the newest 50; a full address is one lookup in the unique index. "
+            "The status × mode table at the top of the page is an index-only scan of "
+            "`ix_subscribers_filters` (status, mode, language, origin), as are the filters."]
     return out
