@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.i18n import check_language
+
 DEFAULT_PATH = "config.toml"
 # Secrets may live in the environment instead of the file; the environment wins.
 SECRET_ENV = {
@@ -31,11 +33,16 @@ class Section(BaseModel):
 class BotConfig(Section):
     database: str = "subscribers.db"
     public_url: str = "http://127.0.0.1:8080"
-    language: Literal["fr", "en"] = "fr"
+    language: str = "fr"  # one of the compiled catalogs (bot/locale)
     timezone: str = "Europe/Paris"
     templates: str | None = None
     retention_days: int = Field(90, ge=1)
     name: str = "Flashbot"
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        return check_language(v)
 
     @field_validator("timezone")
     @classmethod
@@ -113,6 +120,12 @@ class TelegramConfig(Section):
     api_url: str = "https://api.telegram.org/bot"
     link_preview: bool = True
     timeout: float = Field(30, gt=0)
+    language: str | None = None  # the channel's posts; None: [bot] language
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else check_language(v)
 
 
 class DeliveryConfig(Section):

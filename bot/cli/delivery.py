@@ -106,7 +106,7 @@ def preview(
     ctx: typer.Context,
     item: int = typer.Argument(..., help="Item id (see the dashboard or `flashbot deliveries`)."),
     folder: Path = typer.Option(Path("preview"), "--out", help="Folder to write the files to."),
-    language: str = typer.Option(None, "--language", help="fr or en (default: bot.language)."),
+    language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: bot.language)."),
     update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
     explain: bool = typer.Option(False, "--explain", help="Also list what was removed from the article as page chrome, and why."),
 ) -> None:
@@ -118,9 +118,11 @@ def preview(
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
+    from bot.i18n import available
+
     lang = language or cfg.bot.language
-    if lang not in ("fr", "en"):
-        err.print(f"--language: expected fr or en, got {lang!r}", markup=False)
+    if lang not in available():
+        err.print(f"--language: expected one of {', '.join(available())}, got {lang!r}", markup=False)
         raise typer.Exit(2)
     with engine.connect() as conn:
         row = outbox.load_item(conn, item)
@@ -136,7 +138,7 @@ def preview(
     email = composer.email(fake, row)
     links = {p: tokens.link(cfg.bot.public_url, p, "PREVIEW") for p in (tokens.UNSUBSCRIBE, tokens.PREFERENCES)}
     rendered = renderer.email_alert(row, lang, links, update=update)
-    post = renderer.telegram_post(row, update=update)
+    post = renderer.telegram_post(row, update=update, language=cfg.telegram.language if cfg.telegram else None)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"item-{item}-{kind}-{lang}"
     files = {

@@ -37,7 +37,7 @@ def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> Non
 @sub_app.command("add")
 def add(ctx: typer.Context, emails: list[str] = typer.Argument(..., help="Addresses to add (active at once)."),
         mode: str = typer.Option("both", "--mode", help="instant, digest or both."),
-        language: str = typer.Option(None, "--language", help="fr or en (default: [bot] language)."),
+        language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: [bot] language)."),
         topics: str = typer.Option("", "--topics", help="Topics separated by ; or |.")) -> None:
     """Add addresses as active subscribers (the operator vouches for their consent)."""
     _check_choice(mode, subs.MODES, "--mode")
@@ -140,7 +140,7 @@ def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple
         if mode not in subs.MODES:
             rejects.append((line, f"unknown mode {mode!r} (instant, digest or both)"))
         elif language not in subs.LANGUAGES:
-            rejects.append((line, f"unknown language {language!r} (fr or en)"))
+            rejects.append((line, f"unknown language {language!r} ({', '.join(subs.LANGUAGES)})"))
         elif email in seen:
             rejects.append((line, f"duplicate of line {seen[email]}"))
         else:

@@ -140,7 +140,8 @@ class Composer:
         key = (item["id"], item["revision"], item["content_hash"], update)
         post = self._posts.get(key)
         if post is None:
-            post = self.renderer.telegram_post(item, update=update)
+            # The channel's language ([telegram] language, else [bot] language), not a subscriber's.
+            post = self.renderer.telegram_post(item, update=update, language=self.cfg.telegram.language if self.cfg.telegram else None)
             self._posts[key] = post
             if len(self._posts) > _CACHE_SIZE:
                 self._posts.popitem(last=False)

@@ -37,9 +37,9 @@ from bot.demo.telegram_api import BotAPIStandin
 SAMPLES = Path(__file__).parent / "samples"
 TOPIC = "https://www.redaction-exemple.fr/feed/"  # the samples' rel="self"
 ADMIN_PASSWORD = "demo-admin"
-SUBSCRIBERS = [  # (address, mode, language)
+SUBSCRIBERS = [  # (address, mode, language): French, English, and an Arabic reader (right-to-left mails)
     ("alice@exemple.fr", "both", "fr"), ("bob@example.com", "instant", "en"),
-    ("chloe@exemple.fr", "digest", "fr"), ("david@example.com", "both", "en"),
+    ("chloe@exemple.fr", "digest", "fr"), ("karim@example.com", "both", "ar"),
 ]
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
 console = Console()

@@ -16,13 +16,13 @@ from jinja2 import (BaseLoader, ChoiceLoader, Environment, FileSystemLoader, Str
 from markupsafe import Markup
 
 import bot
+from bot import i18n
 from bot.render.html import telegram as tg
 from bot.config import Config, ConfigError
 from bot.render.html.chrome import Removal
 from bot.render.html.images import limit_images
 from bot.render.html.plaintext import cut_words, explain, lead, lead_html, sanitize, to_text
 from bot.render.digest import DIGEST_TEMPLATES, Digests
-from bot.render.strings import STRINGS, format_when, pick_language
 
 BUNDLED = bot.templates_dir()
 # The only names ever rendered or included: a template name never comes from outside.
@@ -37,6 +37,20 @@ DIGEST_LEAD_CHARS = 280
 SUBJECT_MAX = 200
 HEADLINE_MAX = 500
 _INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")  # bidi controls, BOM
+
+
+class Strings:
+    """`t.key` / `t["key"]` in templates written before the catalogs: the same as `_("key")`."""
+
+    def __init__(self, lang: str) -> None:
+        self._t = i18n.translator(lang)
+
+    def __getattr__(self, key: str) -> str:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self._t.gettext(key)
+
+    __getitem__ = __getattr__
 
 
 class RenderedEmail(NamedTuple):
@@ -134,6 +148,7 @@ class Renderer:
             loader=_KnownNames(ChoiceLoader(loaders)), undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        i18n.install(self.env)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
         overridden = folder_names(cfg.resolve(cfg.bot.templates)) if cfg.bot.templates else set()
         # Overridden digest templates may not have the shape the fragment path relies on.
@@ -145,7 +160,10 @@ class Renderer:
 
     # --- views -------------------------------------------------------------------------------
     def _common(self, lang: str, links: Mapping[str, str] | None) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"t": STRINGS[lang], "lang": lang, "bot_name": self.cfg.bot.name}
+        rtl = i18n.direction(lang) == "rtl"
+        ctx: dict[str, Any] = {"t": Strings(lang), "lang": lang, "dir": "rtl" if rtl else "ltr", "bot_name": self.cfg.bot.name,
+                               # mail clients know few logical CSS properties: the sides are chosen here
+                               "start": "right" if rtl else "left", "end": "left" if rtl else "right"}
         if links is not None:
             missing = [k for k in ("unsubscribe", "preferences") if not links.get(k)]
             if missing:
@@ -165,13 +183,13 @@ class Renderer:
         return {
             "headline": one_line(headline_of(item), HEADLINE_MAX),
             "label": label,
-            "badge": label.upper() if label else (STRINGS[lang]["flash"] if _get(item, "is_flash") else ""),
+            "badge": label.upper() if label else (i18n.translator(lang).gettext("flash") if _get(item, "is_flash") else ""),
             "link": link,
             "author": one_line(_get(item, "author", ""), 200),
             "source": one_line(_get(item, "source_name", ""), 200),
             "categories": _categories(_get(item, "categories", [])),
-            "published": format_when(published, lang, self.tz) if published else "",
-            "updated": format_when(updated, lang, self.tz) if updated else "",
+            "published": i18n.format_when(published, lang, self.tz) if published else "",
+            "updated": i18n.format_when(updated, lang, self.tz) if updated else "",
             "revision": int(_get(item, "revision", 0) or 0),
             "body_clean": body,
         }
@@ -194,7 +212,7 @@ class Renderer:
     def _subject(self, view: dict[str, Any], lang: str, update: bool) -> str:
         subject = " — ".join(x for x in (view["badge"], view["headline"]) if x) or self.cfg.bot.name
         if update:
-            subject = f"{STRINGS[lang]['update_prefix']} {subject}"
+            subject = f"{i18n.translator(lang).gettext('update_prefix')} {subject}"
         return one_line(subject, SUBJECT_MAX)
 
     def _email(self, name: str, subject: str, ctx: dict[str, Any]) -> RenderedEmail:
@@ -208,7 +226,7 @@ class Renderer:
     def email_alert(self, item: Any, language: str | None, links: Mapping[str, str],
                     update: bool = False) -> RenderedEmail:
         """The alert email (or, with update=True, the short correction email) for one item."""
-        lang = pick_language(language, self.cfg.bot.language)
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         view = self.item_view(item, lang)
         limit = UPDATE_LEAD_CHARS if update else ALERT_MAX_CHARS
         body, was_cut = lead_html(view["body_clean"], limit) if view["body_clean"] else ("", False)
@@ -218,8 +236,8 @@ class Renderer:
         return self._email(name, self._subject(view, lang, update), ctx)
 
     def telegram_post(self, item: Any, update: bool = False, language: str | None = None) -> str:
-        """The channel post: valid Telegram HTML of at most 4096 UTF-16 units after parsing."""
-        lang = pick_language(language, self.cfg.bot.language)
+        """The channel post (in `language`, else [bot] language): valid Telegram HTML of at most 4096 UTF-16 units."""
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         view = self.item_view(item, lang)
         template = self.env.get_template("telegram_update.html" if update else "telegram_post.html")
         body = tg.from_html(view["body_clean"])
@@ -244,7 +262,7 @@ class Renderer:
     def email_digest(self, items: list[Any], language: str | None, links: Mapping[str, str],
                      date: date | datetime | None = None) -> RenderedEmail:
         """The daily digest: Flash Info first, then the rest grouped by category/source."""
-        lang = pick_language(language, self.cfg.bot.language)
+        lang = i18n.pick_language(language, self.cfg.bot.language)
         day = date.astimezone(self.tz).date() if isinstance(date, datetime) else date
         subject, html, text = self.digests.render(list(items), lang, self._common(lang, links)["links"],
                                                   day or datetime.now(self.tz).date())

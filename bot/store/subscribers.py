@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, insert, select, update
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.i18n import available
 from bot.models import SubscriberEvent
 from bot.store import signups, stats
 from bot.store.db import utcnow
@@ -15,7 +16,7 @@ from bot.store.schema import deliveries, items, subscribers
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
+LANGUAGES = available()  # the compiled catalogs in bot/locale; adding one needs a restart
 STATUSES = ("pending", "active", "unsubscribed", "suppressed", "deleted")
 
 

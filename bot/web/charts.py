@@ -14,18 +14,28 @@ from babel.numbers import format_decimal
 from bot.models import PollOutcome, SendOutcome, SubscriberEvent
 from bot.store.schema import HISTORY_SLOTS
 from bot.web import localize, svg
-from bot.web.i18n import translator
+from bot.i18n import N_
+from bot.i18n import translator as catalog
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 SEND_OUTCOMES = (SendOutcome.SENT, SendOutcome.FAILED, SendOutcome.BOUNCED)
 EVENTS = (SubscriberEvent.SIGNUP, SubscriberEvent.CONFIRM, SubscriberEvent.UNSUBSCRIBE, SubscriberEvent.SUPPRESS)
+# Keys reached through a variable (chart_<outcome>, chart_poll_<outcome>), marked for `make messages`.
+KEYS = (N_("chart_sent"), N_("chart_failed"), N_("chart_bounced"), N_("chart_signup"), N_("chart_confirm"),
+        N_("chart_unsubscribe"), N_("chart_suppress"), N_("chart_poll_ok"), N_("chart_poll_not_modified"),
+        N_("chart_poll_error"))
 
 
 class Labels:
     """Numbers, dates and durations in one language and time zone."""
 
     def __init__(self, lang: str, tz_name: str) -> None:
-        self.lang, self.tz, self._ = lang, ZoneInfo(tz_name), translator(lang)
+        self.lang, self.tz, self.tr = lang, ZoneInfo(tz_name), catalog(lang)
+        self._, self.ngettext = self.tr.gettext, self.tr.ngettext
+
+    def word(self, key: str) -> str:
+        """The translation of a key built from a code (chart_<outcome>…; each is listed in KEYS)."""
+        return self._(key)
 
     def num(self, v: float) -> str:
         """1 234 / 1,234."""
@@ -93,13 +103,13 @@ def sends(rows: list[tuple], now: datetime, t: Labels, channels: list[str]) -> l
         for i, counts in sorted(hours.items()):
             x, w, y = frame.x(i), frame.x(i + 1) - frame.x(i) - 0.3, 0
             tip = f"{t.when(start + i * HOUR)} · " + ", ".join(
-                t._("chart_n", label=t._(f"chart_{o}"), n=t.num(counts.get(o, 0))) for o in SEND_OUTCOMES)
+                t._("chart_n", label=t.word(f"chart_{o}"), n=t.num(counts.get(o, 0))) for o in SEND_OUTCOMES)
             for o in SEND_OUTCOMES:
                 if counts.get(o):
                     svg.bar(chart, x, w, frame.y(y), frame.y(y + counts[o]), f"bar {o}", tip, counts[o], outcome=o)
                     y += counts[o]
         totals = {o: sum(h.get(o, 0) for h in hours.values()) for o in SEND_OUTCOMES}
-        chart["legend"] = [(o, t._(f"chart_{o}"), t.num(totals[o])) for o in SEND_OUTCOMES]
+        chart["legend"] = [(o, t.word(f"chart_{o}"), t.num(totals[o])) for o in SEND_OUTCOMES]
         charts.append(chart)
     return charts
 
@@ -153,8 +163,8 @@ def subscribers(rows: list[tuple], now: datetime, t: Labels) -> dict:
         svg.polyline(chart, coords, f"line {e}")
         for i, n in enumerate(per[e]):
             if n:
-                svg.point(chart, *coords[i], f"pt {e}", f"{t.day(days[i])} · " + t._("chart_n", label=t._(f"chart_{e}"), n=t.num(n)), n, 2.5)
-    chart["legend"] = [(e, t._(f"chart_{e}"), t.num(sum(per[e]))) for e in EVENTS]
+                svg.point(chart, *coords[i], f"pt {e}", f"{t.day(days[i])} · " + t._("chart_n", label=t.word(f"chart_{e}"), n=t.num(n)), n, 2.5)
+    chart["legend"] = [(e, t.word(f"chart_{e}"), t.num(sum(per[e]))) for e in EVENTS]
     return chart
 
 
@@ -164,7 +174,7 @@ def health(sources: list[dict], history: dict[int, list[dict]], t: Labels) -> di
     height = svg.MARGIN["top"] + row_h * max(len(sources), 1) + 22
     frame = svg.Frame(0, HISTORY_SLOTS, 0, 1, width=svg.WIDTH, height=height,
                       margin={"left": name_w, "right": 12, "top": svg.MARGIN["top"], "bottom": 22})
-    chart = svg.new_chart("chart-health", t._("chart_health", n=HISTORY_SLOTS), frame, [], [])
+    chart = svg.new_chart("chart-health", t.ngettext("chart_health", "chart_health_plural", HISTORY_SLOTS), frame, [], [])
     chart["lines"].clear()
     counts = {o: 0 for o in PollOutcome}
     for r, src in enumerate(sources):
@@ -175,14 +185,14 @@ def health(sources: list[dict], history: dict[int, list[dict]], t: Labels) -> di
         offset = HISTORY_SLOTS - len(polls)
         for k, p in enumerate(polls):
             counts[p["outcome"]] = counts.get(p["outcome"], 0) + 1
-            bits = [t.when(p["at"]), t._(f"chart_poll_{p['outcome']}")]
+            bits = [t.when(p["at"]), t.word(f"chart_poll_{p['outcome']}")]
             bits += [f"HTTP {p['status']}"] if p["status"] else []
             bits += [t.duration(p["duration_ms"] / 1000)] if p["duration_ms"] is not None else []
             bits += [p["error"]] if p["error"] else []
             x0, x1 = frame.x(offset + k), frame.x(offset + k + 1)
             svg.bar(chart, x0 + 0.5, x1 - x0 - 1, y + 1, y + row_h - 2, f"cell {p['outcome']}", " · ".join(bits), 1,
                     source=str(src["id"]))
-    chart["legend"] = [(o.value, t._(f"chart_poll_{o.value}"), t.num(counts[o])) for o in PollOutcome]
+    chart["legend"] = [(o.value, t.word(f"chart_poll_{o.value}"), t.num(counts[o])) for o in PollOutcome]
     return chart
 
 
@@ -191,7 +201,7 @@ def strip(polls: list[dict], t: Labels) -> list[dict]:
     offset = HISTORY_SLOTS - len(polls[-HISTORY_SLOTS:])
     cells = []
     for k, p in enumerate(polls[-HISTORY_SLOTS:]):
-        bits = [t.when(p["at"]), t._(f"chart_poll_{p['outcome']}")] + ([f"HTTP {p['status']}"] if p["status"] else [])
+        bits = [t.when(p["at"]), t.word(f"chart_poll_{p['outcome']}")] + ([f"HTTP {p['status']}"] if p["status"] else [])
         cells.append({"x": offset + k, "cls": p["outcome"], "title": " · ".join(bits + ([p["error"]] if p["error"] else []))})
     return cells
 

@@ -15,12 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from bot import templates_dir
+from bot import i18n, templates_dir
 from bot.config import Config
 from bot.pipeline import Pipeline
 from bot.store import ratelimit, sessions
 from bot.web import localize
-from bot.web.i18n import CATALOGS, translator
 from bot.web.limits import Network, client_ip, rate_key
 from bot.web.mailer import Mailer, MailJobs
 from bot.web.security import AdminSession, Csrf, SessionCsrf
@@ -107,15 +106,15 @@ class Web:
         """?lang= wins, then the remembered choice (dashboard cookie), the subscriber's language, [bot] language."""
         asked = request.query_params.get("lang")
         for choice in (asked, request.cookies.get(LANG_COOKIE), preferred, self.cfg.bot.language):
-            if choice in CATALOGS:
+            if choice in i18n.available():
                 return choice
-        return "fr"
+        return i18n.pick_language(None, self.cfg.bot.language)
 
     def render(self, request: Request, name: str, ctx: dict | None = None, status: int = 200,
                lang: str | None = None) -> HTMLResponse:
-        """Render templates/web/<name> with the translator, CSRF field and common values."""
+        """Render templates/web/<name> in one language (`_()` reads `lang`), with the CSRF field and common values."""
         lang = lang or self.lang(request)
-        full = {"_": translator(lang), "lang": lang, "bot_name": self.cfg.bot.name, "request": request,
+        full = {"lang": lang, "bot_name": self.cfg.bot.name, "request": request,
                 "csrf_field": self.csrf_field(request), "public_url": self.cfg.bot.public_url,
                 "notice": localize.notice(request, lang), **localize.helpers(lang, self.cfg.bot.timezone),
                 "csp_nonce": getattr(request.state, "csp_nonce", ""),
@@ -130,7 +129,7 @@ class Web:
     def remember_lang(self, request: Request, response: Response) -> None:
         """On the dashboard, ?lang= is kept in a cookie so every later page and redirect follows it."""
         asked = request.query_params.get("lang")
-        if asked in CATALOGS and asked != request.cookies.get(LANG_COOKIE):
+        if asked in i18n.available() and asked != request.cookies.get(LANG_COOKIE):
             response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, path="/admin", httponly=True,
                                 samesite="lax", secure=self.csrf.secure)
 
@@ -147,10 +146,10 @@ def web(request: Request) -> Web:
 
 
 def make_env(cfg: Config) -> Environment:
-    """Jinja2 environment: operator overrides first, then the bundled templates; HTML autoescaped."""
+    """Jinja2 environment with the i18n extension: operator overrides first, then the bundled templates; HTML autoescaped."""
     paths = [str(BUNDLED_TEMPLATES)]
     if cfg.bot.templates:
         paths.insert(0, str(cfg.resolve(cfg.bot.templates)))
-    return Environment(loader=ChoiceLoader([FileSystemLoader(p) for p in paths]),
-                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-                       trim_blocks=True, lstrip_blocks=True)
+    return i18n.install(Environment(loader=ChoiceLoader([FileSystemLoader(p) for p in paths]),
+                                    autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+                                    trim_blocks=True, lstrip_blocks=True))

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bot.i18n import N_
 from bot.store import listing, polls, utcnow
 from bot.store import subscribers as subs
 from bot.web import charts
@@ -18,6 +19,9 @@ from bot.web.admin import PAGE, protected
 from bot.web.context import web
 
 MAX_SEARCH = 320
+# The state filter's labels (src_state_<state>), reached through a variable: marked for `make messages`.
+STATE_KEYS = (N_("src_state_ok"), N_("src_state_failing"), N_("src_state_paused"), N_("src_state_new"),
+              N_("src_state_websub"))
 COUNTS_TTL = 30
 
 

@@ -1,6 +1,7 @@
 """Per-language helpers handed to page templates: Babel dates and numbers, code labels, notices."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -9,11 +10,25 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from starlette.requests import Request
 
-from bot.web.i18n import CATALOGS, FR, label, markup_translator, translator
+from bot.i18n import Translator, direction, translator
+from bot.web.i18n import label
 
-NOTICE_FIELDS = ("n", "item")
 # Pause reasons written by the dashboard and the CLI: stored in English (like errors), shown translated.
 OPERATOR_REASONS = {"paused by operator": "adm_reason_operator", "paused by an operator": "adm_reason_operator"}
+# ?notice=<name> after an action: the fields each needs (numbers only: the URL cannot inject text).
+NOTICES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
+    "retried": (("n",), lambda t, n: t.ngettext("notice_retried", "notice_retried_plural", n)),
+    "approved": (("item", "n"), lambda t, item, n: t.ngettext("notice_approved", "notice_approved_plural", n,
+                                                              item=item)),
+    "cancelled": (("item", "n"), lambda t, item, n: t.ngettext("notice_cancelled", "notice_cancelled_plural", n,
+                                                               item=item)),
+    "not_held": (("item",), lambda t, item: t.gettext("notice_not_held", item=item)),
+    "paused": ((), lambda t: t.gettext("notice_paused")),
+    "resumed": ((), lambda t: t.gettext("notice_resumed")),
+    "unknown_source": ((), lambda t: t.gettext("notice_unknown_source")),
+    "channel_resumed": ((), lambda t: t.gettext("notice_channel_resumed")),
+    "unknown_channel": ((), lambda t: t.gettext("notice_unknown_channel")),
+}
 
 
 @lru_cache(maxsize=16)
@@ -49,22 +64,23 @@ def duration(seconds: float, lang: str) -> str:
 
 
 def notice(request: Request, lang: str) -> str:
-    """The message named by ?notice= after an action; only known names, only numeric fields."""
-    key = "notice_" + request.query_params.get("notice", "")[:40]
-    if key not in FR:
+    """The message named by ?notice= after an action; only known names, only numeric fields, all present."""
+    known = NOTICES.get(request.query_params.get("notice", "")[:40])
+    if known is None:
         return ""
-    fields = {f: int(v) for f in NOTICE_FIELDS if (v := request.query_params.get(f, ""))[:12].isdigit() and len(v) <= 12}
-    try:
-        return CATALOGS.get(lang, FR)[key].format(**fields)
-    except (KeyError, IndexError):  # a field the message needs is missing from the URL
+    names, text = known
+    values = [request.query_params.get(name, "") for name in names]
+    if not all(v.isdigit() and len(v) <= 12 for v in values):  # a field the message needs is missing or odd
         return ""
+    t: Translator = translator(lang)
+    return text(t, *map(int, values))
 
 
 def helpers(lang: str, tz_name: str) -> dict:
-    """Template values for one language: `_h`, `label`, `reason_label`, `local_time`, `decimal`, `num`, `duration`, `tz_name`."""
-    lang = lang if lang in CATALOGS else "fr"
-    _ = translator(lang)
-    return {"_h": markup_translator(lang), "label": label(lang), "tz_name": tz_name,
+    """Template values for one language (`_()`, `_h()` and `ngettext()` come with the environment: bot.i18n.install):
+    `dir`, `label`, `reason_label`, `local_time`, `decimal`, `num`, `duration`, `tz_name`."""
+    _ = translator(lang).gettext
+    return {"dir": direction(lang), "label": label(lang), "tz_name": tz_name,
             "reason_label": lambda reason: _(OPERATOR_REASONS[reason]) if reason in OPERATOR_REASONS else reason,
             "local_time": lambda when: local_time(when, lang, tz_name),
             "decimal": lambda value: decimal(value, lang), "num": lambda value: number(value, lang),

@@ -13,9 +13,9 @@ from typing import Protocol
 import aiosmtplib
 from jinja2 import Environment
 
+from bot import i18n
 from bot.config import Config, EmailConfig
 from bot.delivery import mime
-from bot.web.i18n import translator
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,15 @@ def build_message(cfg: Config, env: Environment, to: str, language: str, kind: s
     Built by the same code as alerts (bot.delivery.mime) and signed by the same DKIM signer, so a
     strict DMARC policy treats every mail of the domain alike."""
     assert cfg.email is not None
-    _ = translator(language)
+    language = i18n.pick_language(language, cfg.bot.language)
+    t = i18n.translator(language)
     name = cfg.bot.name
     hours = int(cfg.web.confirm_hours) if float(cfg.web.confirm_hours).is_integer() else cfg.web.confirm_hours
-    ctx = {"_": _, "lang": language, "kind": kind, "link": link, "name": name, "hours": hours, "email": to}
-    data = mime.build_single(cfg.email.sender, to, _(f"mail_{kind}_subject", name=name), language,
+    subject = t.gettext("mail_confirm_subject", name=name) if kind == "confirm" else \
+        t.gettext("mail_already_subject", name=name)
+    ctx = {"lang": language, "dir": i18n.direction(language), "kind": kind, "link": link, "name": name,
+           "hours": hours, "email": to, "subject": subject}
+    data = mime.build_single(cfg.email.sender, to, subject, language,
                              datetime.now(timezone.utc), make_msgid(domain=mime.sender_domain(cfg.email.sender)),
                              env.get_template("confirm.txt").render(ctx), env.get_template("confirm.html").render(ctx))
     if dkim is not None:
