@@ -104,6 +104,7 @@ class EmailConfig(Section):
     dkim_key: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    lead_image: bool = True  # the item's photo under the headline (the text part never changes)
     # Images of feed articles in mails: all, only the first (the lead picture), or none (no remote fetch at all).
     remote_images: Literal["keep", "lead", "none"] = "keep"
 
@@ -114,18 +115,48 @@ class EmailConfig(Section):
         return self
 
 
+class TelegramChannelConfig(Section):
+    chat: str = Field(min_length=1)
+    language: str | None = None  # None: [telegram] language, else [bot] language
+    topics: list[str] = []
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else check_language(v)
+
+    sources: list[str] = []
+    categories: list[str] = []
+
+
 class TelegramConfig(Section):
     token: str = Field(min_length=1)
-    channel: str = Field(min_length=1)
+    channel: str | None = Field(None, min_length=1)
+    channels: list[TelegramChannelConfig] = []
     api_url: str = "https://api.telegram.org/bot"
     link_preview: bool = True
     timeout: float = Field(30, gt=0)
+    photos: bool = True
     language: str | None = None  # the channel's posts; None: [bot] language
 
     @field_validator("language")
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return None if v is None else check_language(v)
+
+    @model_validator(mode="after")
+    def _targets(self) -> "TelegramConfig":
+        if not self.channel and not self.channels:
+            raise ValueError("give `channel` or at least one [[telegram.channels]]")
+        chats = [c.chat.strip() for c in self.targets()]
+        if len(set(chats)) != len(chats):
+            raise ValueError("channels: the same chat is listed twice")
+        return self
+
+    def targets(self) -> list[TelegramChannelConfig]:
+        """Every chat posted to: `channel` (when set) first, then [[telegram.channels]]."""
+        single = [TelegramChannelConfig(chat=self.channel)] if self.channel else []
+        return single + list(self.channels)
 
 
 class DeliveryConfig(Section):
@@ -134,6 +165,7 @@ class DeliveryConfig(Section):
     bounce_limit: int = Field(2, ge=1)
     batch_size: int = Field(500, ge=1)
     grace_seconds: float = Field(10, ge=0)
+    max_alerts_per_day: int = Field(0, ge=0)  # per subscriber, 0 = no cap (a subscriber may set a lower one)
 
     @field_validator("retry_delays")
     @classmethod

@@ -33,6 +33,9 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not sent on its own (the subscriber's daily cap, or their quiet hours): the alert goes into their
+    # next digest, or into a summary mail (kind 'summary') when they could receive alerts again.
+    FOLDED = "folded"
 
 
 class SendOutcome(StrEnum):
@@ -101,6 +104,8 @@ class Item:
     updated_at: datetime | None = None  # aware UTC
     language: str | None = None
     content_hash: str = ""
+    image_url: str | None = None  # the lead photo (absolute http(s)), see bot.ingest.images
+    image_alt: str | None = None
     # Texts of this item's blocks that most items of its feed repeat (bot.render.html.furniture).
     furniture: list[str] = field(default_factory=list)
     # Filled by detect.

@@ -118,7 +118,7 @@ def test_arabic_story_and_confirmation_mails_are_clean(tmp_path):
              "correction": composer.email(row("update"), story, thread_id="<a1@redaction-exemple.fr>").body,
              "digest": composer.digest(row("digest"), [story, other]).body,
              "confirm": build_message(cfg, make_env(cfg), "karim@example.com", "ar", "confirm",
-                                      "https://www.redaction-exemple.fr/confirm/T").as_bytes()}
+                                      "https://www.redaction-exemple.fr/confirm/T").data}
     for kind, raw in mails.items():
         assert b"Content-Language: ar" in raw, kind
         total, rules = score(raw)

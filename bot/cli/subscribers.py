@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bot.delivery import quiet
 from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
 from bot.cli import err, out, state
@@ -18,7 +19,8 @@ from bot.cli.progress import bar
 
 sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
 BATCH = 5000
-EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at"]
+EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at",
+                 "max_per_day", "quiet_hours", "timezone"]
 
 
 def _address(raw: str) -> str:
@@ -112,7 +114,8 @@ def show(ctx: typer.Context, email: str) -> None:
         err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     for key in ("id", "email", "status", "mode", "language", "topics", "origin", "bounces", "last_error",
-                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at"):
+                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at", "max_per_day", "quiet_start",
+                "quiet_end", "timezone"):
         value = row[key]
         out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
                   markup=False, highlight=False, soft_wrap=True)
@@ -126,7 +129,7 @@ def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple
     fields = {(f or "").strip().lower(): f for f in (reader.fieldnames or [])}
     if "email" not in fields:
         raise ValueError("no 'email' column in the header line")
-    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics")}
+    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics", "max_per_day", "quiet_hours", "timezone")}
     records, rejects, seen = [], [], {}
     for row in reader:
         line = reader.line_num
@@ -144,13 +147,25 @@ def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple
         elif email in seen:
             rejects.append((line, f"duplicate of line {seen[email]}"))
         else:
+            try:
+                pace = _pace(get("max_per_day"), get("quiet_hours"), get("timezone"))
+            except quiet.LimitError as exc:
+                rejects.append((line, str(exc)))
+                continue
             seen[email] = line
-            records.append({"email": email, "mode": mode, "language": language, "topics": subs.normalize_topics(get("topics"))})
+            records.append({"email": email, "mode": mode, "language": language,
+                            "topics": subs.normalize_topics(get("topics")), **pace})
     return records, rejects
 
 
+def _pace(cap: str, hours: str, zone: str) -> dict:
+    """The alert-pace columns of an imported row (empty cells: no own cap, no quiet hours, [bot] zone)."""
+    start, end = quiet.parse_range(hours)
+    return {"max_per_day": quiet.parse_cap(cap), "quiet_start": start, "quiet_end": end, "timezone": quiet.parse_zone(zone)}
+
+
 @sub_app.command("import")
-def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics).")) -> None:
+def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics, max_per_day, quiet_hours, timezone).")) -> None:
     """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched."""
     st = state(ctx)
     try:
@@ -185,9 +200,11 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
         with bar(ctx) as progress:
             progress.start("exporting", listing.count_subscribers(engine, status))
             for r in listing.iter_subscribers(engine, status):
+                quiet_hours = f"{r['quiet_start']}-{r['quiet_end']}" if r["quiet_start"] and r["quiet_end"] else ""
                 writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
                                  r["created_at"].isoformat() if r["created_at"] else "",
-                                 r["confirmed_at"].isoformat() if r["confirmed_at"] else ""])
+                                 r["confirmed_at"].isoformat() if r["confirmed_at"] else "",
+                                 r["max_per_day"] or "", quiet_hours, r["timezone"] or ""])
                 n += 1
                 if n % 1000 == 0:
                     progress.advance(1000)

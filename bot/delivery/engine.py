@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
-from bot.models import FINAL_STATES, NO_PROGRESS, ClaimedRow, DeliveryState, Outcome, Progress
+from bot.models import FINAL_STATES, NO_PROGRESS, AlertState, ClaimedRow, DeliveryState, Outcome, Progress
 from bot.store import channels as channel_store
 from bot.store import outbox, reports, retry_locked
 from bot.store.db import utcnow
@@ -175,6 +175,10 @@ class DeliveryEngine:
         try:
             if row["kind"] == "digest":
                 return self.composer.digest(row, ctx["digests"].get(row["id"], []))
+            if row["kind"] == "summary":  # alerts a cap or quiet hours held back, minus cancelled ones
+                kept = [i for i in ctx["digests"].get(row["id"], []) if i["alert_state"] != AlertState.CANCELLED]
+                return self.composer.summary(row, kept) if kept else self._add(row, DeliveryState.CANCELLED,
+                                                                                  error="every alert was cancelled")
             original = None
             if row["kind"] == "update":
                 state, original = ctx["originals"].get((row["item_id"], row["channel"], row["recipient"]), (None, None))

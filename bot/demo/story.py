@@ -220,7 +220,7 @@ def report(engine, cfg, workdir: Path, tg: BotAPIStandin, smtp: SMTPServer, url:
         table.add_row(it["headline"][:60], str(it["revision"]), _secs(it["detected_at"], it["first_telegram_at"]),
                       _secs(it["detected_at"], it["first_email_at"]), _secs(it["detected_at"], it["last_email_at"]))
     console.print(table)
-    console.print(f"[bold]Telegram[/] (stand-in, channel {cfg.telegram.channel}): "
+    console.print(f"[bold]Telegram[/] (stand-in, channel {', '.join(t.chat for t in cfg.telegram.targets())}): "
                   f"{len(tg.posts)} post(s), {len(tg.edits)} edit(s)")
     for kind, posts in (("post", tg.posts), ("edit", tg.edits)):
         for p in posts:

@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.urls import resolve_relative_uris
 
+from bot.ingest.images import lead_image
 from bot.models import FeedResult, Item
 from bot.render.html.furniture import repeated_blocks
 
@@ -126,11 +127,12 @@ def normalize(entry, base: str | None, feed_language: str | None, late_base: str
             cats.append(term)
     detail = entry.get("title_detail") or entry.get("summary_detail") or {}
     author = _text(entry.get("author")) or None
+    image_url, image_alt = lead_image(entry, content, summary) or (None, None)
     return Item(
         key=key[:2000], title=title, link=link, summary_html=summary, content_html=content,
         categories=cats, author=author, published_at=_when(dict.get(entry, "published_parsed")),
         updated_at=_when(dict.get(entry, "updated_parsed")), language=(detail.get("language") or feed_language or None),
-        content_hash=chash,
+        content_hash=chash, image_url=image_url, image_alt=image_alt,
     )
 
 

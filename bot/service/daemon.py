@@ -77,7 +77,8 @@ def summary(cfg, engine, rt: Runtime, web_url: str | None) -> list[str]:
         elif name == "email":
             lines.append(f"email: on ({section.host}:{section.port}, from {section.sender})")
         else:
-            lines.append(f"telegram: on (channel {section.channel})")
+            chats = [t.chat for t in section.targets()]
+            lines.append(f"telegram: on (channel{'s' if len(chats) > 1 else ''} {', '.join(chats)})")
     subs = {k.removeprefix("subscribers_"): v for k, v in c.items() if k.startswith("subscribers_")}
     lines.append("subscribers: " + (", ".join(f"{v} {k}" for k, v in sorted(subs.items())) or "none"))
     lines.append(f"web: {web_url}" if web_url else "web: off ([web] enabled = false)")

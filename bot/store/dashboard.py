@@ -29,6 +29,20 @@ def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, 
     return out
 
 
+def broadcast_counts(engine: Engine, since: datetime | None = None) -> dict[tuple[str, str], dict[str, int]]:
+    """{(channel, chat): {state: n}} of the rows addressed to a chat, not a subscriber (Telegram)."""
+    q = (select(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state, func.count())
+         .where(deliveries.c.subscriber_id.is_(None), deliveries.c.digest_id.is_(None))
+         .group_by(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state))
+    if since is not None:
+        q = q.where(deliveries.c.created_at >= since)
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    with engine.connect() as conn:
+        for ch, chat, st, n in conn.execute(q):
+            out.setdefault((ch, chat), {})[st] = n
+    return out
+
+
 def recent_items(engine: Engine, limit: int = 50) -> list[dict]:
     """The newest items with their source name and per-state delivery counts."""
     with engine.connect() as conn:
@@ -97,7 +111,7 @@ def source_list(engine: Engine) -> list[dict]:
             select(sources.c.id, sources.c.name, sources.c.url, sources.c.paused, sources.c.pause_reason,
                    sources.c.last_status, sources.c.last_error, sources.c.consecutive_failures,
                    sources.c.last_polled_at, sources.c.last_success_at, sources.c.next_poll_at,
-                   sources.c.websub_state).order_by(sources.c.name)).mappings()]
+                   sources.c.websub_state).where(sources.c.origin != "desk").order_by(sources.c.name)).mappings()]
 
 
 def source_categories(engine: Engine) -> list[str]:

@@ -5,12 +5,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, select, text, update
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
 from bot.store import schema
-from bot.store.schema import SCHEMA_VERSION, admin_sessions, meta, metadata, signup_requests
+from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
+                              subscribers)
 
 
 def _v2_web_hardening(conn: Connection) -> None:
@@ -33,7 +34,23 @@ def _v3_items_furniture(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
 
 
-def _v4_operator_view(conn: Connection) -> None:
+def add_columns(conn: Connection, table, names: list[str]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns of `table` (as schema.py declares them) the database lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            ctype = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ctype}'))
+
+
+def _v4_desk_images_limits(conn: Connection) -> None:
+    """Issue #14: lead images, hand-written alerts (targets, desk_log), subscribers' caps and quiet hours."""
+    add_columns(conn, items, ["image_url", "image_alt", "targets"])
+    add_columns(conn, subscribers, ["max_per_day", "quiet_start", "quiet_end", "timezone"])
+    desk_log.create(conn, checkfirst=True)
+
+
+def _v5_operator_view(conn: Connection) -> None:
     """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
     flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
     from bot.store import stats
@@ -54,7 +71,7 @@ def _v4_operator_view(conn: Connection) -> None:
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_items_furniture,
-                                                        4: _v4_operator_view}
+                                                        4: _v4_desk_images_limits, 5: _v5_operator_view}
 
 
 def utcnow() -> datetime:

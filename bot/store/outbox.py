@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
@@ -12,6 +12,7 @@ from bot.models import DUE_STATES, FINAL_STATES, AlertState, ClaimedRow, Deliver
 from bot.store import stats
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
+from bot.store.limits import limited
 from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
@@ -32,28 +33,14 @@ def _no_topics():
 
 
 def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: datetime) -> int:
-    """INSERT…SELECT one email row per active instant/both subscriber without topics; rows inserted."""
+    """INSERT…SELECT one email row per active instant/both subscriber without topics or limits; rows inserted."""
     src = select(
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
         literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
-    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
+    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics(), ~limited()).order_by(S.id)
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
     stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
     return conn.execute(stmt).rowcount or 0
-
-
-def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
-    """Active instant/both subscribers WITH topics, as (id, topics) batches (keyset paging: flat memory)."""
-    last = 0
-    while True:
-        rows = conn.execute(
-            select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
-            .order_by(S.id).limit(batch)
-        ).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield [(r[0], r[1]) for r in rows]
 
 
 def insert_rows(conn, rows: list[dict]) -> int:
@@ -71,7 +58,8 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
         select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
                literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
         .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
-        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
+        .where(orig.c.item_id == item_id, orig.c.revision == 0, active_or_channel,
+               orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED, DeliveryState.FOLDED]))
         .order_by(orig.c.id)
     )
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
@@ -79,9 +67,10 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
 
 
 def load_item(conn, item_id: int) -> dict | None:
-    """The item row as a dict, plus source_name and source_category (what the renderer and topics need)."""
+    """The item row as a dict, plus source_name, source_category and source_origin (renderer and topics)."""
     row = conn.execute(
-        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+               sources.c.origin.label("source_origin"))
         .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id == item_id)
     ).mappings().first()
     return dict(row) if row else None
@@ -130,7 +119,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
     """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
 
     Returns {"items": {item_id: item}, "originals": {(item_id, channel, recipient): (state, external_id)},
-    "digests": {delivery_id: [item, ...]}}.
+    "digests": {delivery_id: [item, ...]}} (digest and summary rows).
     """
     ctx: dict = {"items": {}, "originals": {}, "digests": {}}
     with engine.connect() as conn:
@@ -146,7 +135,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
                     D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
                 for o in conn.execute(q):
                     ctx["originals"][(item_id, channel, o.recipient)] = (o.state, o.external_id)
-        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] == "digest"])
+        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] in ("digest", "summary")])
     return ctx
 
 
@@ -161,7 +150,8 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     wanted = sorted({i for ids in lists.values() for i in ids})
     found: dict[int, dict] = {}
     for i in range(0, len(wanted), 900):
-        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+                    sources.c.origin.label("source_origin"))
              .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id.in_(wanted[i:i + 900])))
         found.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
     return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}

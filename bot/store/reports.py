@@ -18,7 +18,7 @@ from bot.store.schema import deliveries, digests, items, sources, subscribers
 D, S = deliveries.c, subscribers.c
 LIVE_HOURS = 6  # the overview shows the alerts and digest runs of the last hours (and any still running)
 RATE_WINDOW = 30  # seconds: throughput is measured over the last half-minute while a fan-out runs
-_PARTS = ("sent", "failed", "bounced", "pending", "cancelled")
+_PARTS = ("sent", "failed", "bounced", "folded", "pending", "cancelled")
 
 
 def _part(state: str, bounced: bool) -> str:
@@ -26,6 +26,8 @@ def _part(state: str, bounced: bool) -> str:
         return "pending"
     if state == DeliveryState.FAILED:
         return "bounced" if bounced else "failed"
+    if state == DeliveryState.FOLDED:  # held back by the subscriber's cap or quiet hours, for a summary or digest
+        return "folded"
     return "sent" if state == DeliveryState.SENT else "cancelled"
 
 
@@ -37,7 +39,7 @@ def _pick(fn, a, b):
 def _group(row: dict, now: datetime) -> dict:
     """Add total, running, rate (rows/s) and eta (seconds) to one (channel, revision) count."""
     row["total"] = sum(row[p] for p in _PARTS)
-    done = row["total"] - row["pending"] - row["cancelled"]
+    done = row["sent"] + row["failed"] + row["bounced"]
     row["running"] = row["pending"] > 0
     started, last = row["started_at"], row["last_at"]
     if row["running"]:
@@ -87,7 +89,7 @@ def _latency(item: dict) -> dict[str, dict]:
 def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int = 12,
             settled: Mapping[tuple[str, int], list[dict]] | None = None) -> list[dict]:
     """Alerts and digest runs of the last `hours` (and any with unsent rows), newest first, each with its
-    progress per channel and revision: sent / failed / bounced / pending / cancelled of total,
+    progress per channel and revision: sent / failed / bounced / folded / pending / cancelled of total,
     throughput over the last RATE_WINDOW seconds and the time left while it runs.
 
     `settled` holds the groups of entries already read as finished ({(kind, id): groups}): an entry
@@ -127,11 +129,13 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
 
 
 def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
-    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count."""
-    q = (select(D.item_id, D.digest_id, items.c.title, D.channel, D.state, func.count().label("count"))
+    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count. A
+    broadcast channel's rows (no subscriber: one per Telegram chat) are counted per chat, "telegram @chat"."""
+    target = case((D.subscriber_id.is_(None), D.channel + " " + D.recipient), else_=D.channel)
+    q = (select(D.item_id, D.digest_id, items.c.title, target.label("channel"), D.state, func.count().label("count"))
          .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
-         .group_by(D.item_id, D.digest_id, items.c.title, D.channel, D.state)
-         .order_by(D.item_id.desc(), D.digest_id.desc(), D.channel, D.state))
+         .group_by(D.item_id, D.digest_id, items.c.title, target, D.state)
+         .order_by(D.item_id.desc(), D.digest_id.desc(), target, D.state))
     if since is not None:
         q = q.where(D.created_at >= since)
     if item_id is not None:

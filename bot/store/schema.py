@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
 # Bump with every numbered migration step in bot/store/db.py.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(TypeDecorator):
@@ -108,6 +108,11 @@ items = Table(
     Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
     Column("also_sources", JSON, nullable=False, default=list),
     Column("norm_title", Text, nullable=False, default=""),
+    Column("image_url", Text),  # the lead photo (bot.ingest.images)
+    Column("image_alt", Text),
+    # Hand-written alerts: the channels the editor chose ({"email": bool, "telegram": [chat, ...]});
+    # NULL = every channel (feed items).
+    Column("targets", JSON),
     # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
     Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
@@ -137,6 +142,12 @@ subscribers = Table(
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
     _ts("last_digest_at"),
+    # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
+    # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
+    Column("max_per_day", Integer),
+    Column("quiet_start", String(5)),
+    Column("quiet_end", String(5)),
+    Column("timezone", String(64)),
     # The list filters (status, mode, language, origin) and the status × mode counts read this index
     # alone, never the rows: an index-only scan at a million subscribers.
     Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
@@ -159,8 +170,8 @@ deliveries = Table(
     Column("recipient", String(320), nullable=False),  # subscriber id as text, or the channel name
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("revision", Integer, nullable=False, default=0),  # 0 = alert, n = nth update/correction
-    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | confirm
-    # pending | sending | sent | retry | failed | cancelled
+    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | summary | confirm
+    # pending | sending | sent | retry | failed | cancelled | folded
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
@@ -177,13 +188,26 @@ deliveries = Table(
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
 )
 
-# Which items went into which subscriber's digest: an item at most once per subscriber.
+# Which items went into which subscriber's digest or summary mail: an item at most once per subscriber.
 digest_items = Table(
     "digest_items", metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+)
+
+# Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.
+desk_log = Table(
+    "desk_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # sent | edited
+    Column("revision", Integer, nullable=False, default=0),
+    Column("editor", String(200), nullable=False),
+    Column("via", String(16), nullable=False),  # web | cli
+    _ts("at", nullable=False),
+    Index("ix_desk_log_item", "item_id"),
 )
 
 # Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).

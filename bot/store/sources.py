@@ -10,6 +10,7 @@ from bot.config import Config, SourceConfig
 from bot.models import FeedResult
 from bot.store import polls
 from bot.store.db import retry_locked, utcnow
+from bot.store.items import DESK_ORIGIN
 from bot.store.schema import sources
 
 REMOVED_FROM_CONFIG = "no longer in config.toml"
@@ -103,6 +104,8 @@ def get_source(engine: Engine, name_or_id: str | int) -> RowMapping:
 def remove_source(engine: Engine, name: str) -> None:
     """Delete a source and its items (a config source comes back at the next sync: edit config.toml)."""
     row = get_source(engine, name)
+    if row["origin"] == DESK_ORIGIN:
+        raise SourceError(f"{name!r} holds the hand-written alerts; it cannot be removed")
     with engine.begin() as conn:
         conn.execute(delete(sources).where(sources.c.id == row["id"]))
 
@@ -114,6 +117,7 @@ def set_paused(engine: Engine, source: int | str, paused: bool) -> bool:
     unsets next_poll_at, so the source is due at once. False when there is no such source.
     """
     cond = sources.c.id == source if isinstance(source, int) else sources.c.name == source
+    cond = and_(cond, sources.c.origin != DESK_ORIGIN)  # the desk's source is never polled
     values: dict = {"paused": paused, "pause_reason": PAUSED_BY_OPERATOR if paused else None}
     if not paused:
         values.update(consecutive_failures=0, next_poll_at=None, retry_after_until=None)
@@ -127,7 +131,7 @@ def set_paused(engine: Engine, source: int | str, paused: bool) -> bool:
 def list_sources(engine: Engine) -> list[RowMapping]:
     """All sources, by name."""
     with engine.connect() as conn:
-        return list(conn.execute(select(sources).order_by(sources.c.name)).mappings())
+        return list(conn.execute(select(sources).where(sources.c.origin != DESK_ORIGIN).order_by(sources.c.name)).mappings())
 
 
 def due_condition(now: datetime, slack: float = 0.0, force: bool = False) -> ColumnElement[bool]:
@@ -139,7 +143,7 @@ def due_condition(now: datetime, slack: float = 0.0, force: bool = False) -> Col
     (backoff and push fallback are skipped, Retry-After is not). The batch poll (claim_due,
     due_source_ids) and the scheduler's per-source check (is_due) all use it.
     """
-    cond = [sources.c.paused.is_(False),
+    cond = [sources.c.paused.is_(False), sources.c.origin != DESK_ORIGIN,  # the desk is no feed
             or_(sources.c.retry_after_until.is_(None), sources.c.retry_after_until <= now)]
     if not force:
         cond.append(or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= now + timedelta(seconds=slack)))

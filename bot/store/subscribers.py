@@ -12,6 +12,7 @@ from bot.i18n import available
 from bot.models import SubscriberEvent
 from bot.store import signups, stats
 from bot.store.db import utcnow
+from bot.store.limits import LIMIT_COLUMNS
 from bot.store.schema import deliveries, items, subscribers
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
@@ -163,7 +164,8 @@ def insert_many(engine: Engine, records: Sequence[dict], origin: str = "import")
     now = utcnow()
     rows = [dict(email=r["email"], status="active", mode=r.get("mode") or "both",
                  language=r.get("language") or "fr", topics=r.get("topics") or [], origin=origin,
-                 bounces=0, token_nonce=new_nonce(), created_at=now, confirmed_at=now) for r in records]
+                 bounces=0, token_nonce=new_nonce(), created_at=now, confirmed_at=now,
+                 **{k: r.get(k) for k in LIMIT_COLUMNS}) for r in records]
     stmt = _insert_ignore(engine)
     with engine.begin() as conn:
         before = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()

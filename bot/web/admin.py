@@ -136,6 +136,7 @@ async def overview(request: Request) -> Response:
         "counts_all": await w.cached("counts-all", TABLES_TTL, dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
         "channels": await w.db(channel_store.channel_states, w.engine),
+        "per_chat": await w.db(dashboard.broadcast_counts, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
     return w.render(request, "admin/overview.html", ctx)

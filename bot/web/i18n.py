@@ -21,16 +21,24 @@ PAGE_KEYS = (
     N_("not_found_title"), N_("not_found_body"), N_("error_title"), N_("error_body"),
     N_("adm_login_wrong"), N_("adm_login_limited"), N_("adm_reason_operator"),
 )
+# The newsroom desk's and the alert pace's form errors (bot.ingest.desk.problems, bot.web.pace.read) and
+# the preview's notice, passed to the templates by name.
+DESK_KEYS = (
+    N_("desk_err_title"), N_("desk_err_title_long"), N_("desk_err_body_long"), N_("desk_err_link"),
+    N_("desk_err_image"), N_("desk_err_language"), N_("desk_err_topics"), N_("desk_err_chat"),
+    N_("desk_err_no_channel"), N_("desk_err_editor"), N_("desk_changed"),
+    N_("pace_err_cap"), N_("pace_err_quiet"), N_("pace_err_zone"),
+)
 # Stored codes shown on the dashboard: label group + "_" + value (tests check every state has one).
 LABEL_KEYS = (
     N_("state_pending"), N_("state_sending"), N_("state_sent"), N_("state_retry"), N_("state_failed"),
-    N_("state_cancelled"),
+    N_("state_cancelled"), N_("state_folded"),
     N_("alert_none"), N_("alert_held"), N_("alert_detected"), N_("alert_approved"), N_("alert_cancelled"),
     N_("alert_queued"),
     N_("status_pending"), N_("status_active"), N_("status_unsubscribed"), N_("status_suppressed"),
     N_("status_deleted"),
     N_("smode_instant"), N_("smode_digest"), N_("smode_both"),
-    N_("kind_alert"), N_("kind_update"), N_("kind_digest"), N_("kind_confirm"),
+    N_("kind_alert"), N_("kind_update"), N_("kind_digest"), N_("kind_confirm"), N_("kind_summary"),
     N_("origin_web"), N_("origin_operator"), N_("origin_import"),
     N_("websub_pending"), N_("websub_active"), N_("websub_denied"),
 )

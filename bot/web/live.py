@@ -17,7 +17,7 @@ SCALE = 1000  # the bars' viewBox width
 FAST_MS, SLOW_MS = 1000, 10000  # refresh while a fan-out runs / otherwise
 SHARED_SECONDS = 1.0  # every tab and operator asking within a second gets the same reading
 # Drawn left to right; what is left of the bar's width is still to send.
-SEGMENTS = ("sent", "failed", "bounced", "cancelled")
+SEGMENTS = ("sent", "failed", "bounced", "folded", "cancelled")
 
 
 def segments(group: dict) -> list[dict]:

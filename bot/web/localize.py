@@ -28,6 +28,15 @@ NOTICES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "unknown_source": ((), lambda t: t.gettext("notice_unknown_source")),
     "channel_resumed": ((), lambda t: t.gettext("notice_channel_resumed")),
     "unknown_channel": ((), lambda t: t.gettext("notice_unknown_channel")),
+    # The newsroom desk (bot.web.desk): what became of a hand-written alert or its correction.
+    "desk_sent": (("item", "n"), lambda t, item, n: t.ngettext("notice_desk_sent", "notice_desk_sent_plural", n,
+                                                               item=item)),
+    "desk_held": (("item",), lambda t, item: t.gettext("notice_desk_held", item=item)),
+    "desk_duplicate": (("item",), lambda t, item: t.gettext("notice_desk_duplicate", item=item)),
+    "desk_resent": (("item",), lambda t, item: t.gettext("notice_desk_resent", item=item)),
+    "desk_corrected": (("item", "n"), lambda t, item, n: t.ngettext("notice_desk_corrected",
+                                                                    "notice_desk_corrected_plural", n, item=item)),
+    "desk_unchanged": (("item",), lambda t, item: t.gettext("notice_desk_unchanged", item=item)),
 }
 
 

@@ -14,6 +14,7 @@ from bot import tokens
 from bot.addresses import mailbox_key
 from bot.store import dashboard, signups
 from bot.store import subscribers as subs
+from bot.web import pace
 from bot.web.context import Web, web
 from bot.web.mailer import build_message, send
 from bot.web.security import CSRF_FIELD
@@ -181,19 +182,24 @@ async def _prefs_subscriber(w: Web, token: str) -> dict | None:
 
 
 async def preferences(request: Request) -> Response:
-    """GET/POST /preferences/{token}: mode, language and topics."""
+    """GET/POST /preferences/{token}: mode, language, topics and the alert pace (cap, quiet hours, zone)."""
     w = web(request)
     row = await _prefs_subscriber(w, request.path_params["token"])
     if row is None:
         return w.message(request, "bad_link_title", "bad_link_body", status=400)
     categories = await w.db(dashboard.source_categories, w.engine)
-    saved, error, status = False, None, 200
+    saved, error, status, posted = False, None, 200, None
     if request.method == "POST":
         form = await read_form(request)
         if not w.csrf.valid(request, form.get(CSRF_FIELD)):
             return w.message(request, "csrf_title", "csrf_body", status=403, lang=row["language"])
         values = _choices(form, categories)
-        if values["mode"] in subs.MODES and values["language"] in subs.LANGUAGES:
+        posted, chosen_pace, error = pace.read(form)
+        if error:
+            status = 400
+        elif values["mode"] in subs.MODES and values["language"] in subs.LANGUAGES:
+            await pace.save(w, row["id"], chosen_pace)
+            posted = None
             topics = subs.normalize_topics([values["topics"], *values["categories"]])
             await w.db(subs.update_preferences, w.engine, row["id"], values["mode"], values["language"], topics)
             row = await w.db(subs.get, w.engine, row["id"])
@@ -206,7 +212,8 @@ async def preferences(request: Request) -> Response:
     return w.render(request, "preferences.html",
                     {"row": row, "values": values, "categories": categories, "modes": subs.MODES,
                      "languages": subs.LANGUAGES, "saved": saved, "error": error,
-                     "token": request.path_params["token"], "unsubscribe": _link(w, tokens.UNSUBSCRIBE, row)},
+                     "token": request.path_params["token"], "unsubscribe": _link(w, tokens.UNSUBSCRIBE, row),
+                     **pace.context(row, w.cfg, posted)},
                     status=status, lang=w.lang(request, row["language"]))
 
 

@@ -16,7 +16,7 @@
     var status = document.getElementById("live-status");
     if (status && live.getAttribute(attr)) {
       status.textContent = live.getAttribute(attr);
-      if (status.className.indexOf("warn") < 0) { status.className += " warn"; }
+      if (status.className.indexOf("live-warn") < 0) { status.className += " live-warn"; }
     }
   }
 
