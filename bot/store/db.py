@@ -25,8 +25,10 @@ def _v2_web_hardening(conn: Connection) -> None:
 
 
 def _add_column(conn: Connection, table: Table, column: Column) -> None:
-    """ALTER TABLE … ADD COLUMN with the column as the current metadata declares it."""
-    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
+    """ALTER TABLE … ADD COLUMN with the column as the current metadata declares it (default and NOT NULL
+    included), unless the database has it already."""
+    if column.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
 
 
 def _v3_items_furniture(conn: Connection) -> None:
@@ -58,10 +60,10 @@ def _v5_operator_view(conn: Connection) -> None:
     _add_column(conn, schema.sources, schema.sources.c.poll_count)
     _add_column(conn, schema.deliveries, schema.deliveries.c.finished_at)
     _add_column(conn, schema.deliveries, schema.deliveries.c.bounced)
-    schema.poll_history.create(conn)
-    schema.stats.create(conn)
+    schema.poll_history.create(conn, checkfirst=True)
+    schema.stats.create(conn, checkfirst=True)
     conn.execute(text("DROP INDEX IF EXISTS ix_subscribers_status"))
-    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_filters").create(conn)
+    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_filters").create(conn, checkfirst=True)
     d = schema.deliveries
     conn.execute(update(d).where(d.c.state == "sent").values(finished_at=d.c.sent_at))
     stats.backfill(conn)
