@@ -68,11 +68,11 @@ test-deps:
 	  else echo "WARNING:$$missing missing and not root; their tests will be skipped"; fi; fi
 
 ## make bench: benchmarks (quick mode; BENCH_FULL=1 for the 100k runs). Never part of make test.
-bench: $(STAMP)
+bench: $(STAMP) $(MO)
 	$(PY) -m bench.run
 
 ## make soak: long crash/kill trials, outside CI.
-soak: $(STAMP)
+soak: $(STAMP) $(MO)
 	FLASHBOT_SOAK=1 $(PY) -m pytest -q -ra -m slow tests
 
 ## make lock: re-resolve pyproject.toml into requirements.lock (--all keeps setuptools: the wheel test builds with it).

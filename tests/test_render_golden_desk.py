@@ -2,12 +2,11 @@
 and post, whose source is not named), its correction as a photo caption, and the summary mail of folded
 alerts (regenerate with UPDATE_GOLDEN=1 and review the diff). Outputs of items without a photo are
 the existing goldens, unchanged."""
-import os
 from datetime import datetime, timezone
 
 import pytest
 from fixtures_render import GOLDEN, seed_item, telegram_problems
-from test_render_golden import LINKS
+from test_render_golden import LINKS, check_golden
 
 from bot.render.html import telegram as tg
 from bot.render.renderer import CAPTION_LIMIT, Renderer
@@ -41,23 +40,12 @@ CASES = {
 }
 
 
-def _files(name: str, out) -> dict[str, str]:
-    if isinstance(out, str):
-        return {f"{name}.txt": out + "\n"}
-    return {f"{name}.subject.txt": out.subject + "\n", f"{name}.html": out.html, f"{name}.txt": out.text}
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(render_config, name):
     out = CASES[name](Renderer(render_config()))
     if isinstance(out, str):
         assert telegram_problems(out) == [] and tg.visible_len(out) <= CAPTION_LIMIT
-    for fname, content in _files(name, out).items():
-        path = GOLDEN / fname
-        if os.environ.get("UPDATE_GOLDEN"):
-            path.write_text(content, encoding="utf-8")
-        assert path.exists(), f"missing golden file {fname}: run with UPDATE_GOLDEN=1"
-        assert content == path.read_text(encoding="utf-8"), f"{fname} differs from the golden file"
+    check_golden(name, out)
 
 
 def test_the_photo_golden_differs_from_the_plain_one_only_by_the_photo():
