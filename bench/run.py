@@ -17,6 +17,7 @@ SECTIONS = [
     ("polling", "bench.polling", "2. Polling"),
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
+    ("pages", "bench.pages", "5. Dashboard at 1,000,000 subscribers"),
 ]
 
 

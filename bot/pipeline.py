@@ -21,7 +21,7 @@ from bot.clock import SYSTEM, Clock
 from bot.delivery import fanout
 from bot.ingest import desk as desk_ingest
 from bot.ingest import poll as ingest
-from bot.models import ALERTING, Event, EventKind
+from bot.models import ALERTING, NO_PROGRESS, Event, EventKind, Progress
 from bot.store import desk as desk_store
 from bot.store import items as item_store
 from bot.store import maintenance
@@ -51,11 +51,12 @@ async def refresh(p: Pipeline, source_id: int) -> ingest.PollReport:
     return report
 
 
-async def cycle(p: Pipeline, due_only: bool = False) -> list[tuple[ingest.PollReport, int]]:
+async def cycle(p: Pipeline, due_only: bool = False, progress: Progress = NO_PROGRESS) -> list[tuple[ingest.PollReport, int]]:
     """Poll every active source (or only the due ones) once, then fan out what each one stored;
-    returns (report, rows queued) per source. `poll`, `poll --once` and `run --once` use it."""
+    returns (report, rows queued) per source. `poll`, `poll --once` and `run --once` use it, the
+    last two with a `progress` (the CLI's bar)."""
     poll = ingest.poll_due if due_only else ingest.poll_all
-    reports = await poll(p.engine, p.cfg, p.client, p.clock)
+    reports = await poll(p.engine, p.cfg, p.client, p.clock, progress=progress)
     out = []
     for report in reports:
         queued = await fan_out(p, report.events)

@@ -5,7 +5,7 @@ from sqlalchemy import select, text
 
 from bot.ingest.parse import parse_feed
 from bot.render.html.furniture import repeated_blocks
-from bot.store.db import migrate, open_db, schema_version
+from bot.store.db import migrate, schema_version
 from bot.store.schema import SCHEMA_VERSION, items
 
 FEEDS = Path(__file__).parent / "fidelity" / "feeds"
@@ -52,36 +52,29 @@ def test_real_feed_furniture_is_found(tmp_path):
     assert all("read more of this story at slashdot" in i.furniture for i in result.items)
 
 
-# What schema step 4 (issue #14) adds, absent from a database an older release created.
-STEP4_DROPS = (
-    "ALTER TABLE items DROP COLUMN image_url",
-    "ALTER TABLE items DROP COLUMN image_alt",
-    "ALTER TABLE items DROP COLUMN targets",
-    "ALTER TABLE subscribers DROP COLUMN max_per_day",
-    "ALTER TABLE subscribers DROP COLUMN quiet_start",
-    "ALTER TABLE subscribers DROP COLUMN quiet_end",
-    "ALTER TABLE subscribers DROP COLUMN timezone",
-    "DROP TABLE desk_log",
-)
-
-
 def test_items_store_their_furniture_and_an_older_database_upgrades(tmp_path):
+    import sqlite3
+    from pathlib import Path
+
+    from bot.store.db import MIGRATIONS, make_engine
+
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = open_db(url)
+    old = sqlite3.connect(tmp_path / "old.db")  # release v1's schema (tests/schema/v1.sql)...
+    old.executescript((Path(__file__).parent / "schema" / "v1.sql").read_text())
+    old.close()
+    engine = make_engine(url)
     with engine.begin() as conn:
-        # Make it a version-2 database: no furniture column yet, one item stored by the old release.
-        conn.execute(text("ALTER TABLE items DROP COLUMN furniture"))
-        for step4 in STEP4_DROPS:  # added by a later step (4)
-            conn.execute(text(step4))
+        # ...brought to version 2 by its own step: no furniture column yet, one item stored by that release.
+        MIGRATIONS[2](conn)
         conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
         conn.execute(text("INSERT INTO sources (id, name, url, interval, all_flash, respect_ttl, alert_on_first_poll, "
                           "origin, paused, baselined, consecutive_failures) VALUES (1, 's', 'u', 60, 0, 0, 0, 'config', 0, 0, 0)"))
         conn.execute(text("INSERT INTO items (source_id, key, title, headline, categories, content_hash, revision, "
                           "is_flash, baseline, alert_state, also_sources, norm_title) "
                           "VALUES (1, 'k', 't', 't', '[]', 'h', 0, 0, 0, 'none', '[]', 't')"))
-    assert migrate(engine) == SCHEMA_VERSION == 4
+    assert migrate(engine) == SCHEMA_VERSION
     with engine.begin() as conn:
-        assert schema_version(conn) == 4
+        assert schema_version(conn) == SCHEMA_VERSION
         assert conn.execute(select(items.c.furniture)).scalar_one() == []
         conn.execute(items.update().values(furniture=["read more"]))
         assert conn.execute(select(items.c.furniture)).scalar_one() == ["read more"]

@@ -111,23 +111,17 @@ def test_bucket_names_are_keyed():
 
 
 def test_schema_v1_database_upgrades_in_place(tmp_path):
+    import sqlite3
+    from pathlib import Path
+
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = open_db(url)
-    with engine.begin() as conn:  # make it what the previous release created
-        conn.execute(text("DROP TABLE signup_requests"))
-        conn.execute(text("DROP TABLE admin_sessions"))
-        conn.execute(text("ALTER TABLE sources DROP COLUMN websub_callback"))
-        conn.execute(text("ALTER TABLE items DROP COLUMN furniture"))  # added by a later step (3)
-        for step4 in ("ALTER TABLE items DROP COLUMN image_url", "ALTER TABLE items DROP COLUMN image_alt",
-                      "ALTER TABLE items DROP COLUMN targets", "ALTER TABLE subscribers DROP COLUMN max_per_day",
-                      "ALTER TABLE subscribers DROP COLUMN quiet_start", "ALTER TABLE subscribers DROP COLUMN quiet_end",
-                      "ALTER TABLE subscribers DROP COLUMN timezone", "DROP TABLE desk_log"):  # later step (4)
-            conn.execute(text(step4))
-        conn.execute(text("INSERT INTO sources (name, url, interval, all_flash, respect_ttl, alert_on_first_poll, "
-                          "origin, paused, baselined, consecutive_failures, hub_url, topic_url, websub_state) "
-                          "VALUES ('s', 'http://x', 60, 0, 0, 0, 'config', 0, 1, 0, 'http://hub', 'http://t', 'active')"))
-        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
-    engine.dispose()
+    old = sqlite3.connect(tmp_path / "old.db")  # exactly what release v1 created (tests/schema/v1.sql)
+    old.executescript((Path(__file__).parent / "schema" / "v1.sql").read_text())
+    old.execute("INSERT INTO sources (name, url, interval, all_flash, respect_ttl, alert_on_first_poll, origin, paused, "
+                "baselined, consecutive_failures, hub_url, topic_url, websub_state) "
+                "VALUES ('s', 'http://x', 60, 0, 0, 0, 'config', 0, 1, 0, 'http://hub', 'http://t', 'active')")
+    old.commit()
+    old.close()
     engine = open_db(url)
     names = inspect(engine).get_table_names()
     assert {"signup_requests", "admin_sessions"} <= set(names)

@@ -10,9 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 from bot.models import DeliveryState
 
 STATES = [s.value for s in DeliveryState]
+RETRY_BATCH = 1000
 
 
 def _when(value, tz: ZoneInfo) -> str:
@@ -24,11 +26,12 @@ def deliveries(
     item: int = typer.Option(None, "--item", help="Only this item."),
     limit: int = typer.Option(20, "--limit", min=1, help="Failures shown."),
     retry: list[int] = typer.Option(None, "--retry", help="Requeue this failed delivery id now (repeatable)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Requeue every failed delivery (of --item, if given)."),
     resume: str = typer.Option(None, "--resume", help="Resume a paused channel (email or telegram)."),
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
     from bot.store import channels as channel_store
-    from bot.store import outbox
+    from bot.store import reports
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
@@ -36,9 +39,10 @@ def deliveries(
     if resume:
         resumed = channel_store.resume_channel(engine, resume)
         out.print(f"channel {resume} resumed" if resumed else f"channel {resume} was not paused", highlight=False)
-    if retry:
-        out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
-    _counts_table(outbox.counts(engine, item_id=item))
+    if retry or retry_failed:
+        asked, queued = _retry(ctx, engine, retry or [], retry_failed, item)
+        out.print(f"{queued} of {asked} deliveries queued again", highlight=False)
+    _counts_table(reports.counts(engine, item_id=item))
     for ch in channel_store.channel_states(engine):
         if ch["paused"]:
             out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
@@ -46,7 +50,7 @@ def deliveries(
     off = cfg.channels_off()
     if off:
         out.print(f"off (no config section): {', '.join(off)}", highlight=False)
-    rows = outbox.failures(engine, limit=limit, item_id=item)
+    rows = reports.failures(engine, limit=limit, item_id=item)
     if not rows:
         out.print("no failures")
         return
@@ -58,6 +62,24 @@ def deliveries(
         table.add_row(str(r["id"]), target, r["channel"], r["recipient"], r["state"], str(r["attempts"]),
                       _when(r["next_attempt_at"], tz) if r["state"] == "retry" else "—", r["last_error"] or "")
     out.print(table)
+
+
+def _retry(ctx: typer.Context, engine, ids: list[int], failed: bool, item: int | None) -> tuple[int, int]:
+    """Requeue the given ids and, with `failed`, every failed row (of `item`), in batches of 1,000 with a
+    progress bar; returns (rows asked for, rows queued). Rows of people who left are never revived."""
+    from bot.store import outbox, reports
+
+    batches = [ids[i:i + RETRY_BATCH] for i in range(0, len(ids), RETRY_BATCH)]
+    if failed:
+        batches += list(reports.failed_ids(engine, item, RETRY_BATCH))
+    asked = queued = 0
+    with bar(ctx) as progress:
+        progress.start("requeueing", sum(len(b) for b in batches))
+        for batch in batches:
+            queued += outbox.retry_deliveries(engine, batch)
+            asked += len(batch)
+            progress.advance(len(batch))
+    return asked, queued
 
 
 def _counts_table(rows: list[dict]) -> None:

@@ -8,14 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
 from bot.delivery import quiet
-from bot.store import dashboard, utcnow
+from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 
 sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
 BATCH = 5000
@@ -92,14 +92,17 @@ def list_cmd(ctx: typer.Context, status: str = typer.Option(None, "--status"), m
     """List subscribers, newest first, with filters."""
     _check_choice(status, subs.STATUSES, "--status")
     _check_choice(mode, subs.MODES, "--mode")
-    rows, total = subs.list_page(state(ctx).engine, status, mode, search, limit, (page - 1) * limit)
+    result = listing.subscriber_page(state(ctx).engine, status, mode, None, None, search, limit, offset=(page - 1) * limit)
+    rows, total = result.rows, result.total
     table = Table("id", "status", "mode", "lang", "topics", "origin", "created")
     table.add_column("email", no_wrap=True, overflow="fold")
     for r in rows:
         table.add_row(str(r["id"]), r["status"], r["mode"], r["language"], escape("; ".join(r["topics"])), r["origin"],
                       r["created_at"].strftime("%Y-%m-%d") if r["created_at"] else "", escape(r["email"] or "(erased)"))
     out.print(table)
-    out.print(f"{total} matching, page {page} of {max(1, -(-total // limit))}")
+    counted = f"more than {total}" if result.capped else str(total)
+    pages = "" if result.capped else f" of {max(1, -(-total // limit))}"
+    out.print(f"{counted} matching, page {page}{pages}")
 
 
 @sub_app.command("show")
@@ -172,13 +175,12 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
         err.print(f"{file}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     inserted = 0
-    columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("import", total=len(records))
+    with bar(ctx) as progress:
+        progress.start("importing", len(records))
         for start in range(0, len(records), BATCH):
             batch = records[start:start + BATCH]
             inserted += subs.insert_many(st.engine, batch)
-            progress.advance(task, len(batch))
+            progress.advance(len(batch))
     for line, reason in rejects:
         err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False, soft_wrap=True)
@@ -195,13 +197,18 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
     try:
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
-        for r in subs.iter_all(engine, status):
-            quiet_hours = f"{r['quiet_start']}-{r['quiet_end']}" if r["quiet_start"] and r["quiet_end"] else ""
-            writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
-                             r["created_at"].isoformat() if r["created_at"] else "",
-                             r["confirmed_at"].isoformat() if r["confirmed_at"] else "",
-                             r["max_per_day"] or "", quiet_hours, r["timezone"] or ""])
-            n += 1
+        with bar(ctx) as progress:
+            progress.start("exporting", listing.count_subscribers(engine, status))
+            for r in listing.iter_subscribers(engine, status):
+                quiet_hours = f"{r['quiet_start']}-{r['quiet_end']}" if r["quiet_start"] and r["quiet_end"] else ""
+                writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
+                                 r["created_at"].isoformat() if r["created_at"] else "",
+                                 r["confirmed_at"].isoformat() if r["confirmed_at"] else "",
+                                 r["max_per_day"] or "", quiet_hours, r["timezone"] or ""])
+                n += 1
+                if n % 1000 == 0:
+                    progress.advance(1000)
+            progress.advance(n % 1000)
     finally:
         if file:
             handle.close()

@@ -5,9 +5,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn
 
+from bot.store import schema
 from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
                               subscribers)
 
@@ -22,18 +24,16 @@ def _v2_web_hardening(conn: Connection) -> None:
     admin_sessions.create(conn, checkfirst=True)
 
 
-# Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
-# created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
-# stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening}
+def _add_column(conn: Connection, table: Table, column: Column) -> None:
+    """ALTER TABLE … ADD COLUMN with the column as the current metadata declares it (default and NOT NULL
+    included), unless the database has it already."""
+    if column.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
 
 
 def _v3_items_furniture(conn: Connection) -> None:
     """Blocks a feed repeats across its items (bot.render.html.furniture); older items have none."""
     conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
-
-
-MIGRATIONS[3] = _v3_items_furniture
 
 
 def add_columns(conn: Connection, table, names: list[str]) -> None:
@@ -52,7 +52,28 @@ def _v4_desk_images_limits(conn: Connection) -> None:
     desk_log.create(conn, checkfirst=True)
 
 
-MIGRATIONS[4] = _v4_desk_images_limits
+def _v5_operator_view(conn: Connection) -> None:
+    """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
+    flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
+    from bot.store import stats
+
+    _add_column(conn, schema.sources, schema.sources.c.poll_count)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.finished_at)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.bounced)
+    schema.poll_history.create(conn, checkfirst=True)
+    schema.stats.create(conn, checkfirst=True)
+    conn.execute(text("DROP INDEX IF EXISTS ix_subscribers_status"))
+    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_filters").create(conn, checkfirst=True)
+    d = schema.deliveries
+    conn.execute(update(d).where(d.c.state == "sent").values(finished_at=d.c.sent_at))
+    stats.backfill(conn)
+
+
+# Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
+# created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
+# stamp head" pattern), so these steps only run on databases created by an older release.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_items_furniture,
+                                                        4: _v4_desk_images_limits, 5: _v5_operator_view}
 
 
 def utcnow() -> datetime:

@@ -5,13 +5,13 @@ from datetime import timezone
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint,
+    UniqueConstraint, false, text,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration step in bot/store/db.py.
-SCHEMA_VERSION = 4
+# Bump with every numbered migration step in bot/store/db.py.
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(TypeDecorator):
@@ -79,6 +79,8 @@ sources = Table(
     Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
     _ts("websub_lease_until"),
     _ts("created_at"),
+    # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
+    Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 items = Table(
@@ -146,7 +148,9 @@ subscribers = Table(
     Column("quiet_start", String(5)),
     Column("quiet_end", String(5)),
     Column("timezone", String(64)),
-    Index("ix_subscribers_status", "status"),
+    # The list filters (status, mode, language, origin) and the status × mode counts read this index
+    # alone, never the rows: an index-only scan at a million subscribers.
+    Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
 )
 
 digests = Table(
@@ -175,6 +179,9 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
+    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    # Failed because the address was refused (a hard bounce counted against the subscriber).
+    Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
@@ -243,4 +250,33 @@ admin_sessions = Table(
     Column("id", String(64), primary_key=True),
     _ts("created_at", nullable=False),
     _ts("expires_at", nullable=False),
+)
+
+# The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
+# n % HISTORY_SLOTS, so the table never grows past sources × HISTORY_SLOTS rows, with or without
+# housekeeping (`run --once` from cron never prunes).
+HISTORY_SLOTS = 48
+poll_history = Table(
+    "poll_history", metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
+    _ts("at", nullable=False),
+    Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
+    Column("status", Integer),  # HTTP status, when there was one
+    Column("duration_ms", Integer),
+    Column("error", Text),  # the poll's error, cut to 300 characters
+)
+
+# Counts per 15-minute bucket (UTC; every time zone's hours and days are made of whole quarters):
+# delivery outcomes per channel, poll outcomes, subscriber events. Written in the same transaction
+# as the change they count, so the charts and the Prometheus counters never miss or double one; old
+# buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
+stats = Table(
+    "stats", metadata,
+    _ts("bucket", primary_key=True),
+    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber
+    Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
+    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent
+    Column("n", Integer, nullable=False),
 )

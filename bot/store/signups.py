@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.models import SubscriberEvent
+from bot.store import stats
 from bot.store.db import utcnow
 from bot.store.schema import signup_requests, subscribers
 
@@ -40,6 +42,7 @@ def _signup(engine: Engine, email: str, mode: str, language: str, topics: list[s
             values = dict(email=email, status="pending", mode=mode, language=language, topics=topics,
                           origin="web", token_nonce=secrets.token_hex(8), created_at=now)
             sid = conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
+            stats.bump(conn, stats.SUBSCRIBER, [(now, "", SubscriberEvent.SIGNUP)])  # the subscribers chart
             row, outcome = {**values, "id": sid, "bounces": 0}, "new"
         else:
             row, outcome = dict(row), row["status"]
@@ -83,6 +86,7 @@ def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None
             values.update(mode=req["mode"], language=req["language"], topics=req["topics"])
         # A link mailed before sign-up requests existed names the row's own nonce: the row's choices.
         conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+        stats.bump(conn, stats.SUBSCRIBER, [(now, "", SubscriberEvent.CONFIRM)])
         # Every other link of this subscriber is spent too (it answers "already" while active).
         conn.execute(update(signup_requests).where(_REQ.subscriber_id == subscriber_id, _REQ.used_at.is_(None))
                      .values(used_at=now))

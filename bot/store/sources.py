@@ -8,6 +8,7 @@ from sqlalchemy.engine import RowMapping
 
 from bot.config import Config, SourceConfig
 from bot.models import FeedResult
+from bot.store import polls
 from bot.store.db import retry_locked, utcnow
 from bot.store.items import DESK_ORIGIN
 from bot.store.schema import sources
@@ -210,12 +211,13 @@ def get_sources(engine: Engine, ids: list[int]) -> dict[int, RowMapping]:
 
 def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
     """Store the fetch state of a successful poll (200 or 304) and schedule the next one."""
-    _update(engine, row["id"], success_values(row, result, cfg, now))
+    _update(engine, row["id"], success_values(row, result, cfg, now), polls.entry(row, result, now))
 
 
 def record_successes(engine: Engine, entries: list[tuple[RowMapping, FeedResult, datetime]], cfg: Config) -> None:
     """record_success for many sources in one transaction (a cycle's unchanged feeds)."""
     groups: dict[tuple[str, ...], list[dict]] = {}
+    history = [polls.entry(row, result, now) for row, result, now in entries]
     for row, result, now in entries:
         values = success_values(row, result, cfg, now)
         groups.setdefault(tuple(sorted(values)), []).append({"b_id": row["id"], **{f"v_{k}": v for k, v in values.items()}})
@@ -224,8 +226,9 @@ def record_successes(engine: Engine, entries: list[tuple[RowMapping, FeedResult,
         with engine.begin() as conn:
             for keys, params in groups.items():
                 stmt = update(sources).where(sources.c.id == bindparam("b_id")).values(
-                    {k: bindparam(f"v_{k}") for k in keys})
+                    {**{k: bindparam(f"v_{k}") for k in keys}, "poll_count": sources.c.poll_count + 1})
                 conn.execute(stmt, params)  # executemany: one statement, one transaction
+            polls.record(conn, history)
     if groups:
         retry_locked(run)
 
@@ -266,11 +269,14 @@ def record_failure(engine: Engine, row: RowMapping, result: FeedResult, cfg: Con
         values.update(paused=True, pause_reason=f"the feed is gone (HTTP 410): {result.error}")
     elif failures >= cfg.fetch.max_failures:
         values.update(paused=True, pause_reason=f"{failures} consecutive failures; last error: {result.error}")
-    _update(engine, row["id"], values)
+    _update(engine, row["id"], values, polls.entry(row, result, now))
 
 
-def _update(engine: Engine, source_id: int, values: dict) -> None:
+def _update(engine: Engine, source_id: int, values: dict, poll: dict) -> None:
+    """Write a poll's fetch state and its poll_history row in one transaction."""
     def run() -> None:
         with engine.begin() as conn:
-            conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
+            conn.execute(update(sources).where(sources.c.id == source_id)
+                         .values(**values, poll_count=sources.c.poll_count + 1))
+            polls.record(conn, [poll])
     retry_locked(run)

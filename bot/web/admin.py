@@ -1,4 +1,5 @@
-"""The /admin dashboard: login, overview, editorial hold, sources, subscribers and failures."""
+"""The /admin dashboard: login, overview (live fan-out and charts), editorial hold, failures, and the
+actions; the subscriber and source lists are bot.web.lists, the live section bot.web.live."""
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,15 @@ from starlette.routing import Route
 from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
-from bot.store import dashboard, outbox, ratelimit, sessions, utcnow
-from bot.store import subscribers as subs
+from bot.store import dashboard, outbox, ratelimit, reports, sessions, utcnow
+from bot.web import charts, live
 from bot.web.context import Web, web
 from bot.web.public import read_form
 from bot.web.security import CSRF_FIELD, SESSION_HOURS
 
 log = logging.getLogger(__name__)
 PAGE = 50
+TABLES_TTL = 10
 LOGIN_LIMIT = 10  # failed logins per client address (IPv6: per /64) per 15 minutes
 LOGIN_GLOBAL_LIMIT = 100  # failed logins from everywhere per 15 minutes: a botnet's ceiling
 LOGIN_WINDOW = 900
@@ -119,14 +121,19 @@ async def logout(request: Request) -> Response:
 
 @protected
 async def overview(request: Request) -> Response:
-    """Held alerts, recent items with delivery counts, channel states and latency."""
+    """Held alerts, the live fan-out, charts, recent items with delivery counts, channel states and latency."""
     w = web(request)
-    day_ago = utcnow() - timedelta(days=1)
+    now = utcnow()
+    day_ago = now - timedelta(days=1)
     ctx = {
+        **await live.fanout_state(request),
+        "charts": await w.db(charts.overview, w.engine, w.cfg, w.lang(request), now),
         "held": await w.db(dashboard.held_items, w.engine),
-        "items": await w.db(dashboard.recent_items, w.engine, 50),
-        "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
-        "counts_all": await w.db(dashboard.delivery_counts, w.engine),
+        # Summary tables below the live section: grouped counts over every delivery row, shared for
+        # TABLES_TTL seconds (the live section and the charts are the up-to-the-second view).
+        "items": await w.cached("recent-items", TABLES_TTL, dashboard.recent_items, w.engine, 50),
+        "counts": await w.cached("counts-day", TABLES_TTL, dashboard.delivery_counts, w.engine, day_ago),
+        "counts_all": await w.cached("counts-all", TABLES_TTL, dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
         "channels": await w.db(channel_store.channel_states, w.engine),
         "per_chat": await w.db(dashboard.broadcast_counts, w.engine),
@@ -136,37 +143,12 @@ async def overview(request: Request) -> Response:
 
 
 @protected
-async def sources_page(request: Request) -> Response:
-    """Every source: status, last error, next poll, pause/resume."""
-    w = web(request)
-    return w.render(request, "admin/sources.html", {"sources": await w.db(dashboard.source_list, w.engine),
-                                                    "now": utcnow()})
-
-
-@protected
-async def subscribers_page(request: Request) -> Response:
-    """Subscribers by status with search and pagination."""
-    w = web(request)
-    status = request.query_params.get("status") or None
-    mode = request.query_params.get("mode") or None
-    status = status if status in subs.STATUSES else None
-    mode = mode if mode in subs.MODES else None
-    q = request.query_params.get("q", "")[:320]
-    page = _page(request)
-    rows, total = await w.db(subs.list_page, w.engine, status, mode, q or None, PAGE, (page - 1) * PAGE)
-    ctx = {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE)), "q": q,
-           "status": status or "", "mode": mode or "", "statuses": subs.STATUSES, "modes": subs.MODES,
-           "counts": await w.db(subs.counts, w.engine)}
-    return w.render(request, "admin/subscribers.html", ctx)
-
-
-@protected
 async def failures_page(request: Request) -> Response:
     """Failed deliveries with their errors and a retry action."""
     w = web(request)
     page = _page(request)
-    rows = await w.db(outbox.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
-    total = await w.db(outbox.count_in_states, w.engine, (DeliveryState.FAILED,))
+    rows = await w.db(reports.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
+    total = await w.db(reports.count_in_states, w.engine, (DeliveryState.FAILED,))
     return w.render(request, "admin/failures.html", {"rows": rows, "total": total, "page": page,
                                                      "pages": max(1, -(-total // PAGE))})
 
@@ -182,6 +164,7 @@ def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
 async def retry(request: Request) -> Response:
     """POST: failed deliveries back to pending, due now."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
     n = await w.db(outbox.retry_deliveries, w.engine, ids)
     return _back("/admin/failures", "retried", n=n)
@@ -193,6 +176,7 @@ async def source_action(request: Request) -> Response:
     from bot.store.sources import set_paused
 
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     if request.path_params["action"] not in ("pause", "resume"):
         raise HTTPException(404)
     paused = request.path_params["action"] == "pause"
@@ -204,6 +188,7 @@ async def source_action(request: Request) -> Response:
 async def item_action(request: Request) -> Response:
     """POST /admin/items/{id}/approve|cancel: editorial control over an alert."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     item_id, action = request.path_params["id"], request.path_params["action"]
     if action not in ("approve", "cancel"):
         raise HTTPException(404)
@@ -220,6 +205,7 @@ async def item_action(request: Request) -> Response:
 async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ok = await w.db(channel_store.resume_channel, w.engine, request.path_params["name"])
     return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 
@@ -230,9 +216,7 @@ def routes() -> list[Route]:
         Route("/admin", overview, methods=["GET"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
-        Route("/admin/sources", sources_page, methods=["GET"]),
         Route("/admin/sources/{id:rowid}/{action:str}", source_action, methods=["POST"]),
-        Route("/admin/subscribers", subscribers_page, methods=["GET"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
         Route("/admin/items/{id:rowid}/{action:str}", item_action, methods=["POST"]),

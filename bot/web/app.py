@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.delivery import mime
 from bot.pipeline import Pipeline
 from bot.tokens import secret_key
-from bot.web import admin, desk, metrics, public
+from bot.web import admin, desk, lists, live, metrics, public
 from bot.web import websub as websub_routes
 from bot.web.context import BUNDLED_TEMPLATES, Web, make_env, web
 from bot.web.limits import BodyLimit, parse_networks
@@ -86,7 +86,7 @@ def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], boo
                 pipe=pipe or Pipeline(cfg, engine), trusted=parse_networks(cfg.web.trusted_proxies),
                 dkim=mime.signer_for(cfg))
     routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *desk.routes(),
-              *metrics.routes(state)]
+              *lists.routes(), *live.routes(), *metrics.routes(state)]
     if websub is not None:
         routes += websub_routes.routes(websub)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash},

@@ -56,6 +56,22 @@ def decimal(value: float, lang: str) -> str:
     return format_decimal(value, "0.0", locale=lang)
 
 
+def number(value: float, lang: str) -> str:
+    """A whole number with the language's grouping ("1 234" / "1,234")."""
+    return format_decimal(value, "#,##0", locale=lang)
+
+
+def duration(seconds: float, lang: str) -> str:
+    """"0,4 s" / "35 s" / "12 min" / "3,5 h" (one decimal where it helps)."""
+    if seconds < 10:
+        return f"{format_decimal(seconds, '0.#', locale=lang)} s"
+    if seconds < 120:
+        return f"{format_decimal(seconds, '0', locale=lang)} s"
+    if seconds < 7200:
+        return f"{format_decimal(seconds / 60, '0.#', locale=lang)} min"
+    return f"{format_decimal(seconds / 3600, '0.#', locale=lang)} h"
+
+
 def notice(request: Request, lang: str) -> str:
     """The message named by ?notice= after an action; only known names, only numeric fields, all present."""
     known = NOTICES.get(request.query_params.get("notice", "")[:40])
@@ -71,9 +87,10 @@ def notice(request: Request, lang: str) -> str:
 
 def helpers(lang: str, tz_name: str) -> dict:
     """Template values for one language (`_()`, `_h()` and `ngettext()` come with the environment: bot.i18n.install):
-    `dir`, `label`, `reason_label`, `local_time`, `decimal`, `tz_name`."""
+    `dir`, `label`, `reason_label`, `local_time`, `decimal`, `num`, `duration`, `tz_name`."""
     _ = translator(lang).gettext
     return {"dir": direction(lang), "label": label(lang), "tz_name": tz_name,
             "reason_label": lambda reason: _(OPERATOR_REASONS[reason]) if reason in OPERATOR_REASONS else reason,
             "local_time": lambda when: local_time(when, lang, tz_name),
-            "decimal": lambda value: decimal(value, lang)}
+            "decimal": lambda value: decimal(value, lang), "num": lambda value: number(value, lang),
+            "duration": lambda seconds: duration(seconds, lang)}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import text
@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.store import channels as channel_store
-from bot.store import dashboard
+from bot.store import dashboard, stats
 from bot.store import subscribers as subs
 
 if TYPE_CHECKING:
@@ -57,11 +57,40 @@ class StoreCollector(Collector):
             buckets, total = histogram(values)
             lat.add_metric([channel], buckets, total)
         yield lat
+        yield self._alert_latency()
+        yield from self._totals()
         yield from self._sources()
         people = GaugeMetricFamily("flashbot_subscribers", "Subscribers by status", labels=["status"])
         for status, modes in sorted(subs.counts(self.engine).items()):
             people.add_metric([status], sum(modes.values()))
         yield people
+
+    def _alert_latency(self) -> Metric:
+        """Every alert's first send per channel, from publication and from detection (all time)."""
+        lat = HistogramMetricFamily("flashbot_alert_latency_seconds",
+                                    "Publication or detection to the first send of each alert, per channel",
+                                    labels=["channel", "origin"])
+        for (channel, origin), h in sorted(dashboard.alert_latency_histogram(self.engine).items()):
+            buckets = [(floatToGoString(b), float(n)) for b, n in zip(dashboard.ALERT_BUCKETS, h["buckets"])]
+            lat.add_metric([channel, origin], buckets + [("+Inf", float(h["count"]))], float(h["sum"]))
+        return lat
+
+    def _totals(self) -> Iterator[Metric]:
+        """Counters kept by the stats table: they only grow, whatever housekeeping prunes."""
+        families = [
+            (stats.DELIVERY, CounterMetricFamily("flashbot_delivery_outcomes",
+                                                 "Deliveries that ended, by channel and outcome (sent, failed, bounced)",
+                                                 labels=["channel", "outcome"]), lambda label, o: [label, o]),
+            (stats.POLL, CounterMetricFamily("flashbot_polls", "Source polls by outcome (ok, not_modified, error)",
+                                             labels=["outcome"]), lambda label, o: [o]),
+            (stats.SUBSCRIBER, CounterMetricFamily("flashbot_subscriber_events",
+                                                   "Sign-ups, confirmations, unsubscribes and suppressions",
+                                                   labels=["event"]), lambda label, o: [o]),
+        ]
+        for metric, family, labels in families:
+            for (label, outcome), n in sorted(stats.totals(self.engine, metric).items()):
+                family.add_metric(labels(label, outcome), n)
+            yield family
 
     def _sources(self) -> Iterator[Metric]:
         failing = GaugeMetricFamily("flashbot_source_consecutive_failures", "Consecutive failed polls", labels=["source"])

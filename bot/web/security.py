@@ -19,6 +19,9 @@ PUBLIC_CSRF_HOURS = 24  # a form left open longer asks to be loaded again
 # No scripts anywhere; styles only from our own stylesheet; forms post only to us.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+# The dashboard alone may run a script: the one carrying this response's nonce (our /static/admin.js,
+# which refreshes the live fan-out from /admin/live, hence connect-src 'self').
+ADMIN_CSP = CSP + "; script-src 'nonce-{nonce}'; connect-src 'self'"
 
 
 class Csrf:
@@ -141,10 +144,10 @@ class AdminSession:
 
 
 class SecurityHeaders:
-    """ASGI middleware adding CSP, no-referrer (links carry tokens), nosniff and no framing."""
+    """ASGI middleware adding CSP (on /admin with a fresh script nonce, in scope["state"]["csp_nonce"]),
+    no-referrer (links carry tokens), nosniff and no framing."""
 
     HEADERS = [
-        (b"content-security-policy", CSP.encode()),
         (b"referrer-policy", b"no-referrer"),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
@@ -159,10 +162,17 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        csp = CSP
+        if scope["path"].startswith("/admin"):
+            nonce = secrets.token_urlsafe(16)
+            scope.setdefault("state", {})["csp_nonce"] = nonce
+            csp = ADMIN_CSP.format(nonce=nonce)
+        headers = [(b"content-security-policy", csp.encode()), *self.HEADERS]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self.HEADERS if k not in names]
+                extra = [(k, v) for k, v in headers if k not in names]
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
