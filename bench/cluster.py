@@ -286,7 +286,7 @@ def wake_latency(cluster, sink: SmtpSink, log) -> dict:
 
 
 def bench(log=print) -> dict:
-    """Section 5 of BENCHMARKS.md."""
+    """Section 6 of BENCHMARKS.md."""
     from bot.demo.postgres import Cluster, find_bin
 
     if find_bin() is None:

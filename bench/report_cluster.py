@@ -1,9 +1,8 @@
-"""Section 5 of BENCHMARKS.md: SQLite vs PostgreSQL workers, the targets, the 10M extrapolation."""
+"""Section 6 of BENCHMARKS.md: SQLite vs PostgreSQL workers, the targets, the 10M extrapolation."""
 from __future__ import annotations
 
 from .report import fmt, status
 
-START, END = "<!-- cluster:start -->", "<!-- cluster:end -->"
 TEN_M, BUDGET_S = 10_000_000, 300
 
 
@@ -25,11 +24,11 @@ def targets(res: dict) -> list[tuple[str, str, str, bool | None]]:
 
 
 def section(res: dict | None) -> list[str]:
-    """The whole section, between markers (a partial `bench.run cluster` replaces just this block)."""
-    out = [START, "## 5. Scaling out: SQLite vs PostgreSQL workers", ""]
+    """The whole section (a partial rerun of other sections keeps it from the current BENCHMARKS.md)."""
+    out = ["## 6. Scaling out: SQLite vs PostgreSQL workers", ""]
     if not res or "summary" not in res:
         why = (res or {}).get("skipped") or (res or {}).get("error") or "not run"
-        return out + [why, END]
+        return out + [why]
     n = res["n"]
     out += [f"One Flash Info alert to N = {n:,} instant subscribers, queued by one commit (as the scheduler does), "
             "sent by real `flashbot run --role worker` processes into Postfix's `smtp-sink` "
@@ -51,7 +50,7 @@ def section(res: dict | None) -> list[str]:
     wake = res.get("wake") or {}
     if wake.get("samples_ms"):
         out += ["", f"Wake-up samples (ms, idle PostgreSQL worker, LISTEN/NOTIFY): {wake['samples_ms']}."]
-    out += ["", *extrapolation(res), END]
+    out += ["", *extrapolation(res)]
     return out
 
 

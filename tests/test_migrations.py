@@ -1,9 +1,8 @@
-"""Alembic migrations on SQLite and PostgreSQL: a new database, a database made by the last release
-before Alembic (tests/data/subscribers-v1.db) upgraded in place, a newer schema refused, `db` commands."""
+"""Alembic migrations on SQLite and PostgreSQL: a new database, the databases made by every release
+before Alembic (tests/data/subscribers-v<n>.db) upgraded in place, a newer schema refused, `db` commands."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import Integer, MetaData, func, inspect, select, text
 
-from bot.store import migrate, open_db
+from bot.store import migrate, open_db, stats
 from bot.store.db import make_engine
-from bot.store.schema import SCHEMA_VERSION, deliveries, meta, metadata, subscribers
+from bot.store.schema import SCHEMA_VERSION, deliveries, items, meta, metadata, subscribers
 
 DATA = Path(__file__).parent / "data"
 
@@ -61,40 +60,113 @@ def test_revisions_from_empty_build_exactly_the_declared_schema(database, tmp_pa
         engine.dispose()
 
 
-def test_database_of_the_previous_release_upgrades_in_place(tmp_path):
-    db = tmp_path / "subscribers.db"
-    shutil.copy(DATA / "subscribers-v1.db", db)
-    with sqlite3.connect(db) as old:
-        before = {t: old.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("sources", "items", "subscribers", "deliveries", "digests", "digest_items", "meta")}
-        key = old.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchone()[0]
-    assert before["deliveries"] == 7 and before["subscribers"] == 3  # what make_v1_db.py queued
-    result = _cli(tmp_path, "subscribers.db", "db", "current")
-    assert result.returncode == 3 and "database: 0001" in result.stdout and "pending: 0002" in result.stdout
-    engine = open_db(f"sqlite:///{db}")
+VERSIONS = sorted(migrate.LEGACY)  # every numbered schema of the releases before Alembic
+
+
+def _legacy(version: int, database, tmp_path) -> tuple[str, str]:
+    """tests/data/subscribers-v<version>.db as a database to upgrade: (URL, [bot] database value).
+
+    On SQLite a copy of the file. On PostgreSQL (no release before Alembic ran there) its rows go into
+    a database brought to the same revision by the revision files, stamped only by its meta row."""
+    path = tmp_path / "subscribers.db"
+    shutil.copy(DATA / f"subscribers-v{version}.db", path)
+    if database is None:
+        return f"sqlite:///{path}", "subscribers.db"
+    engine = make_engine(database)
     try:
-        assert migrate.status(engine)["current"] == migrate.head()
         with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(deliveries)).scalar() == 7
-            assert conn.execute(select(func.count()).select_from(deliveries).where(deliveries.c.claimed_by.is_(None))).scalar() == 7
-            assert conn.execute(select(meta.c.value).where(meta.c.key == "secret_key")).scalar() == key  # links stay valid
-            assert conn.execute(select(func.count()).select_from(subscribers)).scalar() == 3
-            assert conn.execute(text("SELECT count(*) FROM instances")).scalar() == 0
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(migrate.SCRIPTS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, migrate.LEGACY[version])
+            conn.execute(text("DROP TABLE alembic_version"))
+            conn.commit()
+        _copy_rows(make_engine(f"sqlite:///{path}"), engine)
     finally:
         engine.dispose()
-    with sqlite3.connect(db) as new:
-        after = {t: new.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before if t != "meta"}
-    assert after == {t: n for t, n in before.items() if t != "meta"}  # nothing dropped
-    again = _cli(tmp_path, "subscribers.db", "db", "upgrade")
+    return database, database
+
+
+def _copy_rows(source, target) -> None:
+    """Every row of every table of `source` into the same (empty) tables of `target`, ids kept."""
+    old, new = MetaData(), MetaData()
+    old.reflect(source)
+    new.reflect(target)
+    with source.connect() as src, target.begin() as dst:
+        for table in old.sorted_tables:
+            rows = [dict(r._mapping) for r in src.execute(table.select())]
+            if rows:
+                dst.execute(new.tables[table.name].insert(), rows)
+            if "id" in table.c and isinstance(table.c.id.type, Integer):  # its sequence goes on after the copied ids
+                dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                 f"coalesce(max(id), 0) + 1, false) FROM {table.name}"))
+    source.dispose()
+
+
+def _counts(engine, names) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in names}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_database_of_a_release_before_alembic_upgrades_in_place(database, tmp_path, version):
+    url, setting = _legacy(version, database, tmp_path)
+    engine = make_engine(url)
+    tables = set(inspect(engine).get_table_names())
+    before = _counts(engine, sorted(tables - {"meta"}))
+    with engine.connect() as conn:
+        key = conn.execute(select(meta.c.value).where(meta.c.key == "secret_key")).scalar()
+    engine.dispose()
+    assert before["deliveries"] == 7 and before["subscribers"] == (3 if version == 1 else 4)  # make_legacy_db.py
+    result = _cli(tmp_path, setting, "db", "current")
+    rev = migrate.LEGACY[version]
+    assert result.returncode == 3 and f"database: {rev}" in result.stdout, result.stdout + result.stderr
+    engine = open_db(url)
+    try:
+        assert migrate.status(engine)["current"] == migrate.head()
+        assert _counts(engine, before) == before  # nothing dropped
+        with engine.connect() as conn:
+            assert conn.execute(select(meta.c.value).where(meta.c.key == "secret_key")).scalar() == key  # links stay valid
+            assert conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == str(SCHEMA_VERSION)
+            assert conn.execute(select(func.count()).select_from(deliveries).where(deliveries.c.claimed_by.is_(None))).scalar() == 7
+            _check_steps(conn)
+    finally:
+        engine.dispose()
+    again = _cli(tmp_path, setting, "db", "upgrade")
     assert again.returncode == 0 and "already at" in again.stdout
 
 
-def test_db_upgrade_command_on_the_previous_release(tmp_path):
-    shutil.copy(DATA / "subscribers-v1.db", tmp_path / "old.db")
+def _check_steps(conn) -> None:
+    """What each revision added is there, filled as its step filled it, whatever the starting version."""
+    d, s = deliveries, subscribers
+    sent = conn.execute(select(d.c.sent_at, d.c.finished_at, d.c.bounced).where(d.c.state == "sent")).one()
+    assert sent.finished_at == sent.sent_at and sent.bounced is False  # 0005 backfilled (or v5 wrote it)
+    assert stats.totals(conn.engine, stats.DELIVERY) == {("email", "sent"): 1}
+    assert stats.totals(conn.engine, stats.SUBSCRIBER)[("", "signup")] >= 3
+    assert conn.execute(select(items.c.furniture).order_by(items.c.id)).scalars().all() in (
+        [[], []], [["lire la suite"], []])  # 0003: '[]' for items stored before it
+    pace = conn.execute(select(s.c.max_per_day, s.c.quiet_start, s.c.timezone).where(s.c.email == "bob@example.com")).one()
+    assert tuple(pace) in ((None, None, None), (3, "22:00", "America/Montreal"))  # 0004: NULL = none
+    assert inspect(conn).has_table("desk_log") and inspect(conn).has_table("signup_requests")
+    assert "ix_subscribers_filters" in {i["name"] for i in inspect(conn).get_indexes("subscribers")}
+    assert conn.execute(text("SELECT count(*) FROM instances")).scalar() == 0
+
+
+@pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
+def test_db_upgrade_command_on_a_release_before_alembic(tmp_path, version):
+    shutil.copy(DATA / f"subscribers-v{version}.db", tmp_path / "old.db")
     result = _cli(tmp_path, "old.db", "db", "upgrade")
-    assert result.returncode == 0 and f"upgraded: 0001 → {migrate.head()}" in result.stdout, result.stderr
+    assert result.returncode == 0 and f"upgraded: {migrate.LEGACY[version]} → {migrate.head()}" in result.stdout, result.stderr
     current = _cli(tmp_path, "old.db", "db", "current")
     assert current.returncode == 0 and "up to date" in current.stdout
+
+
+def test_every_numbered_schema_has_its_file_and_revision():
+    """LEGACY covers 1..n with no gap, each maps to its own revision in order, and head is after them."""
+    assert VERSIONS == list(range(1, len(VERSIONS) + 1))
+    assert [migrate.LEGACY[v] for v in VERSIONS] == [f"{v:04d}" for v in VERSIONS]
+    assert all((DATA / f"subscribers-v{v}.db").exists() for v in VERSIONS)
+    assert SCHEMA_VERSION == len(list(migrate.scripts().walk_revisions())) > VERSIONS[-1]
 
 
 @pytest.mark.parametrize("how", ["alembic", "legacy"])
@@ -106,7 +178,8 @@ def test_a_newer_schema_is_refused_with_a_clear_message(database, tmp_path, how)
             conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
         else:  # a pre-Alembic build with more numbered steps than this release knows
             conn.execute(text("DROP TABLE alembic_version"))
-            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="7"))
+            newer = str(max(migrate.LEGACY) + 1)
+            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=newer))
     engine.dispose()
     with pytest.raises(migrate.SchemaError, match="newer than this Flashbot"):
         open_db(url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from bot import digest, logs, pipeline
 from bot.ingest import poll as ingest
@@ -14,7 +15,7 @@ from bot.service.cluster import ROLES, Election, Membership
 from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals
 from bot.service.scheduler import Jobs, Scheduler
 from bot.service.webserver import WebServer, build_web, listen
-from bot.store import instances, maintenance, ratelimit
+from bot.store import instances, maintenance, ratelimit, signups
 from bot.store.db import is_postgres
 from bot.store.lock import InstanceLock, lock_path
 from bot.store.postgres import listen as listen_outbox
@@ -29,6 +30,9 @@ async def housekeeping(cfg, engine) -> dict:
     counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
     counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
     counts["instances"] = await asyncio.to_thread(instances.prune, engine)
+    # Sign-up requests outlive every confirmation link made from them, then go.
+    keep = timedelta(hours=max(cfg.web.confirm_hours, 7 * 24))
+    counts["signup_requests"] = await asyncio.to_thread(signups.prune, engine, keep)
     # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
     counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
     logs.event(log, "housekeeping", **counts)
@@ -50,7 +54,8 @@ def summary(cfg, engine, rt: Runtime, roles: list[str], web_url: str | None) -> 
         elif name == "email":
             lines.append(f"email: on ({section.host}:{section.port}, from {section.sender})")
         else:
-            lines.append(f"telegram: on (channel {section.channel})")
+            chats = [t.chat for t in section.targets()]
+            lines.append(f"telegram: on (channel{'s' if len(chats) > 1 else ''} {', '.join(chats)})")
     subs = {k.removeprefix("subscribers_"): v for k, v in c.items() if k.startswith("subscribers_")}
     lines.append("subscribers: " + (", ".join(f"{v} {k}" for k, v in sorted(subs.items())) or "none"))
     if "web" not in roles:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from bot import pipeline
 from bot.service.runtime import StartupError
@@ -25,15 +24,13 @@ class _Uvicorn(uvicorn.Server):
 
 
 def build_web(cfg, engine, pipe: pipeline.Pipeline, scheduler_alive: Callable[[], bool] | None) -> Starlette:
-    """The web app with the WebSub callback routes mounted next to it; pushes and approvals go
-    through `pipe`, the same pipeline as polling."""
+    """The web app, WebSub callback routes included (one body cap, one set of security headers);
+    pushes and approvals go through `pipe`, the same pipeline as polling."""
     from bot.web import create_app
 
     ctx = websub_routes.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(pipe, sid, body, headers))
-    pages = create_app(cfg, engine, scheduler_alive=scheduler_alive, pipe=pipe)
-    app = Starlette(routes=[*websub_routes.routes(ctx), Mount("/", app=pages)])
-    app.state.websub = ctx
-    app.state.pages = pages  # shutdown lets its confirmation mails in flight finish
+    app = create_app(cfg, engine, scheduler_alive=scheduler_alive, pipe=pipe, websub=ctx)
+    app.state.pages = app  # shutdown lets its confirmation mails in flight finish
     return app
 
 
@@ -54,12 +51,22 @@ def listen(cfg) -> tuple[socket.socket, str]:
     return sock, f"http://{host}:{port}"
 
 
+def web_server(app: Starlette) -> _Uvicorn:
+    """The uvicorn server for the web app.
+
+    proxy_headers is off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, letting
+    anyone on the host (or a proxy's clients) pick their address. The app reads that header itself,
+    from `[web] trusted_proxies` only (bot.web.limits.client_ip)."""
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+                            proxy_headers=False)
+    return _Uvicorn(config)
+
+
 class WebServer:
     """uvicorn serving `app` on an already-bound socket, started and stopped by the service."""
 
     def __init__(self, app: Starlette, sock: socket.socket):
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
-        self.server, self.sock, self.task = _Uvicorn(config), sock, None
+        self.server, self.sock, self.task = web_server(app), sock, None
 
     async def start(self) -> asyncio.Task:
         """Serve in a task; returns it once uvicorn is listening."""

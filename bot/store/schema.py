@@ -5,7 +5,7 @@ from datetime import timezone
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint,
+    UniqueConstraint, false, text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -13,7 +13,7 @@ metadata = MetaData()
 # The schema is versioned by Alembic revisions in bot/store/migrations/versions/ (see
 # bot/store/migrate.py). This number is the count of revisions up to head; it is also written to
 # meta.schema_version, so a release from before Alembic refuses a database newer than itself.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator):
@@ -76,9 +76,13 @@ sources = Table(
     Column("hub_url", Text),
     Column("topic_url", Text),
     Column("websub_secret", String(128)),
-    Column("websub_state", String(16)),  # pending | active | denied
+    # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
+    Column("websub_callback", String(64)),
+    Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
     _ts("websub_lease_until"),
     _ts("created_at"),
+    # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
+    Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 items = Table(
@@ -106,6 +110,13 @@ items = Table(
     Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
     Column("also_sources", JSON, nullable=False, default=list),
     Column("norm_title", Text, nullable=False, default=""),
+    Column("image_url", Text),  # the lead photo (bot.ingest.images)
+    Column("image_alt", Text),
+    # Hand-written alerts: the channels the editor chose ({"email": bool, "telegram": [chat, ...]});
+    # NULL = every channel (feed items).
+    Column("targets", JSON),
+    # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
+    Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
     _ts("detected_at"),
     _ts("first_telegram_at"),
@@ -133,7 +144,15 @@ subscribers = Table(
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
     _ts("last_digest_at"),
-    Index("ix_subscribers_status", "status"),
+    # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
+    # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
+    Column("max_per_day", Integer),
+    Column("quiet_start", String(5)),
+    Column("quiet_end", String(5)),
+    Column("timezone", String(64)),
+    # The list filters (status, mode, language, origin) and the status × mode counts read this index
+    # alone, never the rows: an index-only scan at a million subscribers.
+    Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
 )
 
 digests = Table(
@@ -153,8 +172,8 @@ deliveries = Table(
     Column("recipient", String(320), nullable=False),  # subscriber id as text, or the channel name
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("revision", Integer, nullable=False, default=0),  # 0 = alert, n = nth update/correction
-    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | confirm
-    # pending | sending | sent | retry | failed | cancelled
+    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | summary | confirm
+    # pending | sending | sent | retry | failed | cancelled | folded
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
@@ -165,19 +184,35 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
+    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    # Failed because the address was refused (a hard bounce counted against the subscriber).
+    Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
 )
 
-# Which items went into which subscriber's digest: an item at most once per subscriber.
+# Which items went into which subscriber's digest or summary mail: an item at most once per subscriber.
 digest_items = Table(
     "digest_items", metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+)
+
+# Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.
+desk_log = Table(
+    "desk_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # sent | edited
+    Column("revision", Integer, nullable=False, default=0),
+    Column("editor", String(200), nullable=False),
+    Column("via", String(16), nullable=False),  # web | cli
+    _ts("at", nullable=False),
+    Index("ix_desk_log_item", "item_id"),
 )
 
 # Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).
@@ -196,6 +231,59 @@ rate_events = Table(
     Column("bucket", String(400), nullable=False),
     _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
+)
+
+# One row per web sign-up: the choices its confirmation link activates (a later sign-up of the
+# same address adds a row and never changes what an earlier link confirms).
+signup_requests = Table(
+    "signup_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("topics", JSON, nullable=False, default=list),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
+    UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
+)
+
+# Server-side admin sessions: the cookie carries a random id, the database its SHA-256; logging
+# out deletes the row, so the old cookie opens nothing.
+admin_sessions = Table(
+    "admin_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+)
+
+# The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
+# n % HISTORY_SLOTS, so the table never grows past sources × HISTORY_SLOTS rows, with or without
+# housekeeping (`run --once` from cron never prunes).
+HISTORY_SLOTS = 48
+poll_history = Table(
+    "poll_history", metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
+    _ts("at", nullable=False),
+    Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
+    Column("status", Integer),  # HTTP status, when there was one
+    Column("duration_ms", Integer),
+    Column("error", Text),  # the poll's error, cut to 300 characters
+)
+
+# Counts per 15-minute bucket (UTC; every time zone's hours and days are made of whole quarters):
+# delivery outcomes per channel, poll outcomes, subscriber events. Written in the same transaction
+# as the change they count, so the charts and the Prometheus counters never miss or double one; old
+# buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
+stats = Table(
+    "stats", metadata,
+    _ts("bucket", primary_key=True),
+    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber
+    Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
+    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent
+    Column("n", Integer, nullable=False),
 )
 
 # One row per running `flashbot run` process (any machine): its roles and heartbeat. The live ones
