@@ -1,4 +1,4 @@
-"""Benchmark 5: one alert to N subscribers through real `flashbot run --role worker` processes:
+"""Benchmark 6: one alert to N subscribers through real `flashbot run --role worker` processes:
 SQLite (one process) and PostgreSQL with 1, 2 and 4 workers, into Postfix's smtp-sink.
 
 Per configuration: msg/s (from the first message to the last, and over the whole alert from the
@@ -6,6 +6,9 @@ queueing commit), PostgreSQL CPU seconds per 1,000 messages (the postmaster and 
 /proc), peak RSS per worker (VmHWM), and who used the two cores (workers, PostgreSQL, smtp-sink,
 the queueing) as a share of the wall time. Also the wake-up: an idle PostgreSQL worker's delay
 from the queueing commit to its first accepted message, for small alerts (LISTEN/NOTIFY).
+
+`BENCH_SMOKE=1 python -m bench.cluster` runs every configuration once on 300 subscribers and prints
+the results: it checks the code runs end to end (its numbers mean nothing and are written nowhere).
 """
 from __future__ import annotations
 
@@ -19,17 +22,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import message
-from .common import FULL, ROOT, RUNS, Skipped, median
+from .common import FULL, ROOT, RUNS, SMOKE, Skipped, median
 from .sink import SmtpSink
 
 CONFIGS = [("sqlite", 1), ("postgresql", 1), ("postgresql", 2), ("postgresql", 4)]
-WAKE_SAMPLES = 10
+WAKE_SAMPLES = 2 if SMOKE else 10
 TICK = os.sysconf("SC_CLK_TCK")
 
 
 def size() -> int:
-    """N: 100,000 with BENCH_FULL=1, else 10,000."""
-    return 100_000 if FULL else 10_000
+    """N: 100,000 with BENCH_FULL=1, 300 with BENCH_SMOKE=1, else 10,000."""
+    return 300 if SMOKE else 100_000 if FULL else 10_000
 
 
 def _cpu(pid: int, children: bool = False) -> float:
@@ -294,9 +297,9 @@ def bench(log=print) -> dict:
     n = size()
     out: dict = {"n": n, "configs": {}}
     with SmtpSink(log) as sink, Cluster() as cluster:
-        for run in range(RUNS):
+        for run in range(1 if SMOKE else RUNS):
             for backend, k in CONFIGS:  # interleaved: every config sees the same machine conditions
-                log(f"  run {run + 1}/{RUNS}: {backend}, {k} worker(s), N = {n:,}")
+                log(f"  run {run + 1}/{1 if SMOKE else RUNS}: {backend}, {k} worker(s), N = {n:,}")
                 r = one_run(backend, k, n, cluster, sink, log)
                 out["configs"].setdefault(f"{backend}-{k}", []).append(r)
         out["wake"] = wake_latency(cluster, sink, log)
@@ -319,3 +322,9 @@ def _merge(runs: list[dict]) -> dict:
         "cores_used_pct": {key: med(lambda r, k=key: r["cores_used_pct"][k]) for key in first["cores_used_pct"]},
         "cpu_s": {key: med(lambda r, k=key: r["cpu_s"][k]) for key in first["cpu_s"]},
     }
+
+
+if __name__ == "__main__":  # BENCH_SMOKE=1 python -m bench.cluster: this section alone, results printed
+    import json
+
+    print(json.dumps(bench(), indent=1, default=str))
