@@ -161,6 +161,26 @@ def test_db_upgrade_command_on_a_release_before_alembic(tmp_path, version):
     assert current.returncode == 0 and "up to date" in current.stdout
 
 
+def test_processes_starting_together_upgrade_once(database, tmp_path):
+    """Four `flashbot db upgrade` at the same moment on an old database: the lock lets one upgrade,
+    the others find it done; the data is upgraded exactly once."""
+    url, setting = _legacy(VERSIONS[0], database, tmp_path)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[bot]\ndatabase = "{setting}"\n')
+    procs = [subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg), "db", "upgrade"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    said = sorted("upgraded" if "upgraded:" in out else "already" if "already at" in out else out for out, _ in outs)
+    assert said == ["already"] * 3 + ["upgraded"]
+    engine = make_engine(url)
+    try:
+        assert migrate.status(engine)["current"] == migrate.head()
+        assert stats.totals(engine, stats.DELIVERY) == {("email", "sent"): 1}  # 0005's backfill ran once
+    finally:
+        engine.dispose()
+
+
 def test_every_numbered_schema_has_its_file_and_revision():
     """LEGACY covers 1..n with no gap, each maps to its own revision in order, and head is after them."""
     assert VERSIONS == list(range(1, len(VERSIONS) + 1))
