@@ -3,6 +3,8 @@ who sent it and when kept; `flashbot alert --yes` then the same story in a feed 
 one alert, not two (the article attaches to it); a correction edits the posts and mails an update."""
 from __future__ import annotations
 
+import asyncio
+
 from datetime import timedelta
 
 import pytest
@@ -121,6 +123,15 @@ async def test_the_same_preview_sent_twice_is_one_alert(room):
     second = await pipeline.hand_written(room.pipe(), draft, "Jeanne", "web")
     assert second == (None, first[1], 0)
     assert len(room.rows(channel="telegram")) == 1
+
+
+async def test_the_same_preview_sent_by_two_web_replicas_at_once_is_one_alert(room):
+    """Two processes (here two pipelines, each with its own lock) send one draft at the same moment."""
+    draft = Draft(**DRAFT, nonce="c" * 32)
+    results = await asyncio.gather(*(pipeline.hand_written(room.pipe(), draft, "Jeanne", "web") for _ in range(4)))
+    assert len({item_id for _, item_id, _ in results}) == 1
+    assert sorted(e is None for e, _, _ in results) == [False, True, True, True]
+    assert len(room.rows(channel="telegram")) == 1 and len(room.rows(channel="email")) == 2
 
 
 async def test_a_story_already_alerted_from_a_feed_is_a_duplicate_unless_forced(room):

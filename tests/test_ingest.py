@@ -91,6 +91,37 @@ async def test_same_story_from_two_sources_is_one_alert(feed_server, ingest_conf
     assert rows["x9"]["duplicate_of"] == rows["f1"]["id"] and rows["x9"]["alert_state"] == "none"
 
 
+async def test_pushes_stored_at_the_same_moment_by_several_processes_alert_once(feed_server, ingest_config, ingest_engine):
+    """WebSub pushes reach several web replicas while the scheduler polls: the same item pushed three
+    times and the same story from another source, all stored at once, make one alert and one duplicate."""
+    import threading
+
+    cfg = ingest_config([{"name": "un", "url": feed_server.url("/1")}, {"name": "deux", "url": feed_server.url("/2")}])
+    sync_sources(ingest_engine, cfg)
+    feed_server.set("/1", rss([A]))
+    feed_server.set("/2", rss([{"title": "Rien", "guid": "r"}]))
+    await poll(ingest_engine, cfg)  # baselines
+    same_story = {"title": "URGENT – Séisme de magnitude 6 au Japon !", "guid": "x9"}
+    pushes = [("un", rss([FLASH, A]))] * 3 + [("deux", rss([same_story]))] * 3
+    gate, events, errors = threading.Barrier(len(pushes)), [], []
+
+    def push(name, body):
+        gate.wait()
+        try:
+            events.extend(ingest_bytes(ingest_engine, cfg, get_source(ingest_engine, name)["id"], body,
+                                       {"Content-Type": "application/rss+xml"}))
+        except Exception as exc:  # noqa: BLE001 - collected: the assertion shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=p) for p in pushes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(e.kind for e in events) == ["duplicate", "flash"]
+    assert sum(r["alert_state"] != "none" for r in item_rows(ingest_engine).values()) == 1
+
+
 async def test_duplicate_window_expires(feed_server, ingest_config, ingest_engine):
     cfg = ingest_config([{"name": "un", "url": feed_server.url("/1"), "alert_on_first_poll": True},
                          {"name": "deux", "url": feed_server.url("/2"), "alert_on_first_poll": True}])

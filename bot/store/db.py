@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -89,6 +89,18 @@ def make_engine(url: str) -> Engine:
                            connect_args={**PG_KEEPALIVE, "options": PG_SERVER_KEEPALIVE})
     event.listen(engine, "before_cursor_execute", _no_nul, retval=True)
     return engine
+
+
+def serialize(conn: Connection, name: str) -> None:
+    """One transaction at a time, across processes and machines, for `name` (until this one ends).
+
+    For check-then-write transactions (is this item known? then store it): PostgreSQL takes a
+    transaction advisory lock on the name; SQLite takes its single write lock now (an UPDATE that
+    changes nothing), so the reads that follow already see every other process's commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+    else:
+        conn.execute(text("UPDATE meta SET value = value WHERE 1 = 0"))
 
 
 def retry_locked(fn: Callable[[], object], attempts: int = 10, delay: float = 0.2):

@@ -15,8 +15,8 @@ from sqlalchemy.engine import RowMapping
 
 from bot.config import Config
 from bot.models import Event, Item
-from bot.store.db import retry_locked, utcnow
-from bot.store.items import DESK_ORIGIN, find_duplicate, store_in
+from bot.store.db import retry_locked, serialize, utcnow
+from bot.store.items import DESK_ORIGIN, ITEMS_LOCK, find_duplicate, store_in
 from bot.store.schema import deliveries, desk_log, items, sources
 
 DESK_NAME = "desk"
@@ -47,6 +47,7 @@ def store_alert(engine: Engine, cfg: Config, item: Item, targets: dict, editor: 
     again (a double click on one preview) stores nothing: (None, the first one's id)."""
     def run() -> tuple[Event | None, int]:
         with engine.begin() as conn:
+            serialize(conn, ITEMS_LOCK)  # the same draft sent twice at once (two replicas) stores one item
             source = desk_source(conn)
             known = conn.execute(select(items.c.id).where(items.c.source_id == source["id"], items.c.key == item.key)).scalar()
             if known is not None:
@@ -71,6 +72,7 @@ def store_edit(engine: Engine, cfg: Config, item_id: int, item: Item, editor: st
     alerted, None when nothing changed or it never went out. LookupError when it is not hand-written."""
     def run() -> Event | None:
         with engine.begin() as conn:
+            serialize(conn, ITEMS_LOCK)
             source = desk_source(conn)
             key = conn.execute(select(items.c.key).where(items.c.id == item_id, items.c.source_id == source["id"])).scalar()
             if key is None:

@@ -18,11 +18,12 @@ from sqlalchemy.engine import RowMapping
 from bot.config import Config
 from bot.text import norm_title
 from bot.models import ALERTED, AlertState, Event, EventKind, Item
-from bot.store.db import retry_locked, utcnow
+from bot.store.db import retry_locked, serialize, utcnow
 from bot.store.schema import items, sources
 
 _CHUNK = 400  # keys per IN (...) query, under SQLite's variable limit
 DESK_ORIGIN = "desk"  # sources.origin of the newsroom desk's source (hand-written alerts, bot.store.desk)
+ITEMS_LOCK = "flashbot:items"  # serializes storing items (bot.store.db.serialize)
 
 
 def _values(item: Item) -> dict:
@@ -177,7 +178,11 @@ def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, ol
 
 
 def store_in(conn: Connection, cfg: Config, source: RowMapping, parsed: list[Item], now: datetime) -> list[Event]:
-    """Save items for a source inside the caller's transaction; one Event per new or meaningfully changed item."""
+    """Save items for a source inside the caller's transaction; one Event per new or meaningfully changed item.
+
+    Stores are serialized (ITEMS_LOCK) so that a poll, a WebSub push or a hand-written alert in
+    another process can never store the same item twice or alert one story from two sources."""
+    serialize(conn, ITEMS_LOCK)
     baseline = not source["baselined"] and not source["alert_on_first_poll"]
     unique: dict[str, Item] = {}
     for it in parsed:  # a feed listing one key twice: the first (newest) entry wins

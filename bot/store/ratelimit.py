@@ -6,9 +6,9 @@ import hmac
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+from sqlalchemy import Engine, delete, func, insert, select
 
-from bot.store.db import utcnow
+from bot.store.db import serialize, utcnow
 from bot.store.schema import rate_events
 
 
@@ -23,13 +23,6 @@ def bucket(kind: str, value: str, key: str) -> str:
     return f"{kind}:{digest}"
 
 
-def _serialize(conn: Connection, name: str) -> None:
-    # PostgreSQL: one transaction per bucket at a time. SQLite needs nothing here: the INSERT that
-    # follows takes the database's single write lock before anything is counted.
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:b))"), {"b": name})
-
-
 def take(engine: Engine, name: str, limit: int, window_seconds: float,
          now: datetime | None = None) -> tuple[int, int] | None:
     """Count one event unless `limit` events already fell in the window: (event id, its rank in the
@@ -42,7 +35,7 @@ def take(engine: Engine, name: str, limit: int, window_seconds: float,
     since = now - timedelta(seconds=window_seconds)
     with engine.connect() as conn:
         with conn.begin() as tx:
-            _serialize(conn, name)
+            serialize(conn, name)  # one check-and-count per bucket at a time, whatever the process
             event_id = conn.execute(insert(rate_events).values(bucket=name, at=now)).inserted_primary_key[0]
             n = conn.execute(select(func.count()).select_from(rate_events)
                              .where(rate_events.c.bucket == name, rate_events.c.at > since)).scalar_one()
