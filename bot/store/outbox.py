@@ -198,7 +198,7 @@ def _latency(conn, sent: list[dict]) -> None:
     per: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     for r in sent:
         per[(r["item_id"], r["channel"])].append(r["sent"])
-    for (item_id, channel), times in per.items():
+    for (item_id, channel), times in sorted(per.items()):  # items locked in id order by every worker
         first, last = min(times), max(times)
         if channel == "telegram":
             values = {"first_telegram_at": func.coalesce(items.c.first_telegram_at, literal(first, UTCDateTime()))}

@@ -44,8 +44,10 @@ def bump(conn: Connection, metric: str, events: Iterable[tuple[datetime, str, st
 
 def add(conn: Connection, metric: str, counts: Mapping[tuple[datetime, str, str], int]) -> None:
     """Add {(bucket, label, outcome): n} to the table (an upsert per key, one statement)."""
+    # In key order: transactions of several workers then lock the rows they share in the same order
+    # (PostgreSQL would otherwise abort one of two batches locking two buckets crosswise: a deadlock).
     rows = [{"bucket": b, "metric": metric, "label": label, "outcome": outcome, "n": n}
-            for (b, label, outcome), n in counts.items() if n]
+            for (b, label, outcome), n in sorted(counts.items()) if n]
     if not rows:
         return
     ins = _insert(conn)
