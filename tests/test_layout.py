@@ -9,7 +9,7 @@ Layers, low to high (a module may import its own layer and the layers below it):
     L0  bot (the package), bot.config, bot.models, bot.text, bot.clock, bot.logs, bot.topics, bot.addresses
     L1  bot.store.*, bot.tokens
     L2  bot.ingest.*, bot.render.*
-    L3  bot.delivery.*
+    L3  bot.delivery.*, bot.bounces.*
     L4  bot.pipeline, bot.digest
     L5  bot.web.*
     L6  bot.service.*
@@ -34,7 +34,7 @@ LAYERS: list[tuple[int, set[str], set[str]]] = [
     (0, {"bot", "bot.config", "bot.models", "bot.text", "bot.clock", "bot.logs", "bot.topics", "bot.addresses"}, set()),
     (1, {"bot.tokens"}, {"bot.store"}),
     (2, set(), {"bot.ingest", "bot.render"}),
-    (3, set(), {"bot.delivery"}),
+    (3, set(), {"bot.delivery", "bot.bounces"}),
     (4, {"bot.pipeline", "bot.digest"}, set()),
     (5, set(), {"bot.web"}),
     (6, set(), {"bot.service"}),

@@ -5,15 +5,32 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.exc import OperationalError
 
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import SCHEMA_VERSION, bounce_mails, deliveries, meta, metadata, subscribers
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def _add_columns(conn: Connection, table, names: list[str]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns of the current metadata (nullable, no default)."""
+    for name in names:
+        col = table.c[name]
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {col.type.compile(conn.dialect)}"))
+
+
+def _v2_bounces(conn: Connection) -> None:
+    """v2: delivery outcomes after hand-off, the subscriber's status reason, the bounce_mails table."""
+    _add_columns(conn, deliveries, ["outcome", "outcome_at", "diagnostic"])
+    _add_columns(conn, subscribers, ["status_reason"])
+    bounce_mails.create(conn)
+
+
+MIGRATIONS[2] = _v2_bounces
 
 
 def utcnow() -> datetime:

@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration in bot/store/migrate.py.
-SCHEMA_VERSION = 1
+# Bump with every migration step in bot/store/db.py (MIGRATIONS).
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator):
@@ -127,6 +127,7 @@ subscribers = Table(
     Column("bounces", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
+    Column("status_reason", Text),  # why a bounce, complaint or mailto unsubscribe changed the status (v2)
     _ts("created_at"),
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
@@ -160,6 +161,10 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
+    # What happened after the hand-off (v2): bounced | soft-bounced | complained, with when and why.
+    Column("outcome", String(16)),
+    _ts("outcome_at"),
+    Column("diagnostic", Text),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
@@ -191,4 +196,31 @@ rate_events = Table(
     Column("bucket", String(400), nullable=False),
     _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
+)
+
+# Every bounce, complaint, auto-reply or mailto unsubscribe received (SMTP, IMAP, webhook), kept
+# as received before anything is done with it; `state` says how far its processing went (v2).
+bounce_mails = Table(
+    "bounce_mails", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(16), nullable=False),  # smtp | imap | ses | mailgun | postmark | sendgrid
+    Column("dedupe", String(64), nullable=False, unique=True),  # the same mail or event is stored once
+    Column("envelope_to", Text),
+    Column("envelope_from", Text),
+    Column("raw", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False, default=0),
+    _ts("received_at", nullable=False),
+    # new | processed | unparsed | ignored | rejected
+    Column("state", String(16), nullable=False, default="new"),
+    Column("kind", String(16)),  # hard | soft | complaint | autoreply | unsubscribe | other
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL")),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("recipient", Text),  # the address the report names
+    Column("status", String(16)),  # enhanced status code, e.g. 5.1.1
+    Column("diagnostic", Text),
+    Column("note", Text),  # what processing did or why it did nothing
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("processed_at"),
+    Index("ix_bounce_mails_state", "state", "id"),
+    Index("ix_bounce_mails_received", "received_at"),
 )
