@@ -15,7 +15,7 @@ from starlette.routing import Route
 from bot.config import Config
 from bot.pipeline import Pipeline
 from bot.tokens import secret_key
-from bot.web import admin, metrics, public
+from bot.web import admin, bounces, metrics, public
 from bot.web.context import BUNDLED_TEMPLATES, Web, make_env, web
 from bot.web.mailer import Mailer, MailJobs, SMTPMailer
 from bot.web.security import AdminSession, Csrf, SecurityHeaders
@@ -74,9 +74,12 @@ def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], boo
     state = Web(cfg=cfg, engine=engine, key=key, env=make_env(cfg), csrf=Csrf(key, secure),
                 admin=AdminSession(key, cfg.web.admin_password, secure), mailer=mailer, mail_jobs=MailJobs(),
                 scheduler_alive=scheduler_alive, pipe=pipe or Pipeline(cfg, engine))
-    routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *metrics.routes(state)]
+    hooks = bounces.Webhooks(state)
+    routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *metrics.routes(state),
+              *hooks.routes()]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash},
                     lifespan=_lifespan)
     app.state.web = state
+    app.state.bounce_hooks = hooks  # tests point its SNS certificate fetch at a local server
     app.add_middleware(SecurityHeaders)
     return app
