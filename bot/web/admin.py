@@ -1,4 +1,4 @@
-"""The /admin dashboard: login, overview, editorial hold, sources, subscribers and failures."""
+"""The /admin dashboard: login, overview, editorial hold, sources, subscribers, failures and bounces."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from bot import pipeline
-from bot.models import DeliveryState
+from bot.models import BounceKind, DeliveryState, InboundState
+from bot.store import bounces as bounce_store
 from bot.store import channels as channel_store
 from bot.store import dashboard, outbox, ratelimit, utcnow
 from bot.store import subscribers as subs
@@ -137,6 +138,35 @@ async def failures_page(request: Request) -> Response:
                                                      "pages": max(1, -(-total // PAGE))})
 
 
+@protected
+async def bounces_page(request: Request) -> Response:
+    """Recent bounces and complaints, unparsed mails, bounce rate per day."""
+    w = web(request)
+    if w.cfg.bounces is None:
+        return w.render(request, "admin/bounces.html", {"off": True})
+    effects = [BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT, BounceKind.UNSUBSCRIBE]
+    counts = await w.db(bounce_store.state_counts, w.engine)
+    ctx = {"recent": await w.db(bounce_store.listing, w.engine, [InboundState.PROCESSED, InboundState.REJECTED], effects, PAGE),
+           "unparsed": await w.db(bounce_store.listing, w.engine, [InboundState.UNPARSED], None, PAGE),
+           "unparsed_n": sum(n for (st, _), n in counts.items() if st == InboundState.UNPARSED),
+           "days": await w.db(bounce_store.daily_rates, w.engine, 14)}
+    return w.render(request, "admin/bounces.html", ctx)
+
+
+@protected
+async def bounces_reprocess(request: Request) -> Response:
+    """POST: selected unparsed mails through the processor again."""
+    from bot.bounces.process import Processor
+
+    w = web(request)
+    ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
+    if w.cfg.bounces is None or not ids:
+        return _back("/admin/bounces", "reprocessed", n=0)
+    await w.db(bounce_store.requeue, w.engine, ids)
+    counts = await w.db(Processor(w.cfg, w.engine, w.key).run_pending, 200, ids)
+    return _back("/admin/bounces", "reprocessed", n=sum(counts.values()))
+
+
 def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
     # A message name and numbers, never text: the page words it in the operator's language, and a
     # crafted link cannot make the dashboard display arbitrary sentences.
@@ -200,6 +230,8 @@ def routes() -> list[Route]:
         Route("/admin/sources/{id:int}/{action:str}", source_action, methods=["POST"]),
         Route("/admin/subscribers", subscribers_page, methods=["GET"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
+        Route("/admin/bounces", bounces_page, methods=["GET"]),
+        Route("/admin/bounces/reprocess", bounces_reprocess, methods=["POST"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
         Route("/admin/items/{id:int}/{action:str}", item_action, methods=["POST"]),
         Route("/admin/channels/{name:str}/resume", channel_action, methods=["POST"]),

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import text
@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.store import bounces as bounce_store
 from bot.store import channels as channel_store
 from bot.store import dashboard
 from bot.store import subscribers as subs
@@ -60,6 +61,30 @@ class StoreCollector(Collector):
         for status, modes in sorted(subs.counts(self.engine).items()):
             people.add_metric([status], sum(modes.values()))
         yield people
+        yield from self._bounces()
+
+    def _bounces(self) -> Iterator[Metric]:
+        received = CounterMetricFamily("flashbot_bounces_received", "Bounce mails and provider events stored", labels=["source"])
+        processed = CounterMetricFamily("flashbot_bounces_processed", "Bounce mails and events processed",
+                                        labels=["kind", "result"])
+        left = CounterMetricFamily("flashbot_bounce_removals", "Subscribers suppressed or unsubscribed by bounces, "
+                                   "complaints and mailto unsubscribes", labels=["action", "reason"])
+        for name, value in sorted(bounce_store.counters(self.engine).items()):
+            parts = name.split(":")
+            if parts[0] == "received" and len(parts) == 2:
+                received.add_metric([parts[1]], value)
+            elif parts[0] == "processed" and len(parts) == 3:
+                processed.add_metric(parts[1:], value)
+            elif parts[0] in ("suppressed", "unsubscribed") and len(parts) == 2:
+                left.add_metric(parts, value)
+        yield from (received, processed, left)
+        waiting = GaugeMetricFamily("flashbot_bounce_mails", "Stored bounce mails and events by state", labels=["state"])
+        per_state: dict[str, int] = {}
+        for (state, _), n in bounce_store.state_counts(self.engine).items():
+            per_state[state] = per_state.get(state, 0) + n
+        for state, n in sorted(per_state.items()):
+            waiting.add_metric([state], n)
+        yield waiting
 
     def _sources(self) -> Iterator[Metric]:
         failing = GaugeMetricFamily("flashbot_source_consecutive_failures", "Consecutive failed polls", labels=["source"])
