@@ -21,9 +21,9 @@ def _insert(conn, table):
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def dedupe_key(source: str, raw: bytes, event_id: str | None = None) -> str:
-    """The same mail (byte for byte) or the same provider event id is stored once."""
-    basis = f"{source}:{event_id}".encode() if event_id else b"mail:" + raw
+def dedupe_key(source: str, raw: bytes, event_id: str | None = None, envelope_to: str | None = None) -> str:
+    """The same mail (byte for byte, to the same envelope recipients) or the same provider event id is stored once."""
+    basis = f"{source}:{event_id}".encode() if event_id else f"mail:{envelope_to or ''}\n".encode() + raw
     return hashlib.sha256(basis).hexdigest()
 
 
@@ -37,7 +37,7 @@ def store(engine: Engine, rows: list[dict], now: datetime | None = None) -> list
     out: list[tuple[int, bool]] = []
     with engine.begin() as conn:
         for r in rows:
-            key = dedupe_key(r["source"], r["raw"], r.get("event_id"))
+            key = dedupe_key(r["source"], r["raw"], r.get("event_id"), r.get("envelope_to"))
             stmt = _insert(conn, bounce_mails).values(
                 source=r["source"], dedupe=key, envelope_to=r.get("envelope_to"), envelope_from=r.get("envelope_from"),
                 raw=r["raw"], size=len(r["raw"]), received_at=now, state=InboundState.NEW, attempts=0,
