@@ -64,6 +64,7 @@ def write(results: dict, path: Path) -> Path:
         *rs.polling(results.get("polling")), "",
         *rs.latency(results.get("latency")), "",
         *rs.digest(results.get("digest")), "",
+        *rs.bounces(results.get("bounces")), "",
     ]
     findings = ROOT / "bench" / "findings.md"
     if findings.exists():

@@ -209,3 +209,16 @@ def digest(res: dict | None) -> list[str]:
             f"{fmt(res.get('msg_per_s'))} | {fmt(res.get('wall_s'), ' s', 1)} | "
             f"{fmt(res.get('rss_mb'), ' MB', 1)} | {fmt(res.get('sink_received'))} |"]
     return out
+
+
+def bounces(res: dict | None) -> list[str]:
+    """Section 5: DSNs per second through the SMTP bounce receiver."""
+    out = ["## 5. Bounces", ""]
+    if why := _skip(res):
+        return out + [why]
+    met = "met" if (res.get("processed_per_s") or 0) >= res.get("target_per_s", 500) else "NOT met"
+    return out + [res.get("method", ""), "",
+                  "| DSNs | connections | received (250 after commit) | received + processed | target | status |",
+                  "|---:|---:|---:|---:|---:|---|",
+                  f"| {fmt(res.get('n'))} | {res.get('connections')} | {fmt(res.get('received_per_s'))}/s | "
+                  f"{fmt(res.get('processed_per_s'))}/s | ≥ {res.get('target_per_s')}/s | {met} |"]

@@ -17,6 +17,7 @@ SECTIONS = [
     ("polling", "bench.polling", "2. Polling"),
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
+    ("bounces", "bench.bounces", "5. Bounces"),
 ]
 
 
