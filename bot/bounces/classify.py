@@ -165,10 +165,14 @@ def _arf(part: Message) -> tuple[Entry | None, list[str]]:
         f" from {fields.get('User-Agent')}" if fields.get("User-Agent") else ""))), clues
 
 
-def _original(msg: Message) -> Message | None:
+def _typed(msg: Message) -> list[tuple[Message, str]]:
+    """The report's own parts with their content types, computed once (compat32 re-reads headers on every call)."""
+    return [(part, part.get_content_type()) for part in _walk(msg)]
+
+
+def _original(parts: list[tuple[Message, str]]) -> Message | None:
     """The quoted original (message/rfc822 or text/rfc822-headers), if the report carries one."""
-    for part in _walk(msg):
-        ctype = part.get_content_type()
+    for part, ctype in parts:
         if ctype in ("message/rfc822", "message/global"):
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
@@ -191,13 +195,13 @@ def classify(raw: bytes) -> Report:
 
 def _classify(msg: Message) -> Report:
     report = Report(None, subject=header_text(msg.get("Subject"))[:300])
-    original = _original(msg)
+    parts = _typed(msg)
+    original = _original(parts)
     if original is not None:
         report.message_id = (original.get("Message-ID") or "").strip() or None
         report.original_to = address_of(original.get("To"))
         report.verp += [v for k in ("Return-Path", "List-Unsubscribe") for v in original.get_all(k) or []]
-    for part in _walk(msg):
-        ctype = part.get_content_type()
+    for part, ctype in parts:
         if ctype in ("message/delivery-status", "message/global-delivery-status"):
             entries, clues = _dsn(part)
             report.verp += clues

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,47 +40,72 @@ class Rejected(Exception):
     """The report cannot be tied to anyone safely: nobody is touched."""
 
 
+def report_of(source: str, raw: bytes) -> Report:
+    """Classify one stored row: MIME for mails, the provider's JSON for webhook events (pure: runs in a worker)."""
+    if source in MAIL_SOURCES:
+        return classify(raw)
+    return providers.parse(source, raw)
+
+
 class Processor:
     """Processes stored bounce mails and events; safe to run in several processes at once."""
 
-    def __init__(self, cfg, engine, key: str | None = None):
+    def __init__(self, cfg, engine, key: str | None = None, classifier: Executor | None = None):
         self.cfg, self.engine = cfg, engine
         self.verp = Verp(key or secret_key(engine, cfg.web.secret_key), cfg.bounces.domain)
         self.limits = outcomes.Limits(cfg.delivery.bounce_limit, cfg.bounces.soft_limit, cfg.bounces.soft_window_days)
+        # `flashbot run` classifies in a worker process (bot.bounces.worker): parsing MIME is most of the
+        # CPU, and there it neither holds this process's GIL nor slows the SMTP receiver.
+        self.classifier = classifier
+        self.done: Counter = Counter()  # rows processed by this processor since it was made, per resulting state
 
-    def run_pending(self, batch: int = 200, ids: list[int] | None = None, now: datetime | None = None) -> Counter:
-        """Process every `new` row (or those of `ids`), a batch per transaction; counts per resulting state."""
+    def run_pending(self, batch: int = 200, ids: list[int] | None = None, now: datetime | None = None,
+                    stop: Callable[[], bool] | None = None) -> Counter:
+        """Process every `new` row (or those of `ids`), a batch per transaction, until none is left or
+        `stop()` says so; counts per resulting state. `now` (default: the clock) is the processing time."""
         totals: Counter = Counter()
-        while True:
+        while stop is None or not stop():
             rows = inbox.pending(self.engine, batch, ids)
             if not rows:
-                return totals
-            reports = [(row, self.report(row)) for row in rows]
+                break
+            reports = list(zip(rows, self.reports(rows)))
             try:
-                totals += retry_locked(lambda: self._apply(reports, now or utcnow()))
+                applied = retry_locked(lambda: self._apply(reports, now or utcnow()))
+                totals += applied
+                self.done += applied
             except Exception as exc:  # noqa: BLE001 - a poison batch must not stop the service
                 log.exception("bounce processing failed for %s rows; they stay new", len(rows))
                 inbox.failed_attempt(self.engine, [r["id"] for r in rows], f"processing failed: {exc!r}")
                 totals["failed"] += len(rows)
+        return totals
 
-    def report(self, row: dict) -> Report:
-        """Classify a stored row: MIME for mails, the provider's JSON for webhook events."""
-        if row["source"] in MAIL_SOURCES:
-            return classify(row["raw"])
-        return providers.parse(row["source"], row["raw"])
+    def reports(self, rows: list[dict]) -> list[Report]:
+        """Classify stored rows, in the worker process when there is one (here if it died)."""
+        if self.classifier is not None:
+            try:
+                return list(self.classifier.map(report_of, [r["source"] for r in rows], [r["raw"] for r in rows], chunksize=16))
+            except BrokenExecutor as exc:
+                logs.event(log, "bounce_classifier_lost", logging.WARNING, error=repr(exc), fallback="in process")
+                self.classifier = None
+        return [report_of(r["source"], r["raw"]) for r in rows]
 
     def _apply(self, reports: list[tuple[dict, Report]], now: datetime) -> Counter:
-        counts: Counter = Counter()
+        """One transaction for the batch: claim the rows still new, apply each effect, mark them, count."""
+        tally: Counter = Counter()
+        done: list[tuple[dict, dict]] = []
         with self.engine.begin() as conn:
+            mine = inbox.claim(conn, [row["id"] for row, _ in reports])  # another processor may have been first
             for row, report in reports:
-                values = self._decide(conn, row, report, now)
-                if inbox.finish(conn, row["id"], values):
-                    counts[values["state"]] += 1
-                    inbox.bump(conn, f"processed:{values['kind'] or 'none'}:{values['state']}")
-                    self._log(row, values)
-        return counts
+                if row["id"] in mine:  # marked at once: the next row's soft-bounce count sees this one
+                    done.append((row, self._decide(conn, row, report, now, tally)))
+                    inbox.finish(conn, row["id"], done[-1][1])
+            tally.update(f"processed:{v['kind'] or 'none'}:{v['state']}" for _, v in done)
+            inbox.bump_many(conn, tally)
+        for row, values in done:  # logged once committed: the log never tells of an effect that was rolled back
+            self._log(row, values)
+        return Counter(values["state"] for _, values in done)
 
-    def _decide(self, conn, row: dict, report: Report, now: datetime) -> dict:
+    def _decide(self, conn, row: dict, report: Report, now: datetime, tally: Counter) -> dict:
         """The row's new values; applies the effect on the way (same transaction)."""
         entry = report.entries[0] if report.entries else None
         values = {"kind": report.kind, "processed_at": now, "status": entry.status if entry else None,
@@ -86,7 +113,7 @@ class Processor:
                   "recipient": entry.addresses[0] if entry and entry.addresses else None}
         unsub = self._mailto(row)
         if unsub is not None:
-            return {**values, **self._unsubscribe(conn, unsub, report, now)}
+            return {**values, **self._unsubscribe(conn, unsub, report, now, tally)}
         try:
             target = self._target(conn, row, report)
         except Rejected as exc:
@@ -110,7 +137,7 @@ class Processor:
         entry = mine[0] if mine else entry
         kind = entry.kind if entry and entry.kind in EFFECTS else report.kind
         note = outcomes.record(conn, kind, target.subscriber["id"], target.delivery, entry.status if entry else None,
-                               entry.diagnostic if entry else None, report.how, self.limits, now)
+                               entry.diagnostic if entry else None, report.how, self.limits, now, tally)
         return {**values, "kind": kind, "state": InboundState.PROCESSED, "note": f"{note} (via {target.via})",
                 "status": entry.status if entry else None, "diagnostic": entry.diagnostic if entry else values["diagnostic"],
                 "recipient": target.subscriber["email"]}
@@ -124,7 +151,7 @@ class Processor:
                 return parsed[1], parsed[2]
         return None
 
-    def _unsubscribe(self, conn, unsub: tuple[int, str], report: Report, now: datetime) -> dict:
+    def _unsubscribe(self, conn, unsub: tuple[int, str], report: Report, now: datetime, tally: Counter) -> dict:
         sub = outcomes.subscriber(conn, unsub[0])
         base = {"kind": BounceKind.UNSUBSCRIBE, "subscriber_id": sub["id"] if sub else None}
         if report.kind == BounceKind.AUTOREPLY or (report.kind in EFFECTS and report.how in ("dsn", "arf")):
@@ -133,7 +160,7 @@ class Processor:
             if sub is not None and sub["status"] == "unsubscribed":
                 return {**base, "state": InboundState.IGNORED, "note": "already unsubscribed"}
             return {**base, "subscriber_id": None, "state": InboundState.REJECTED, "note": "unsubscribe token does not verify: nobody touched"}
-        done = outcomes.unsubscribe(conn, sub["id"], "mailto unsubscribe (List-Unsubscribe)", "mailto", now)
+        done = outcomes.unsubscribe(conn, sub["id"], "mailto unsubscribe (List-Unsubscribe)", "mailto", now, tally)
         return {**base, "state": InboundState.PROCESSED, "recipient": sub["email"],
                 "note": "unsubscribed by mail" if done else f"subscriber was {sub['status']}: nothing to do"}
 
@@ -176,7 +203,8 @@ class Processor:
         dlv = outcomes.delivery(conn, delivery_id)
         if dlv is None or dlv["subscriber_id"] is None or not dlv["email"]:
             raise Rejected(f"delivery {delivery_id} no longer exists or its subscriber was erased: nobody touched")
-        return Target(outcomes.subscriber(conn, dlv["subscriber_id"]), dlv, via)
+        sub = {"id": dlv["subscriber_id"], "email": dlv["email"], "status": dlv["status"], "token_nonce": dlv["token_nonce"]}
+        return Target(sub, dlv, via)
 
     def _log(self, row: dict, v: dict) -> None:
         level = logging.WARNING if v["state"] in (InboundState.REJECTED, InboundState.UNPARSED) else logging.INFO

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Integer, Text, cast, delete, func, or_, select, update
+from sqlalchemy import Engine, Integer, Text, bindparam, cast, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import BounceKind, DeliveryOutcome, DeliveryState, InboundState
@@ -31,24 +32,35 @@ def store(engine: Engine, rows: list[dict], now: datetime | None = None) -> list
     """Insert received mails/events in ONE transaction; (id, newly stored) per row, in order.
 
     Each row: source, raw, envelope_to, envelope_from, and optionally event_id. A row already
-    stored (same dedupe key) is not stored again; its existing id is returned.
+    stored (same dedupe key, also twice in `rows`) is not stored again; its existing id is returned.
+    One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING for the batch: it says which rows are new.
     """
     now = now or utcnow()
-    out: list[tuple[int, bool]] = []
+    keys = [dedupe_key(r["source"], r["raw"], r.get("event_id"), r.get("envelope_to")) for r in rows]
+    fresh: dict[str, dict] = {}
+    for k, r in zip(keys, rows):
+        fresh.setdefault(k, r)  # the first row of each key
+    values = [{"source": r["source"], "dedupe": k, "envelope_to": r.get("envelope_to"), "envelope_from": r.get("envelope_from"),
+               "raw": r["raw"], "size": len(r["raw"]), "received_at": now, "state": InboundState.NEW, "attempts": 0}
+              for k, r in fresh.items()]
     with engine.begin() as conn:
-        for r in rows:
-            key = dedupe_key(r["source"], r["raw"], r.get("event_id"), r.get("envelope_to"))
-            stmt = _insert(conn, bounce_mails).values(
-                source=r["source"], dedupe=key, envelope_to=r.get("envelope_to"), envelope_from=r.get("envelope_from"),
-                raw=r["raw"], size=len(r["raw"]), received_at=now, state=InboundState.NEW, attempts=0,
-            ).on_conflict_do_nothing().returning(B.id)
-            new_id = conn.execute(stmt).scalar()
-            if new_id is None:
-                out.append((conn.execute(select(B.id).where(B.dedupe == key)).scalar_one(), False))
-            else:
-                out.append((new_id, True))
-                bump(conn, f"received:{r['source']}")
+        stmt = _insert(conn, bounce_mails).on_conflict_do_nothing().returning(B.dedupe, B.id)
+        inserted = dict(conn.execute(stmt, values).all()) if values else {}
+        known = inserted | _ids_of(conn, [k for k in fresh if k not in inserted])
+        received = Counter(fresh[k]["source"] for k in inserted)
+        bump_many(conn, {f"received:{source}": n for source, n in received.items()})
+    out: list[tuple[int, bool]] = []
+    for k in keys:
+        out.append((known[k], k in inserted))
+        inserted.pop(k, None)  # a second row with the same key in this batch is a copy
     return out
+
+
+def _ids_of(conn, keys: list[str]) -> dict[str, int]:
+    """{dedupe key: id} of rows already stored."""
+    if not keys:
+        return {}
+    return dict(conn.execute(select(B.dedupe, B.id).where(B.dedupe.in_(keys))).all())
 
 
 def bump(conn, name: str, n: int = 1) -> None:
@@ -56,6 +68,13 @@ def bump(conn, name: str, n: int = 1) -> None:
     key = _COUNTER + name
     conn.execute(_insert(conn, meta).values(key=key, value="0").on_conflict_do_nothing())
     conn.execute(update(meta).where(meta.c.key == key).values(value=cast(cast(meta.c.value, Integer) + n, Text)))
+
+
+def bump_many(conn, counts: dict[str, int]) -> None:
+    """bump() for several counters (a batch's tally, written once per transaction)."""
+    for name, n in sorted(counts.items()):
+        if n:
+            bump(conn, name, n)
 
 
 def counters(engine: Engine) -> dict[str, int]:
@@ -89,10 +108,21 @@ def failed_attempt(engine: Engine, ids: list[int], error: str, give_up_after: in
                      .values(state=InboundState.UNPARSED, processed_at=utcnow()))
 
 
-def finish(conn, row_id: int, values: dict) -> bool:
-    """Mark a new row processed (state, kind, attribution, note); False if another process got there first."""
-    res = conn.execute(update(bounce_mails).where(B.id == row_id, B.state == InboundState.NEW).values(**values))
-    return res.rowcount == 1
+FINISH_COLUMNS = ("state", "kind", "processed_at", "status", "diagnostic", "recipient", "note", "subscriber_id", "delivery_id")
+_CLAIM = (update(bounce_mails).where(B.id.in_(bindparam("ids", expanding=True)), B.state == InboundState.NEW)
+          .values(attempts=B.attempts).returning(B.id))
+_FINISH = update(bounce_mails).where(B.id == bindparam("row_id"))
+
+
+def claim(conn, ids: list[int]) -> set[int]:
+    """Those of `ids` still new, locked for this transaction (SQLite's write lock, PostgreSQL's row locks):
+    another processor waits, then finds them done; an effect is never applied twice."""
+    return set(conn.execute(_CLAIM, {"ids": list(ids)}).scalars()) if ids else set()
+
+
+def finish(conn, row_id: int, values: dict) -> None:
+    """Mark a claimed row processed (state, kind, attribution, note)."""
+    conn.execute(_FINISH, {"row_id": row_id, **{c: values.get(c) for c in FINISH_COLUMNS}})
 
 
 def requeue(engine: Engine, ids: list[int] | None = None, unparsed: bool = False) -> int:
