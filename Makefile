@@ -26,13 +26,14 @@ test: $(STAMP) test-deps
 	$(PY) -m pytest -q -ra
 
 ## make test-deps: Debian's chromium (the one real-browser test), spamassassin (mail scoring), postfix
-## (the bounce round trip) and dovecot-imapd (IMAP bounce polling); their tests are skipped loudly
-## if they cannot be installed (not root, no apt).
+## (the bounce round trip), dovecot-imapd (IMAP bounce polling) and openssl (test certificates: SMTP
+## STARTTLS, IMAP over TLS); their tests are skipped loudly if they cannot be installed (not root, no apt).
 test-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v spamassassin >/dev/null 2>&1 || missing="$$missing spamassassin"; \
 	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
 	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 from bot import logs
 from bot.bounces import imap
@@ -12,6 +15,34 @@ from bot.bounces.receiver import Receiver
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 2.0  # rows stored by another process (a web replica) are noticed this often
+
+
+def run_once(cfg, engine, stop: Callable[[], bool] | None = None) -> dict:
+    """The bounce part of `flashbot run --once`: poll the IMAP mailbox once (when configured), then process
+    every stored mail or event still waiting, until `stop()` (SIGTERM); cron starts no receiver."""
+    processor = Processor(cfg, engine)
+    out: dict = {}
+    if cfg.bounces.imap_url:
+        try:
+            out["imap"] = imap.poll(cfg, engine, processor, cfg.bounces.imap_password)
+        except imap.ImapError as exc:  # the rest of the run goes on; the next run tries again
+            logs.event(log, "bounces_imap_failed", logging.WARNING, error=str(exc))
+            out["imap_error"] = str(exc)
+    processor.run_pending(stop=stop)
+    out["processed"] = {str(k): v for k, v in processor.done.items()}  # IMAP mails are processed as they are fetched
+    if processor.done:
+        logs.event(log, "bounces_processed", **out["processed"])
+    return out
+
+
+def classifier_pool() -> ProcessPoolExecutor | None:
+    """One worker process for MIME classification when there is a second core (none on a single core).
+
+    `spawn`, not `fork`: the service has threads, and a forked copy of their locks could deadlock.
+    """
+    if (os.cpu_count() or 1) < 2:
+        return None
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
 
 class BounceWorker:
@@ -25,6 +56,7 @@ class BounceWorker:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="flashbot-bounce-process")
+        self._pool: ProcessPoolExecutor | None = None
 
     def wake(self) -> None:
         """Something was stored: process it now."""
@@ -35,7 +67,8 @@ class BounceWorker:
 
     async def start(self) -> list[str]:
         """Start receiving and processing; summary lines for the startup banner."""
-        self.processor = await asyncio.to_thread(Processor, self.cfg, self.engine)
+        self._pool = classifier_pool()
+        self.processor = await asyncio.to_thread(Processor, self.cfg, self.engine, None, self._pool)
         lines = [f"bounces: return path b-…@{self.cfg.bounces.domain}"]
         if self.receiver is not None:
             port = await self.receiver.start()
@@ -50,7 +83,7 @@ class BounceWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                counts = await self._run(self.processor.run_pending)
+                counts = await self._run(self.processor.run_pending, 200, None, None, self._stop.is_set)
                 if counts:
                     logs.event(log, "bounces_processed", **{str(k): v for k, v in counts.items()})
             except Exception:  # noqa: BLE001 - the next pass tries again
@@ -86,3 +119,5 @@ class BounceWorker:
         self._stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._thread.shutdown(wait=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
