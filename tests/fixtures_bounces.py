@@ -112,3 +112,26 @@ async def send_bounce(port: int, raw: bytes, rcpt: str, sender: str = "") -> aio
 async def process(world) -> dict:
     """Run the processor over everything stored (in a thread, as the service does)."""
     return dict(await asyncio.to_thread(world.processor.run_pending))
+
+
+async def send_alert(cfg, engine, item_id: int) -> None:
+    """Queue the item for every active subscriber and send it through the real delivery engine."""
+    from bot.delivery import fanout
+    from bot.delivery.channels import build_channels
+    from bot.delivery.engine import DeliveryEngine
+    from bot.render.renderer import Renderer
+
+    assert fanout.queue_item(engine, cfg, item_id) > 0
+    channels = build_channels(cfg)
+    try:
+        await DeliveryEngine(engine, cfg, channels, Renderer(cfg)).run_due()
+    finally:
+        for channel in channels.values():
+            await channel.close()
+
+
+def list_unsubscribe(message) -> list[str]:
+    """The URIs of a parsed message's List-Unsubscribe header, in order."""
+    import re
+
+    return re.findall(r"<([^<>]+)>", " ".join(str(message["List-Unsubscribe"]).split()))
