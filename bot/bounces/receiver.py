@@ -82,6 +82,8 @@ class _Session(SMTP):
 
     def _getaddr(self, arg: str):
         """aiosmtpd's address parsing, with a regex for the plain `<local@domain>` every MTA sends (a tenth of the cost)."""
+        if arg.startswith("<>"):  # the null reverse-path of every bounce
+            return "<>", arg[2:]
         m = _PLAIN_ADDR.match(arg)
         if m is None or (self.local_part_limit and len(m.group(2)) > self.local_part_limit):
             return super()._getaddr(arg)

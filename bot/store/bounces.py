@@ -63,11 +63,17 @@ def _ids_of(conn, keys: list[str]) -> dict[str, int]:
     return dict(conn.execute(select(B.dedupe, B.id).where(B.dedupe.in_(keys))).all())
 
 
+_BUMPS: dict[str, object] = {}  # the upsert, built once per dialect
+
+
 def bump(conn, name: str, n: int = 1) -> None:
-    """Add n to a counter kept in `meta` (created at 0)."""
-    key = _COUNTER + name
-    conn.execute(_insert(conn, meta).values(key=key, value="0").on_conflict_do_nothing())
-    conn.execute(update(meta).where(meta.c.key == key).values(value=cast(cast(meta.c.value, Integer) + n, Text)))
+    """Add n to a counter kept in `meta` (created at n): one upsert."""
+    stmt = _BUMPS.get(conn.dialect.name)
+    if stmt is None:
+        ins = _insert(conn, meta).values(key=bindparam("k"), value=cast(bindparam("n", type_=Integer), Text))
+        stmt = _BUMPS[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=[meta.c.key], set_={"value": cast(cast(meta.c.value, Integer) + bindparam("n", type_=Integer), Text)})
+    conn.execute(stmt, {"k": _COUNTER + name, "n": n})
 
 
 def bump_many(conn, counts: dict[str, int]) -> None:
@@ -84,13 +90,16 @@ def counters(engine: Engine) -> dict[str, int]:
     return {k.removeprefix(_COUNTER): int(v) for k, v in rows}
 
 
+_PENDING = (select(B.id, B.source, B.raw, B.envelope_to, B.attempts).where(B.state == InboundState.NEW)
+            .order_by(B.id).limit(bindparam("limit")))
+_PENDING_OF = _PENDING.where(B.id.in_(bindparam("ids", expanding=True)))
+
+
 def pending(engine: Engine, limit: int, ids: list[int] | None = None) -> list[dict]:
     """Stored rows still `new` (oldest first), or those of `ids` that are still new."""
-    q = select(B.id, B.source, B.raw, B.envelope_to, B.attempts).where(B.state == InboundState.NEW)
-    if ids is not None:
-        q = q.where(B.id.in_(ids))
+    stmt, params = (_PENDING, {"limit": limit}) if ids is None else (_PENDING_OF, {"limit": limit, "ids": list(ids)})
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q.order_by(B.id).limit(limit)).mappings()]
+        return [dict(r) for r in conn.execute(stmt, params).mappings()]
 
 
 def any_pending(engine: Engine) -> bool:
