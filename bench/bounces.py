@@ -4,7 +4,7 @@ The sending MTA is a separate process (`python -m bench.bounces send …`, aiosm
 connections), as in production, so its CPU is not charged to Flashbot. Three measurements, each on
 a fresh database, on the service's event loop (uvloop when installed):
 - receive: `Receiver` alone, until the last 250 (each one after the group commit);
-- process: `Processor.run_pending` alone over the stored mails;
+- process: `Processor.run_pending` alone over the stored mails (classification in this process too);
 - service: `BounceWorker` exactly as `flashbot run` starts it (receiver and processing loop in one
   process), from the first connection until the last DSN is processed: the headline number.
 CPU = this process's user + system time (all threads) per DSN: unlike wall time it hardly moves
@@ -155,8 +155,9 @@ def bench(log) -> dict:
             "method": f"{n} real Postfix DSNs (tests/bounce_corpus/lhost-postfix-04.eml, one per subscriber, each to its "
                       f"delivery's VERP return path) sent by a separate process (the MTA: aiosmtplib, {CONNECTIONS} "
                       "connections) over real SMTP. *receive*: `Receiver` alone, until the last 250 (each given after the "
-                      "group commit); *process*: `Processor.run_pending` alone over the stored mails (classify, tie to the "
-                      "delivery by the VERP token, apply the hard bounce, mark; one transaction per 500); *service*: "
+                      "group commit); *process*: `Processor.run_pending` alone over the stored mails, all in this process "
+                      "(classify, tie to the delivery by the VERP token, apply the hard bounce, mark; one transaction per "
+                      "500); *service*: "
                       "`BounceWorker` as `flashbot run` starts it, receiving and processing at once (classification in its "
                       "worker process), from the first connection to the last DSN processed. CPU = user + system time per "
                       "DSN of the Flashbot process (all threads), of its classifier process and of the sending MTA. "
