@@ -5,6 +5,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -42,7 +43,14 @@ def classifier_pool() -> ProcessPoolExecutor | None:
     """
     if (os.cpu_count() or 1) < 2:
         return None
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_signals)
+
+
+def _quiet_signals() -> None:
+    """In the classifier process: Ctrl-C or a SIGTERM sent to the whole process group is the service's
+    to handle; the service then shuts the pool down (no KeyboardInterrupt traceback from here)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class BounceWorker:
