@@ -190,3 +190,28 @@ def test_sigkill_mid_processing_loses_nothing_and_counts_once(tmp_path):
     assert bounces == [1] * n  # every delivery bounced once, counted once, despite two copies and a kill
     assert all(world.delivery(d)["outcome"] == "bounced" for d in dlvs)
     world.engine.dispose()
+
+
+def test_the_classifier_process_killed_classification_goes_on_here(world, caplog):
+    """`flashbot run` classifies in a worker process; SIGKILLed (out of memory…), the next batch is classified in-process."""
+    from bot.bounces.process import Processor
+    from bot.bounces.worker import classifier_pool
+
+    pool = classifier_pool()
+    if pool is None:
+        pytest.skip("one core: no classifier process to kill")
+    try:
+        processor = Processor(world.cfg, world.engine, classifier=pool)
+        subs = [world.subscriber(f"k{i}@example.net") for i in range(2)]
+        dlvs = [world.sent(s) for s in subs]
+        raws = [DSN.replace(VICTIM.encode(), f"k{i}@example.net".encode()) for i in range(2)]
+        inbox.store(world.engine, [{"source": "smtp", "raw": raws[0], "envelope_to": world.return_path(dlvs[0])}])
+        assert processor.run_pending() == {"processed": 1}  # classified in the worker
+        for pid in list(pool._processes):  # noqa: SLF001 - the test needs the worker's pid
+            os.kill(pid, signal.SIGKILL)
+        inbox.store(world.engine, [{"source": "smtp", "raw": raws[1], "envelope_to": world.return_path(dlvs[1])}])
+        assert processor.run_pending() == {"processed": 1}
+        assert processor.classifier is None and any(r.message == "bounce_classifier_lost" for r in caplog.records)
+        assert [world.person(s)["status"] for s in subs] == ["suppressed", "suppressed"]
+    finally:
+        pool.shutdown(wait=True)

@@ -42,9 +42,10 @@ class Rejected(Exception):
 
 def report_of(source: str, raw: bytes) -> Report:
     """Classify one stored row: MIME for mails, the provider's JSON for webhook events (pure: runs in a worker)."""
-    if source in MAIL_SOURCES:
-        return classify(raw)
-    return providers.parse(source, raw)
+    try:
+        return classify(raw) if source in MAIL_SOURCES else providers.parse(source, raw)
+    except Exception as exc:  # noqa: BLE001 - one hostile row ends unparsed; it must not hold up the others
+        return Report(None, how=source, error=f"cannot classify: {type(exc).__name__}: {exc}"[:300])
 
 
 class Processor:
@@ -84,9 +85,11 @@ class Processor:
         if self.classifier is not None:
             try:
                 return list(self.classifier.map(report_of, [r["source"] for r in rows], [r["raw"] for r in rows], chunksize=16))
-            except BrokenExecutor as exc:
+            except BrokenExecutor as exc:  # the worker died (killed, out of memory): classify here from now on
                 logs.event(log, "bounce_classifier_lost", logging.WARNING, error=repr(exc), fallback="in process")
                 self.classifier = None
+            except Exception as exc:  # noqa: BLE001 - e.g. a report that cannot be pickled: this batch here
+                logs.event(log, "bounce_classifier_failed", logging.WARNING, error=repr(exc)[:300], fallback="in process")
         return [report_of(r["source"], r["raw"]) for r in rows]
 
     def _apply(self, reports: list[tuple[dict, Report]], now: datetime) -> Counter:
