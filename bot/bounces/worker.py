@@ -1,4 +1,4 @@
-"""The bounce side of `flashbot run`: the SMTP receiver, IMAP polling and the processing loop."""
+"""The bounce side of `flashbot run` (SMTP receiver, IMAP polling, processing loop, classifier process) and of `run --once`."""
 from __future__ import annotations
 
 import asyncio
