@@ -19,6 +19,8 @@ SCENARIOS = {
     "latency": "bench.latency:run",
     "digest_prepare": "bench.digest:prepare",
     "digest_run": "bench.digest:run",
+    "pages_prepare": "bench.pages:prepare",
+    "pages_run": "bench.pages:run",
 }
 
 

@@ -17,7 +17,8 @@ SECTIONS = [
     ("polling", "bench.polling", "2. Polling"),
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
-    ("bounces", "bench.bounces", "5. Bounces"),
+    ("pages", "bench.pages", "5. Dashboard at 1,000,000 subscribers"),
+    ("bounces", "bench.bounces", "6. Bounces"),
 ]
 
 

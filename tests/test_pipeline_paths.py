@@ -14,20 +14,11 @@ import httpx
 import pytest
 
 from test_service_once import BASE, FLASH, SUBSCRIBERS
+from test_service_run import _wait
 
 # The engine wakes in-process, or finds rows queued by another process within a second; these waits
 # only bound a hung test. Without the fixes the rows waited ~30 s (engine tick) or an hour (housekeeping).
 WAIT = 10
-
-
-def _wait(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rows(stack) -> list[tuple]:
@@ -80,8 +71,8 @@ def _hold_an_alert(stack) -> int:
 
 
 def _sent_everywhere(stack) -> None:
-    _wait(lambda: len(stack.telegram.posts) == 1, "the Telegram post")
-    _wait(lambda: len(stack.smtp.messages) == len(SUBSCRIBERS), "the alert emails")
+    _wait(lambda: len(stack.telegram.posts) == 1, WAIT, "the Telegram post")
+    _wait(lambda: len(stack.smtp.messages) == len(SUBSCRIBERS), WAIT, "the alert emails")
     assert sorted(r for m in stack.smtp.messages for r in m.rcpt_tos) == SUBSCRIBERS
     assert "Séisme" in stack.telegram.posts[0].text
 

@@ -16,7 +16,7 @@ from bot.store import subscribers as subs
 from bot.store.schema import items, sources
 from bot.web import create_app
 
-PAGES = ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures"]
+PAGES = ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures", "/admin/bounces"]
 FIXED = datetime(2026, 11, 29, 6, 10, 5, tzinfo=timezone.utc)  # 07:10:05 in Paris, 01:10:05 in New York
 
 # Words an English-only leftover would show on a French page (whole words, case-insensitive).
@@ -31,7 +31,7 @@ ENGLISH_ONLY = ["overview", "subscribers", "failures", "log out", "log in", "pas
                 "wrong", "too many", "wait", "approved", "stopped", "unknown", "yet", "no", "by", "the", "of",
                 "and", "set", "then", "restart", "environment"]
 # And the other way round: French words that must not show on an English page.
-FRENCH_ONLY = ["abonnés", "échecs", "valider", "annuler", "envois", "en attente", "rechercher", "résultat(s)",
+FRENCH_ONLY = ["abonnés", "échecs", "valider", "annuler", "envois", "en attente", "rechercher", "résultat",
                "heures", "nov.", "se déconnecter", "dernière", "articles", "canal", "tentatives", "réessayer",
                "aucun", "aucune", "désactivé", "mot de passe", "suspendre", "reprendre", "relancer", "validé"]
 
@@ -90,6 +90,7 @@ async def all_pages(client: httpx.AsyncClient, ids: dict, lang: str | None = Non
     out = {}
     for url in [*PAGES, f"/admin?notice=cancelled&item={ids['held']}&n=2", "/admin?notice=approved&item=1&n=3",
                 "/admin/failures?notice=retried&n=4", "/admin/sources?notice=unknown_source",
+                "/admin/bounces?notice=reprocessed&n=2",
                 "/admin/subscribers?status=pending&q=example"]:
         r = await client.get(url + ("&" if "?" in url else "?") + suffix if suffix else url)
         assert r.status_code == 200, url
@@ -112,7 +113,7 @@ async def test_french_by_default_and_no_english_leftovers(web_client, web_engine
         assert found == [], (url, found)
     assert "Vue d'ensemble" in pages["/admin"].replace("&#39;", "'") and "Mot de passe incorrect." in pages["wrong"]
     assert "en pause (suspendue par un opérateur)" in pages["/admin/sources"]
-    assert "Article 1 validé : 3 envoi(s)" in pages["/admin?notice=approved&item=1&n=3"]
+    assert "Article 1 validé : 3 envois en file d" in pages["/admin?notice=approved&item=1&n=3"]
 
 
 async def test_english_on_request_remembered_in_a_cookie(web_client, web_engine):
@@ -138,7 +139,7 @@ async def test_english_on_request_remembered_in_a_cookie(web_client, web_engine)
     assert '<html lang="fr">' in (await web_client.get("/admin")).text
 
 
-@pytest.mark.parametrize("value", ["de", "../../etc", "", "EN<script>"])
+@pytest.mark.parametrize("value", ["xx", "../../etc", "", "EN<script>", "fr-FR"])
 async def test_unknown_language_is_ignored(web_client, value):
     await login(web_client)
     r = await web_client.get("/admin", params={"lang": value})

@@ -102,6 +102,7 @@ class Processor:
                 if row["id"] in mine:  # marked at once: the next row's soft-bounce count sees this one
                     done.append((row, self._decide(conn, row, report, now, tally)))
                     inbox.finish(conn, row["id"], done[-1][1])
+            outcomes.count(conn, tally, now)  # charts (stats table) first: it takes its keys out of the tally
             tally.update(f"processed:{v['kind'] or 'none'}:{v['state']}" for _, v in done)
             inbox.bump_many(conn, tally)
         for row, values in done:  # logged once committed: the log never tells of an effect that was rolled back

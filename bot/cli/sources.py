@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from bot.cli import err, out, state
+from bot.cli.progress import bar
+from bot.models import NO_PROGRESS, Progress
 
 sources_app = typer.Typer(no_args_is_help=True, help="List, add, remove, pause, resume, import and export feed sources.")
 
@@ -160,12 +162,15 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML f
     rows = list_sources(engine)
     urls, names = {r["url"] for r in rows} | {r["config_url"] for r in rows}, {r["name"] for r in rows}
     added = 0
-    for src in found:
-        if src.url in urls:
-            continue
-        add_source(engine, unique_name(src.name, names), src.url, interval, origin="opml", category=src.category)
-        urls.add(src.url)
-        added += 1
+    with bar(ctx) as progress:
+        progress.start("importing sources", len(found))
+        for src in found:
+            progress.advance()
+            if src.url in urls:
+                continue
+            add_source(engine, unique_name(src.name, names), src.url, interval, origin="opml", category=src.category)
+            urls.add(src.url)
+            added += 1
     out.print(f"imported {added} source(s) from {file}, {len(found) - added} already present", markup=False)
 
 
@@ -219,7 +224,7 @@ def _print_reports(reports) -> None:
         out.print("alerts queued: the running `flashbot run` sends them (or start it)", highlight=False)
 
 
-async def _poll(cfg, engine, once: bool):
+async def _poll(cfg, engine, once: bool, progress: Progress = NO_PROGRESS):
     from bot import pipeline
     from bot.ingest.fetch import make_client
 
@@ -228,7 +233,7 @@ async def _poll(cfg, engine, once: bool):
         # running service (another process) notices the new rows within a second.
         pipe = pipeline.Pipeline(cfg, engine, client)
         if once:
-            return [report for report, _ in await pipeline.cycle(pipe)]
+            return [report for report, _ in await pipeline.cycle(pipe, progress=progress)]
         while True:  # until Ctrl-C: poll what is due, report, wait a second
             reports = [report for report, _ in await pipeline.cycle(pipe, due_only=True)]
             if reports:
@@ -240,7 +245,11 @@ def poll_cmd(ctx: typer.Context, once: bool = typer.Option(False, "--once", help
     """Poll sources, detect Flash Info, store items and queue their alerts (`flashbot run` sends them)."""
     cfg, engine = _synced(ctx)
     try:
-        reports = asyncio.run(_poll(cfg, engine, once))
+        if once:
+            with bar(ctx) as progress:
+                reports = asyncio.run(_poll(cfg, engine, once, progress))
+        else:
+            reports = asyncio.run(_poll(cfg, engine, once))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     if not reports:

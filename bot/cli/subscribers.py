@@ -8,18 +8,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
+from bot.delivery import quiet
 from bot.store import bounces as bounce_store
-from bot.store import dashboard, utcnow
+from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 
 sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
 BATCH = 5000
-EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at"]
+EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at",
+                 "max_per_day", "quiet_hours", "timezone"]
 
 
 def _address(raw: str) -> str:
@@ -38,7 +40,7 @@ def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> Non
 @sub_app.command("add")
 def add(ctx: typer.Context, emails: list[str] = typer.Argument(..., help="Addresses to add (active at once)."),
         mode: str = typer.Option("both", "--mode", help="instant, digest or both."),
-        language: str = typer.Option(None, "--language", help="fr or en (default: [bot] language)."),
+        language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: [bot] language)."),
         topics: str = typer.Option("", "--topics", help="Topics separated by ; or |.")) -> None:
     """Add addresses as active subscribers (the operator vouches for their consent)."""
     _check_choice(mode, subs.MODES, "--mode")
@@ -91,14 +93,17 @@ def list_cmd(ctx: typer.Context, status: str = typer.Option(None, "--status"), m
     """List subscribers, newest first, with filters."""
     _check_choice(status, subs.STATUSES, "--status")
     _check_choice(mode, subs.MODES, "--mode")
-    rows, total = subs.list_page(state(ctx).engine, status, mode, search, limit, (page - 1) * limit)
+    result = listing.subscriber_page(state(ctx).engine, status, mode, None, None, search, limit, offset=(page - 1) * limit)
+    rows, total = result.rows, result.total
     table = Table("id", "status", "mode", "lang", "topics", "origin", "created")
     table.add_column("email", no_wrap=True, overflow="fold")
     for r in rows:
         table.add_row(str(r["id"]), r["status"], r["mode"], r["language"], escape("; ".join(r["topics"])), r["origin"],
                       r["created_at"].strftime("%Y-%m-%d") if r["created_at"] else "", escape(r["email"] or "(erased)"))
     out.print(table)
-    out.print(f"{total} matching, page {page} of {max(1, -(-total // limit))}")
+    counted = f"more than {total}" if result.capped else str(total)
+    pages = "" if result.capped else f" of {max(1, -(-total // limit))}"
+    out.print(f"{counted} matching, page {page}{pages}")
 
 
 @sub_app.command("show")
@@ -110,7 +115,8 @@ def show(ctx: typer.Context, email: str) -> None:
         err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     for key in ("id", "email", "status", "status_reason", "mode", "language", "topics", "origin", "bounces", "last_error",
-                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at"):
+                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at", "max_per_day", "quiet_start",
+                "quiet_end", "timezone"):
         value = row[key]
         out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
                   markup=False, highlight=False, soft_wrap=True)
@@ -129,7 +135,7 @@ def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple
     fields = {(f or "").strip().lower(): f for f in (reader.fieldnames or [])}
     if "email" not in fields:
         raise ValueError("no 'email' column in the header line")
-    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics")}
+    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics", "max_per_day", "quiet_hours", "timezone")}
     records, rejects, seen = [], [], {}
     for row in reader:
         line = reader.line_num
@@ -143,17 +149,29 @@ def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple
         if mode not in subs.MODES:
             rejects.append((line, f"unknown mode {mode!r} (instant, digest or both)"))
         elif language not in subs.LANGUAGES:
-            rejects.append((line, f"unknown language {language!r} (fr or en)"))
+            rejects.append((line, f"unknown language {language!r} ({', '.join(subs.LANGUAGES)})"))
         elif email in seen:
             rejects.append((line, f"duplicate of line {seen[email]}"))
         else:
+            try:
+                pace = _pace(get("max_per_day"), get("quiet_hours"), get("timezone"))
+            except quiet.LimitError as exc:
+                rejects.append((line, str(exc)))
+                continue
             seen[email] = line
-            records.append({"email": email, "mode": mode, "language": language, "topics": subs.normalize_topics(get("topics"))})
+            records.append({"email": email, "mode": mode, "language": language,
+                            "topics": subs.normalize_topics(get("topics")), **pace})
     return records, rejects
 
 
+def _pace(cap: str, hours: str, zone: str) -> dict:
+    """The alert-pace columns of an imported row (empty cells: no own cap, no quiet hours, [bot] zone)."""
+    start, end = quiet.parse_range(hours)
+    return {"max_per_day": quiet.parse_cap(cap), "quiet_start": start, "quiet_end": end, "timezone": quiet.parse_zone(zone)}
+
+
 @sub_app.command("import")
-def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics).")) -> None:
+def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics, max_per_day, quiet_hours, timezone).")) -> None:
     """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched."""
     st = state(ctx)
     try:
@@ -163,13 +181,12 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
         err.print(f"{file}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     inserted = 0
-    columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("import", total=len(records))
+    with bar(ctx) as progress:
+        progress.start("importing", len(records))
         for start in range(0, len(records), BATCH):
             batch = records[start:start + BATCH]
             inserted += subs.insert_many(st.engine, batch)
-            progress.advance(task, len(batch))
+            progress.advance(len(batch))
     for line, reason in rejects:
         err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False, soft_wrap=True)
@@ -186,11 +203,18 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
     try:
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
-        for r in subs.iter_all(engine, status):
-            writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
-                             r["created_at"].isoformat() if r["created_at"] else "",
-                             r["confirmed_at"].isoformat() if r["confirmed_at"] else ""])
-            n += 1
+        with bar(ctx) as progress:
+            progress.start("exporting", listing.count_subscribers(engine, status))
+            for r in listing.iter_subscribers(engine, status):
+                quiet_hours = f"{r['quiet_start']}-{r['quiet_end']}" if r["quiet_start"] and r["quiet_end"] else ""
+                writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
+                                 r["created_at"].isoformat() if r["created_at"] else "",
+                                 r["confirmed_at"].isoformat() if r["confirmed_at"] else "",
+                                 r["max_per_day"] or "", quiet_hours, r["timezone"] or ""])
+                n += 1
+                if n % 1000 == 0:
+                    progress.advance(1000)
+            progress.advance(n % 1000)
     finally:
         if file:
             handle.close()

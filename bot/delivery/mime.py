@@ -160,16 +160,30 @@ def _header(name: str, value: str) -> bytes:
     return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
 
 
+def _alternative(text: str, html: str, markers: set[str]) -> tuple[bytes, bytes]:
+    """The Content-Type line and body of a multipart/alternative: text then HTML, quoted-printable."""
+    boundary = f"=_fb_{secrets.token_hex(12)}"
+    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    body = b"".join([
+        f"--{boundary}\r\n{part_head.format('plain')}".encode(), qp_encode(text, markers),
+        f"--{boundary}\r\n{part_head.format('html')}".encode(), qp_encode(html, markers),
+        f"--{boundary}--\r\n".encode(),
+    ])
+    return b"MIME-Version: 1.0\r\n" + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(), body
+
+
+def _common_head(sender: str, to: bytes, subject: str, date: datetime, message_id: bytes) -> bytes:
+    return b"".join([
+        _header("From", sender), b"To: " + to + b"\r\n", _header("Subject", clean_header_text(subject) or "(no subject)"),
+        f"Date: {format_datetime(date)}\r\n".encode(), b"Message-ID: " + message_id + b"\r\n",
+    ])
+
+
 def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> MailTemplate:
     """Serialize multipart/alternative once, with placeholders, and split it at them."""
-    boundary = f"=_fb_{secrets.token_hex(12)}"
-    subject = clean_header_text(env.subject) or "(no subject)"
+    mime_head, body = _alternative(text, html, {ph.unsub, ph.prefs})
     head = b"".join([
-        _header("From", env.sender),
-        f"To: {ph.to}\r\n".encode(),
-        _header("Subject", subject),
-        f"Date: {format_datetime(env.date)}\r\n".encode(),
-        f"Message-ID: {ph.msgid}\r\n".encode(),
+        _common_head(env.sender, ph.to.encode(), env.subject, env.date, ph.msgid.encode()),
         ph.thread.encode(),  # In-Reply-To/References lines for corrections, or nothing
         _header("List-Id", env.list_id),
         f"List-Unsubscribe: <{env.public_url}/unsubscribe/{ph.unsub_h}>".encode(),
@@ -179,17 +193,22 @@ def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> Mai
         # Precedence/Auto-Submitted stop vacation auto-replies; neither is penalized by SpamAssassin.
         b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
         f"Content-Language: {clean_header_text(env.language, 16) or 'fr'}\r\n".encode(),
-        b"MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
-    ])
-    markers = {ph.unsub, ph.prefs}
-    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    body = b"".join([
-        f"--{boundary}\r\n{part_head.format('plain')}".encode(), qp_encode(text, markers),
-        f"--{boundary}\r\n{part_head.format('html')}".encode(), qp_encode(html, markers),
-        f"--{boundary}--\r\n".encode(),
+        mime_head,
     ])
     return split_template(head + body, ph)
+
+
+def build_single(sender: str, to: str, subject: str, language: str, date: datetime, message_id: str,
+                 text: str, html: str) -> bytes:
+    """A one-recipient transactional mail (a sign-up confirmation): the same builder as alerts, no list headers."""
+    mime_head, body = _alternative(text, html, set())
+    head = b"".join([
+        _common_head(sender, check_address(to).encode("utf-8"), subject, date, message_id.encode("ascii")),
+        b"Auto-Submitted: auto-generated\r\n",  # vacation responders stay quiet
+        f"Content-Language: {clean_header_text(language, 16) or 'fr'}\r\n".encode(),
+        mime_head,
+    ])
+    return head + body
 
 
 def split_template(data: bytes, ph: Placeholders) -> MailTemplate:
@@ -218,11 +237,21 @@ def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, th
     }
 
 
+def signer_for(cfg) -> "DKIMSigner | None":
+    """The DKIM signer of `[email]` (None without a key): the one signer of every mail Flashbot sends."""
+    email = cfg.email
+    if not (email and email.dkim_key and email.dkim_selector):
+        return None
+    pem = cfg.resolve(email.dkim_key).read_bytes()
+    return DKIMSigner(pem, email.dkim_selector, email.dkim_domain or sender_domain(email.sender))
+
+
 class DKIMSigner:
     """Signs finished messages with dkimpy (RFC 6376), covering the RFC 8058 headers."""
 
     HEADERS = [b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id", b"List-Unsubscribe",
-               b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type", b"In-Reply-To", b"References"]
+               b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type", b"In-Reply-To", b"References",
+               b"Auto-Submitted", b"Content-Language"]
 
     def __init__(self, private_key_pem: bytes, selector: str, domain: str):
         self.key, self.selector, self.domain = private_key_pem, selector.encode(), domain.encode()

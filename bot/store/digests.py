@@ -23,7 +23,7 @@ def candidate_items(conn: Connection, since: datetime, limit: int = 5000) -> lis
     """Items newer than `since` fit for a digest (no baseline, duplicate, held or cancelled one)."""
     q = (
         select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
-               item_time().label("known_at"))
+               sources.c.origin.label("source_origin"), item_time().label("known_at"))
         .join(sources, sources.c.id == items.c.source_id)
         .where(item_time() > since, items.c.baseline.is_(False), items.c.duplicate_of.is_(None),
                items.c.alert_state.notin_(_EXCLUDED_ALERT_STATES))

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
+from bot.models import DUE_STATES, FINAL_STATES, AlertState, ClaimedRow, DeliveryState, Outcome, SendOutcome, SubscriberEvent
+from bot.store import stats
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
+from bot.store.limits import limited
 from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
@@ -31,28 +33,14 @@ def _no_topics():
 
 
 def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: datetime) -> int:
-    """INSERT…SELECT one email row per active instant/both subscriber without topics; rows inserted."""
+    """INSERT…SELECT one email row per active instant/both subscriber without topics or limits; rows inserted."""
     src = select(
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
         literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
-    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
+    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics(), ~limited()).order_by(S.id)
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
     stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
     return conn.execute(stmt).rowcount or 0
-
-
-def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
-    """Active instant/both subscribers WITH topics, as (id, topics) batches (keyset paging: flat memory)."""
-    last = 0
-    while True:
-        rows = conn.execute(
-            select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
-            .order_by(S.id).limit(batch)
-        ).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield [(r[0], r[1]) for r in rows]
 
 
 def insert_rows(conn, rows: list[dict]) -> int:
@@ -70,7 +58,8 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
         select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
                literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
         .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
-        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
+        .where(orig.c.item_id == item_id, orig.c.revision == 0, active_or_channel,
+               orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED, DeliveryState.FOLDED]))
         .order_by(orig.c.id)
     )
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
@@ -78,9 +67,10 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
 
 
 def load_item(conn, item_id: int) -> dict | None:
-    """The item row as a dict, plus source_name and source_category (what the renderer and topics need)."""
+    """The item row as a dict, plus source_name, source_category and source_origin (renderer and topics)."""
     row = conn.execute(
-        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+               sources.c.origin.label("source_origin"))
         .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id == item_id)
     ).mappings().first()
     return dict(row) if row else None
@@ -129,7 +119,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
     """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
 
     Returns {"items": {item_id: item}, "originals": {(item_id, channel, recipient): (state, external_id)},
-    "digests": {delivery_id: [item, ...]}}.
+    "digests": {delivery_id: [item, ...]}} (digest and summary rows).
     """
     ctx: dict = {"items": {}, "originals": {}, "digests": {}}
     with engine.connect() as conn:
@@ -145,7 +135,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
                     D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
                 for o in conn.execute(q):
                     ctx["originals"][(item_id, channel, o.recipient)] = (o.state, o.external_id)
-        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] == "digest"])
+        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] in ("digest", "summary")])
     return ctx
 
 
@@ -160,7 +150,8 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     wanted = sorted({i for ids in lists.values() for i in ids})
     found: dict[int, dict] = {}
     for i in range(0, len(wanted), 900):
-        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+                    sources.c.origin.label("source_origin"))
              .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id.in_(wanted[i:i + 900])))
         found.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
     return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}
@@ -169,27 +160,40 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
 _SET = update(deliveries).where(D.id == bindparam("_id")).values(
     state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"),
     next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
+    finished_at=bindparam("_fin", type_=UTCDateTime()), bounced=bindparam("_bounced"),
     external_id=func.coalesce(bindparam("_ext", type_=String()), D.external_id),
     # An earlier attempt's error stays visible on a row that is merely released or later sent.
     last_error=func.coalesce(bindparam("_error", type_=String()), D.last_error),
 )
 
 
-def record(engine: Engine, results: list[Outcome], bounce_limit: int) -> list[int]:
+def record(engine: Engine, results: list[Outcome], bounce_limit: int, now: datetime | None = None) -> list[int]:
     """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
 
     Each result: id, state, inc (attempts to add), error, next, sent, ext, and optionally item_id/channel
-    (latency trail) and bounce_subscriber (a hard bounce to count).
+    (latency trail) and bounce_subscriber (a hard bounce to count). Final rows get finished_at (their
+    sent time, else `now`), and sends, failures and bounces are counted in the stats table.
     """
     if not results:
         return []
+    now = now or utcnow()
     params = [{"_id": r["id"], "_state": r["state"], "_inc": r.get("inc", 0), "_error": r.get("error"),
-               "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
+               "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext"),
+               "_fin": (r.get("sent") or now) if r["state"] in FINAL_STATES else None,
+               "_bounced": bool(r.get("bounce_subscriber"))} for r in results]
     with engine.begin() as conn:
         conn.execute(_SET, params)
+        stats.bump(conn, stats.DELIVERY, ((p["_fin"], r["channel"], _outcome(r)) for p, r in zip(params, results)
+                                          if r["state"] in (DeliveryState.SENT, DeliveryState.FAILED)))
         _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
         bounced = [r for r in results if r.get("bounce_subscriber")]
-        return _bounces(conn, bounced, bounce_limit) if bounced else []
+        return _bounces(conn, bounced, bounce_limit, now) if bounced else []
+
+
+def _outcome(r: Outcome) -> SendOutcome:
+    if r["state"] == DeliveryState.SENT:
+        return SendOutcome.SENT
+    return SendOutcome.BOUNCED if r.get("bounce_subscriber") else SendOutcome.FAILED
 
 
 def _latency(conn, sent: list[dict]) -> None:
@@ -207,15 +211,17 @@ def _latency(conn, sent: list[dict]) -> None:
         conn.execute(update(items).where(items.c.id == item_id).values(**values))
 
 
-def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
+def _bounces(conn, bounced: list[dict], limit: int, now: datetime) -> list[int]:
     for r in bounced:
         conn.execute(update(subscribers).where(S.id == r["bounce_subscriber"]).values(bounces=S.bounces + 1, last_error=r.get("error")))
     ids = sorted({r["bounce_subscriber"] for r in bounced})
     over = [row[0] for row in conn.execute(select(S.id).where(S.id.in_(ids), S.bounces >= limit, S.status == "active"))]
     if over:
         conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
+        stats.bump(conn, stats.SUBSCRIBER, [(now, "", SubscriberEvent.SUPPRESS)], n=len(over))
         conn.execute(update(deliveries).where(D.subscriber_id.in_(over), D.state.in_(DUE_STATES))
-                     .values(state=DeliveryState.CANCELLED, last_error="subscriber suppressed after hard bounces"))
+                     .values(state=DeliveryState.CANCELLED, finished_at=now,
+                             last_error="subscriber suppressed after hard bounces"))
     return over
 
 
@@ -243,7 +249,8 @@ def cancel_item(engine: Engine, item_id: int) -> int:
     with engine.begin() as conn:
         set_alert_state(conn, item_id, AlertState.CANCELLED)
         return conn.execute(update(deliveries).where(D.item_id == item_id, D.state.in_(DUE_STATES))
-                            .values(state=DeliveryState.CANCELLED, last_error="alert cancelled by an operator")).rowcount or 0
+                            .values(state=DeliveryState.CANCELLED, finished_at=utcnow(),
+                                    last_error="alert cancelled by an operator")).rowcount or 0
 
 
 def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
@@ -260,38 +267,5 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
         return conn.execute(
             update(deliveries).where(D.id.in_(ids), D.state.in_(RETRYABLE))
             .where(or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left)))
-            .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())).rowcount or 0
-
-
-def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
-    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count."""
-    q = (select(D.item_id, D.digest_id, items.c.title, D.channel, D.state, func.count().label("count"))
-         .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
-         .group_by(D.item_id, D.digest_id, items.c.title, D.channel, D.state)
-         .order_by(D.item_id.desc(), D.digest_id.desc(), D.channel, D.state))
-    if since is not None:
-        q = q.where(D.created_at >= since)
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def failures(engine: Engine, limit: int = 50, offset: int = 0, item_id: int | None = None,
-             states: Iterable[str] = RETRYABLE) -> list[dict]:
-    """Latest rows in `states` (newest first) with their errors, item title and recipient address (never a token)."""
-    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.kind, D.state, D.attempts, D.last_error,
-                D.next_attempt_at, D.created_at, items.c.title, S.email,
-                func.coalesce(S.email, D.recipient).label("recipient"))
-         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id).outerjoin(items, items.c.id == D.item_id))
-         .where(D.state.in_(list(states))).order_by(D.id.desc()).limit(limit).offset(offset))
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def count_in_states(engine: Engine, states: Iterable[str]) -> int:
-    """How many rows are in `states` (the failures page's total)."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(deliveries).where(D.state.in_(list(states)))).scalar_one()
+            .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(), finished_at=None,
+                    bounced=False)).rowcount or 0

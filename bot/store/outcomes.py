@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from bot.models import DUE_STATES, OUTCOME_RANK, BounceKind, DeliveryOutcome, DeliveryState, InboundState
+from bot.models import DUE_STATES, OUTCOME_RANK, BounceKind, DeliveryOutcome, DeliveryState, InboundState, SubscriberEvent
+from bot.store import signups, stats
 from bot.store.schema import bounce_mails, deliveries, subscribers
 
 D, S, B = deliveries.c, subscribers.c, bounce_mails.c
@@ -32,7 +33,9 @@ _BY_MESSAGE_ID = select(D.id).where(D.subscriber_id == bindparam("sid"), D.chann
 _LATEST_SENT = (select(D.id).where(D.subscriber_id == bindparam("sid"), D.channel == "email", D.state == DeliveryState.SENT)
                 .order_by(D.sent_at.desc(), D.id.desc()).limit(1))
 _CANCEL_DUE = (update(deliveries).where(D.subscriber_id == bindparam("sid"), D.state.in_(DUE_STATES))
-               .values(state=DeliveryState.CANCELLED, last_error=bindparam("why"), next_attempt_at=None))
+               .values(state=DeliveryState.CANCELLED, last_error=bindparam("why"), next_attempt_at=None,
+                       finished_at=bindparam("at")))
+_STATUS = select(S.status).where(S.id == bindparam("sid"))
 _SUPPRESS = (update(subscribers).where(S.id == bindparam("sid"), S.status == "active")
              .values(status="suppressed", status_reason=bindparam("reason")))
 _UNSUBSCRIBE = (update(subscribers).where(S.id == bindparam("sid"), S.status.in_(["active", "pending"]))
@@ -82,23 +85,42 @@ def find_delivery(conn, subscriber_id: int, message_id: str | None) -> dict | No
     return delivery(conn, found) if found is not None else None
 
 
-def suppress(conn, subscriber_id: int, reason: str, counter: str, tally: Counter) -> bool:
+def suppress(conn, subscriber_id: int, reason: str, counter: str, now: datetime, tally: Counter) -> bool:
     """Active → suppressed with the reason; queued mail cancelled. False if it was not active."""
     if conn.execute(_SUPPRESS, {"sid": subscriber_id, "reason": reason[:500]}).rowcount != 1:
         return False
-    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber suppressed after bounces"})
+    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber suppressed after bounces", "at": now})
     tally[f"suppressed:{counter}"] += 1
     return True
 
 
 def unsubscribe(conn, subscriber_id: int, reason: str, counter: str, now: datetime, tally: Counter) -> bool:
-    """Active or pending → unsubscribed at once with the reason; nonce rotated (old links die), queue cancelled."""
+    """Active or pending → unsubscribed at once with the reason; nonce rotated and sign-up requests
+    dropped (old links die), queue cancelled."""
+    was = conn.execute(_STATUS, {"sid": subscriber_id}).scalar()
     res = conn.execute(_UNSUBSCRIBE, {"sid": subscriber_id, "at": now, "reason": reason[:500], "nonce": secrets.token_hex(8)})
     if res.rowcount != 1:
         return False
-    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber left"})
+    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber left", "at": now})
+    signups.forget(conn, subscriber_id)  # a confirmation link mailed before must not subscribe them again
     tally[f"unsubscribed:{counter}"] += 1
+    if was == "active":  # the subscribers chart counts departures of active subscribers (bot.store.subscribers)
+        tally[f"{_EVENT}{SubscriberEvent.UNSUBSCRIBE}"] += 1
     return True
+
+
+_EVENT, _BOUNCE = "event:", "bounce:"  # tally keys written to the stats table, not to the counters
+
+
+def count(conn, tally: Counter, now: datetime) -> None:
+    """Move a batch's stats out of `tally` into the stats table (same transaction): the subscribers chart's
+    suppressions and departures, and the bounces per kind the bounces page charts per day."""
+    events = {k: tally.pop(k) for k in [k for k in tally if k.startswith(_EVENT)]}
+    bounces = {k: tally.pop(k) for k in [k for k in tally if k.startswith(_BOUNCE)]}
+    events[f"{_EVENT}{SubscriberEvent.SUPPRESS}"] = sum(n for k, n in tally.items() if k.startswith("suppressed:"))
+    bucket = stats.bucket_of(now)
+    stats.add(conn, stats.SUBSCRIBER, {(bucket, "", k.removeprefix(_EVENT)): n for k, n in events.items()})
+    stats.add(conn, stats.BOUNCE, {(bucket, "", k.removeprefix(_BOUNCE)): n for k, n in bounces.items()})
 
 
 def record(conn, kind: BounceKind, sub_id: int, dlv: dict | None, status: str | None, diagnostic: str | None,
@@ -111,6 +133,7 @@ def record(conn, kind: BounceKind, sub_id: int, dlv: dict | None, status: str | 
                                           "diag": (diagnostic or status or how)[:1000]})
         if res.rowcount != 1:
             return f"already counted: delivery {dlv['id']} is already {dlv['outcome'] or outcome}"
+    tally[f"{_BOUNCE}{kind}"] += 1
     what = f"{status or ''} {diagnostic or ''}".strip()[:300] or how
     if kind == BounceKind.COMPLAINT:
         done = unsubscribe(conn, sub_id, f"spam complaint ({how}): {what}", "complaint", now, tally)
@@ -119,12 +142,12 @@ def record(conn, kind: BounceKind, sub_id: int, dlv: dict | None, status: str | 
         if dlv is not None and dlv["state"] == DeliveryState.FAILED:
             return "hard bounce recorded (already counted when the server refused it)"
         n = conn.execute(_HARD, {"sid": sub_id, "error": what}).scalar_one()
-        if n >= limits.hard and suppress(conn, sub_id, f"{n} hard bounce(s); last: {what}", "hard", tally):
+        if n >= limits.hard and suppress(conn, sub_id, f"{n} hard bounce(s); last: {what}", "hard", now, tally):
             return f"hard bounce {n}/{limits.hard}: suppressed"
         return f"hard bounce {n}/{limits.hard}"
     n = soft_count(conn, sub_id, now - timedelta(days=limits.soft_window_days)) + (0 if dlv is not None else 1)
     if n >= limits.soft and suppress(conn, sub_id, f"{n} soft bounces within {limits.soft_window_days:g} days; last: {what}",
-                                     "soft", tally):
+                                     "soft", now, tally):
         return f"soft bounce {n}/{limits.soft}: suppressed"
     return f"soft bounce {n}/{limits.soft} within {limits.soft_window_days:g} days"
 

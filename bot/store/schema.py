@@ -5,13 +5,13 @@ from datetime import timezone
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint,
+    UniqueConstraint, false, text,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration step in bot/store/db.py (MIGRATIONS).
-SCHEMA_VERSION = 2
+# Bump with every numbered migration step in bot/store/db.py.
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator):
@@ -74,9 +74,13 @@ sources = Table(
     Column("hub_url", Text),
     Column("topic_url", Text),
     Column("websub_secret", String(128)),
-    Column("websub_state", String(16)),  # pending | active | denied
+    # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
+    Column("websub_callback", String(64)),
+    Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
     _ts("websub_lease_until"),
     _ts("created_at"),
+    # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
+    Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 items = Table(
@@ -104,6 +108,13 @@ items = Table(
     Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
     Column("also_sources", JSON, nullable=False, default=list),
     Column("norm_title", Text, nullable=False, default=""),
+    Column("image_url", Text),  # the lead photo (bot.ingest.images)
+    Column("image_alt", Text),
+    # Hand-written alerts: the channels the editor chose ({"email": bool, "telegram": [chat, ...]});
+    # NULL = every channel (feed items).
+    Column("targets", JSON),
+    # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
+    Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
     _ts("detected_at"),
     _ts("first_telegram_at"),
@@ -127,12 +138,20 @@ subscribers = Table(
     Column("bounces", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
-    Column("status_reason", Text),  # why a bounce, complaint or mailto unsubscribe changed the status (v2)
+    Column("status_reason", Text),  # why a bounce, complaint or mailto unsubscribe changed the status (v6)
     _ts("created_at"),
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
     _ts("last_digest_at"),
-    Index("ix_subscribers_status", "status"),
+    # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
+    # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
+    Column("max_per_day", Integer),
+    Column("quiet_start", String(5)),
+    Column("quiet_end", String(5)),
+    Column("timezone", String(64)),
+    # The list filters (status, mode, language, origin) and the status × mode counts read this index
+    # alone, never the rows: an index-only scan at a million subscribers.
+    Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
 )
 
 digests = Table(
@@ -152,8 +171,8 @@ deliveries = Table(
     Column("recipient", String(320), nullable=False),  # subscriber id as text, or the channel name
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("revision", Integer, nullable=False, default=0),  # 0 = alert, n = nth update/correction
-    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | confirm
-    # pending | sending | sent | retry | failed | cancelled
+    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | summary | confirm
+    # pending | sending | sent | retry | failed | cancelled | folded
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
@@ -161,7 +180,10 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
-    # What happened after the hand-off (v2): bounced | soft-bounced | complained, with when and why.
+    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    # Failed because the address was refused (a hard bounce counted against the subscriber).
+    Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
+    # What happened after the hand-off (v6): bounced | soft-bounced | complained, with when and why.
     Column("outcome", String(16)),
     _ts("outcome_at"),
     Column("diagnostic", Text),
@@ -171,13 +193,26 @@ deliveries = Table(
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
 )
 
-# Which items went into which subscriber's digest: an item at most once per subscriber.
+# Which items went into which subscriber's digest or summary mail: an item at most once per subscriber.
 digest_items = Table(
     "digest_items", metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+)
+
+# Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.
+desk_log = Table(
+    "desk_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # sent | edited
+    Column("revision", Integer, nullable=False, default=0),
+    Column("editor", String(200), nullable=False),
+    Column("via", String(16), nullable=False),  # web | cli
+    _ts("at", nullable=False),
+    Index("ix_desk_log_item", "item_id"),
 )
 
 # Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).
@@ -198,8 +233,61 @@ rate_events = Table(
     Index("ix_rate_events_bucket", "bucket", "at"),
 )
 
+# One row per web sign-up: the choices its confirmation link activates (a later sign-up of the
+# same address adds a row and never changes what an earlier link confirms).
+signup_requests = Table(
+    "signup_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("topics", JSON, nullable=False, default=list),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
+    UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
+)
+
+# Server-side admin sessions: the cookie carries a random id, the database its SHA-256; logging
+# out deletes the row, so the old cookie opens nothing.
+admin_sessions = Table(
+    "admin_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+)
+
+# The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
+# n % HISTORY_SLOTS, so the table never grows past sources × HISTORY_SLOTS rows, with or without
+# housekeeping (`run --once` from cron never prunes).
+HISTORY_SLOTS = 48
+poll_history = Table(
+    "poll_history", metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
+    _ts("at", nullable=False),
+    Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
+    Column("status", Integer),  # HTTP status, when there was one
+    Column("duration_ms", Integer),
+    Column("error", Text),  # the poll's error, cut to 300 characters
+)
+
+# Counts per 15-minute bucket (UTC; every time zone's hours and days are made of whole quarters):
+# delivery outcomes per channel, poll outcomes, subscriber events. Written in the same transaction
+# as the change they count, so the charts and the Prometheus counters never miss or double one; old
+# buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
+stats = Table(
+    "stats", metadata,
+    _ts("bucket", primary_key=True),
+    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber | bounce
+    Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
+    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent | BounceKind
+    Column("n", Integer, nullable=False),
+)
+
 # Every bounce, complaint, auto-reply or mailto unsubscribe received (SMTP, IMAP, webhook), kept
-# as received before anything is done with it; `state` says how far its processing went (v2).
+# as received before anything is done with it; `state` says how far its processing went (v6).
 bounce_mails = Table(
     "bounce_mails", metadata,
     Column("id", Integer, primary_key=True),

@@ -1,157 +1,110 @@
-"""Provider webhooks for bounces and complaints: POST /webhooks/{ses,mailgun,postmark,sendgrid}.
-
-Each request is verified before its events are read (bot.bounces.signatures): a bad signature is
-403 and changes nothing. Verified events are stored (bot.store.bounces) and answered 200 at once;
-the one processor (bot.bounces.process) handles them right after, as it does SMTP and IMAP bounces.
-A route exists only when its provider is configured in `[bounces]`.
-"""
+"""/admin/bounces: bounces and complaints per day (a chart and a table), the recent ones, and the mails
+nothing could classify, to process again. The provider webhooks are bot.web.webhooks."""
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from datetime import datetime
 
-import httpx
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from bot import logs
-from bot.bounces import providers, signatures
 from bot.bounces.process import Processor
-from bot.store import bounces as inbox
+from bot.i18n import N_
+from bot.models import BounceKind, InboundState, SendOutcome
+from bot.store import bounces as bounce_store
+from bot.store import stats, utcnow
+from bot.web import svg
+from bot.web.admin import PAGE, back, protected
+from bot.web.charts import DAY, HOUR, Labels
+from bot.web.context import web
 
-if TYPE_CHECKING:
-    from bot.web.context import Web
-
-log = logging.getLogger(__name__)
-MAX_BODY = 4 * 1024 * 1024
-
-
-def https_get(url: str) -> bytes:
-    """GET an SNS URL (certificate or subscription confirmation), size-capped, TLS verified."""
-    with httpx.stream("GET", url, timeout=10, follow_redirects=False) as r:
-        r.raise_for_status()
-        data = b""
-        for chunk in r.iter_bytes():
-            data += chunk
-            if len(data) > signatures.MAX_CERT_BYTES:
-                raise signatures.BadSignature("SNS answer too large")
-        return data
+DAYS = 14
+# (stats outcome, css class and label key): refusals at sending (the relay said 5xx, SendOutcome.BOUNCED
+# of the delivery stats), then what came back after the hand-off (the bounce stats, per BounceKind).
+SERIES = (("bounced", N_("adm_refused")), (BounceKind.HARD.value, N_("adm_hard")),
+          (BounceKind.SOFT.value, N_("adm_soft")), (BounceKind.COMPLAINT.value, N_("adm_complaints")))
+EFFECTS = (BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT, BounceKind.UNSUBSCRIBE)
 
 
-class Webhooks:
-    """The webhook endpoints of one app: verifiers, storage, and processing right after storing."""
+def daily(engine, now: datetime, t: Labels, days: int = DAYS) -> list[dict]:
+    """Per local day, oldest first: emails sent, refused at sending, hard and soft bounces, complaints, and
+    the bounce rate ((refused + hard) / (sent + refused)); read from the stats buckets, never the rows."""
+    end = t.local_start(now, DAY) + DAY
+    starts = [t.local_start(end - k * DAY - 12 * HOUR, DAY) for k in range(days - 1, -1, -1)]
+    index = {start: i for i, start in enumerate(starts)}
+    per: list[dict] = [defaultdict(int) for _ in starts]
+    for bucket, label, outcome, n in stats.series(engine, stats.DELIVERY, starts[0]):
+        if label == "email" and outcome in (SendOutcome.SENT, SendOutcome.BOUNCED):
+            i = index.get(t.local_start(bucket, DAY))
+            if i is not None:
+                per[i][outcome] += n
+    for bucket, _label, kind, n in stats.series(engine, stats.BOUNCE, starts[0]):
+        i = index.get(t.local_start(bucket, DAY))
+        if i is not None:
+            per[i][kind] += n
+    rows = []
+    for start, counts in zip(starts, per):
+        tried = counts["sent"] + counts["bounced"]
+        rows.append({"day": start, "sent": counts["sent"], **{cls: counts[cls] for cls, _ in SERIES},
+                     "rate": (counts["bounced"] + counts["hard"]) / tried if tried else None})
+    return rows
 
-    def __init__(self, w: Web):
-        self.w = w
-        self.cfg = w.cfg.bounces
-        self.sns = signatures.SNSVerifier(self.cfg.ses_topic_arns if self.cfg else [], https_get)
-        self.processor: Processor | None = None
-        self.tasks: set[asyncio.Task] = set()
 
-    def routes(self) -> list[Route]:
-        """Routes of the configured providers only."""
-        c = self.cfg
-        if c is None:
-            return []
-        wanted = {"ses": bool(c.ses_topic_arns), "mailgun": bool(c.mailgun_signing_key),
-                  "postmark": bool(c.postmark_username), "sendgrid": bool(c.sendgrid_public_key)}
-        return [Route(f"/webhooks/{name}", self._endpoint(name), methods=["POST"]) for name, on in wanted.items() if on]
+def chart(rows: list[dict], t: Labels) -> dict:
+    """The rows as stacked bars per day (refused, hard, soft, complaint), each with its tooltip."""
+    high, ticks = svg.linear_ticks(max([sum(r[cls] for cls, _ in SERIES) for r in rows] or [0]))
+    frame = svg.Frame(0, len(rows), 0, high)
+    x_ticks = [(i + 0.5, t.day(r["day"], "MMMd")) for i, r in enumerate(rows) if (len(rows) - 1 - i) % 2 == 0]
+    c = svg.new_chart("chart-bounces", t._("adm_bounce_daily"), frame, [(v, t.num(v)) for v in ticks], x_ticks)
+    for i, r in enumerate(rows):
+        x, w, y = frame.x(i) + 2, frame.x(i + 1) - frame.x(i) - 4, 0
+        tip = " · ".join([t.day(r["day"]), t._("chart_n", label=t._("adm_sent_n"), n=t.num(r["sent"]))]
+                         + [t._("chart_n", label=t._(key), n=t.num(r[cls])) for cls, key in SERIES])
+        for cls, _ in SERIES:
+            if r[cls]:
+                svg.bar(c, x, w, frame.y(y), frame.y(y + r[cls]), f"bar {cls}", tip, r[cls], kind=cls)
+                y += r[cls]
+    c["legend"] = [(cls, t._(key), t.num(sum(r[cls] for r in rows))) for cls, key in SERIES]
+    return c
 
-    def _endpoint(self, source: str):
-        async def endpoint(request: Request) -> Response:
-            return await self.handle(source, request)
-        endpoint.__name__ = f"webhook_{source}"
-        return endpoint
 
-    async def handle(self, source: str, request: Request) -> Response:
-        """Read (capped), verify, store, answer; process in the background."""
-        if source == "postmark":  # the credentials come before the body is even read
-            try:
-                signatures.basic_auth(request.headers.get("authorization"), self.cfg.postmark_username, self.cfg.postmark_password)
-            except signatures.BadSignature as exc:
-                return self._refuse(source, exc)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return PlainTextResponse("too large", status_code=413)
-        body = bytes(body)
-        try:
-            await self._verify(source, request, body)
-        except signatures.BadSignature as exc:
-            return self._refuse(source, exc)
-        if source == "ses":
-            answered = await self._sns_control(body)
-            if answered is not None:
-                return answered
-        try:
-            found = providers.events(source, body)
-        except providers.BadEvent as exc:
-            return PlainTextResponse(f"bad request: {exc}", status_code=400)
-        rows = [{"source": source, "raw": raw, "event_id": eid} for eid, raw in found]
-        try:
-            stored = await self.w.db(inbox.store, self.w.engine, rows) if rows else []
-        except Exception:  # noqa: BLE001 - 500: the provider retries later, nothing is lost
-            log.exception("could not store %s webhook events", source)
-            return PlainTextResponse("cannot store now", status_code=500)
-        new = [i for i, fresh in stored if fresh]
-        logs.event(log, "bounce_webhook", source=source, events=len(rows), new=len(new))
-        if new:
-            self._process(new)
-        return PlainTextResponse(f"stored {len(new)} of {len(rows)}")
+def _overview(engine, lang: str, tz: str, now: datetime) -> dict:
+    """Everything the page shows (a blocking call: run it off the loop)."""
+    t = Labels(lang, tz)
+    rows = daily(engine, now, t)
+    for r in rows:
+        r["label"] = t.day(r["day"], "yMMMEd")
+    counts = bounce_store.state_counts(engine)
+    return {"days": rows, "daily_chart": chart(rows, t),
+            "recent": bounce_store.listing(engine, [InboundState.PROCESSED, InboundState.REJECTED], EFFECTS, PAGE),
+            "unparsed": bounce_store.listing(engine, [InboundState.UNPARSED], None, PAGE),
+            "unparsed_n": sum(n for (st, _), n in counts.items() if st == InboundState.UNPARSED)}
 
-    async def _verify(self, source: str, request: Request, body: bytes) -> None:
-        c = self.cfg
-        if source == "sendgrid":
-            h = request.headers
-            signatures.sendgrid(c.sendgrid_public_key, h.get("x-twilio-email-event-webhook-signature"),
-                                h.get("x-twilio-email-event-webhook-timestamp"), body)
-        elif source in ("ses", "mailgun"):
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise signatures.BadSignature("not JSON") from None
-            if source == "mailgun":
-                signatures.mailgun(c.mailgun_signing_key, data)
-            elif isinstance(data, dict):
-                await self.w.db(self.sns.verify, data)  # may fetch the certificate (blocking)
-            else:
-                raise signatures.BadSignature("not an SNS message")
 
-    async def _sns_control(self, body: bytes) -> Response | None:
-        """SNS subscription handshakes (already verified): confirm by visiting SubscribeURL (SNS hosts only)."""
-        msg = json.loads(body)
-        if msg.get("Type") == "SubscriptionConfirmation":
-            url = str(msg.get("SubscribeURL") or "")
-            if not signatures.sns_host_ok(url):
-                return self._refuse("ses", signatures.BadSignature("SubscribeURL is not an SNS host"))
-            try:
-                await self.w.db(self.sns.fetch, url)
-            except Exception as exc:  # noqa: BLE001 - SNS sends the confirmation again
-                logs.event(log, "sns_subscribe_failed", logging.WARNING, topic=msg.get("TopicArn"), error=repr(exc))
-                return PlainTextResponse("cannot confirm now", status_code=502)
-            logs.event(log, "sns_subscribed", topic=msg.get("TopicArn"))
-            return PlainTextResponse("subscribed")
-        if msg.get("Type") == "UnsubscribeConfirmation":
-            logs.event(log, "sns_unsubscribed", logging.WARNING, topic=msg.get("TopicArn"))
-            return PlainTextResponse("ok")
-        return None
+@protected
+async def bounces_page(request: Request) -> Response:
+    """Bounces and complaints per day, the recent ones, the unparsed mails."""
+    w = web(request)
+    if w.cfg.bounces is None:
+        return w.render(request, "admin/bounces.html", {"off": True})
+    ctx = await w.db(_overview, w.engine, w.lang(request), w.cfg.bot.timezone, utcnow())
+    return w.render(request, "admin/bounces.html", ctx)
 
-    def _refuse(self, source: str, exc: Exception) -> Response:
-        logs.event(log, "bounce_webhook_refused", logging.WARNING, source=source, reason=str(exc))
-        return PlainTextResponse("forbidden", status_code=403)
 
-    def _process(self, ids: list[int]) -> None:
-        async def run() -> None:
-            try:
-                if self.processor is None:
-                    self.processor = Processor(self.w.cfg, self.w.engine, self.w.key)
-                await self.w.db(self.processor.run_pending, 200, ids)
-            except Exception:  # noqa: BLE001 - the rows stay new; the service's worker retries them
-                log.exception("processing webhook events failed")
-        task = asyncio.get_running_loop().create_task(run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+@protected
+async def reprocess(request: Request) -> Response:
+    """POST: the selected stored mails through the processor again (a processed one is never applied twice)."""
+    w = web(request)
+    ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit() and len(str(v)) <= 18][:1000]
+    if w.cfg.bounces is None or not ids:
+        return back("/admin/bounces", "reprocessed", n=0)
+    await w.db(bounce_store.requeue, w.engine, ids)
+    counts = await w.db(Processor(w.cfg, w.engine, w.key).run_pending, 200, ids)
+    return back("/admin/bounces", "reprocessed", n=sum(counts.values()))
+
+
+def routes() -> list[Route]:
+    """The /admin/bounces routes."""
+    return [Route("/admin/bounces", bounces_page, methods=["GET"]),
+            Route("/admin/bounces/reprocess", reprocess, methods=["POST"])]

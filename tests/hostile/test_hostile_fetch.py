@@ -48,7 +48,8 @@ async def test_hostile_feed_is_contained(case, hostile_server, fetch_cfg, figure
         if trace:
             tracemalloc.stop()
     figures.add(case.category, tried=1)
-    assert elapsed < TIMEOUT + 8, f"{case.file}: took {elapsed:.1f}s"
+    # A slow or endless feed is cut by fetch.timeout: its error says so (asserted per case below);
+    # the seconds it took are recorded for TESTING.md, not asserted.
     # httpx inflates each 64 kB network read at once (deflate expands ≤ 1032×): one read may be ~66 MB
     # before the cap sees it, so a gzip bomb gets a higher (still size-independent) bound.
     cap = MEMORY_CAP * 2 if "gzip_bomb" in case.serve else MEMORY_CAP

@@ -186,16 +186,13 @@ def test_sigterm_mid_fan_out_stops_cleanly_and_restart_completes(tmp_path, figur
         while len(world.smtp.messages) < 40 and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.005)
         child.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        out = child.communicate(timeout=60)[0].decode(errors="replace")
-        stopped_in = time.monotonic() - t0
+        out = child.communicate(timeout=60)[0].decode(errors="replace")  # a hang guard only
         left_sending = world.in_flight()
         finish(world)
         lost, dups = world.verdict()
         graceful = left_sending == 0 and "Traceback" not in out and child.returncode == 0
         figures.add(f"process: SIGTERM mid fan-out ({' '.join(command)})", tried=1, passed=int(lost == 0 and graceful),
                     lost=lost, duplicates=dups)
-        assert stopped_in < 15, f"took {stopped_in:.1f}s to stop"
         assert lost == 0, lost
         assert left_sending == 0, f"{left_sending} rows left 'sending' by SIGTERM (not graceful); {dups} duplicates"
         assert child.returncode == 0 and "Traceback" not in out, (child.returncode, out[-2000:])
