@@ -1,4 +1,4 @@
-"""Section 5: DSNs per second through the SMTP bounce receiver (stored, then processed), target ≥ 500/s.
+"""Section 6: DSNs per second through the SMTP bounce receiver (stored, then processed), target ≥ 500/s.
 
 The sending MTA is a separate process (`python -m bench.bounces send …`: a minimal SMTP client on raw
 sockets over 8 connections), as in production, so its CPU is not charged to Flashbot. Three measurements, each on
@@ -9,6 +9,10 @@ a fresh database, on the service's event loop (uvloop when installed):
   process), from the first connection until the last DSN is processed: the headline number.
 CPU = this process's user + system time (all threads) per DSN: unlike wall time it hardly moves
 when other work shares the machine.
+
+`python -m bench.bounces` runs the section alone (3,000 DSNs, 10,000 with BENCH_FULL=1; or
+`python -m bench.run bounces` to rewrite BENCHMARKS.md); `python -m bench.bounces smoke [N]` checks that
+every path still works with N DSNs (default 50), one run, no verdict.
 """
 from __future__ import annotations
 
@@ -191,8 +195,16 @@ def bench(log) -> dict:
                       f"Event loop: the service's (uvloop when installed). Median of {RUNS} interleaved runs."}
 
 
+def smoke(n: int = 50) -> dict:
+    """One small run of each measurement: every path works (each DSN received, processed, counted); no verdict."""
+    res = {**_run(_phases, n), **_run(_service, n)}
+    return {"n": n, "smoke": True, **{k: round(v, 2) for k, v in res.items()}}
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["send"]:
         _send(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1:2] == ["smoke"]:
+        print(smoke(int(sys.argv[2]) if len(sys.argv) > 2 else 50))
     else:
         print(bench(print))

@@ -11,6 +11,7 @@ REPRODUCE = """\
 make bench                      # quick mode: N = 1k and 10k, median of 3 runs (< 10 min on 2 cores)
 BENCH_FULL=1 make bench         # adds N = 100,000 fan-out, 100k digests, 20+ latency samples
 .venv/bin/python -m bench.run pages       # one section only (others keep their last numbers)
+.venv/bin/python -m bench.bounces smoke   # the bounce section's paths with 50 DSNs: a check, no numbers
 BENCH_RUNS=5 make bench         # more runs per median
 BENCH_CONNS=16 make bench       # SMTP connections for Flashbot and the raw ceiling (default 8)
 ```
