@@ -15,7 +15,7 @@ from test_browser import ARGS, CHROMIUM
 from test_web_admin import seed
 
 from bot import tokens
-from bot.config import BouncesConfig
+from bot.bounce_config import BouncesConfig
 from bot.store import open_db
 from bot.store import subscribers as subs
 from bot.web import create_app

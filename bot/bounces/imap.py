@@ -14,7 +14,7 @@ import ssl
 from email.parser import BytesHeaderParser
 
 from bot import logs
-from bot.config import imap_parts
+from bot.bounce_config import imap_parts
 from bot.models import InboundState
 from bot.store import bounces as inbox
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from bot import logs
-from bot.config import host_port
+from bot.bounce_config import host_port
 from bot.store import bounces as inbox
 from bot.store import retry_locked
 

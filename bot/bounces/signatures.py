@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from bot.config import load_ec_public_key
+from bot.bounce_config import load_ec_public_key
 
 # Only certificates served by SNS itself over https are trusted (sns.<region>.amazonaws.com[.cn]).
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
