@@ -91,3 +91,49 @@ async def test_alert_offers_mailto_and_a_mail_there_unsubscribes_forged_ones_do_
     assert all("does not verify: nobody touched" in m["note"] for m in mails[1:])
     assert world.person(carol)["status"] == "active" and world.person(alice)["status"] == "active"
     world.engine.dispose()
+
+
+async def test_desk_alerts_corrections_and_digests_carry_the_return_path_and_the_mailto(tmp_path):
+    # Every mail a subscriber gets goes through the one builder: a hand-written alert, its correction
+    # and the newsletter each carry their own delivery's return path and the subscriber's mailto URI.
+    from desk_helpers import Newsroom
+    from fixtures_delivery import add_subscribers
+
+    from bot import digest, pipeline
+    from bot.ingest.desk import Draft
+    from bot.tokens import Verp
+
+    room = Newsroom(tmp_path, bounces={"domain": DOMAIN})
+    try:
+        room.publish("quotidien", [{"guid": "calm", "title": "Météo"}])
+        await room.poll()  # the silent baseline
+        [ana] = add_subscribers(room.engine, ["ana@example.org"], mode="both")
+        draft = dict(title="Le Premier ministre démissionne", body="Il a remis sa démission.")
+        _, item_id, _ = await pipeline.hand_written(room.pipe(), Draft(**draft), "Jeanne", "web")
+        await room.deliver()
+        room.clock.advance(300)
+        fixed = Draft(**{**draft, "title": "Le Premier ministre a remis sa démission"})
+        await pipeline.correct_hand_written(room.pipe(), item_id, fixed, "Luc", "web")
+        await room.deliver()
+        room.publish("quotidien", [{"guid": "rain", "title": "Pluie sur Paris"}, {"guid": "calm", "title": "Météo"}])
+        await room.poll()
+        assert digest.send_now(room.engine, room.cfg, now=room.clock.now())["queued"] == 1
+        await room.deliver()
+        received = list(room.smtp.messages)
+        rows = {r["external_id"]: r for r in room.rows(channel="email")}
+        nonce = subs.get(room.engine, ana)["token_nonce"]
+    finally:
+        room.stop()
+    verp = Verp(room.cfg.web.secret_key, DOMAIN)
+    kinds = []
+    for mail in received:
+        msg = mail.parsed()
+        row = rows[msg["Message-ID"]]
+        kinds.append(row["kind"])
+        assert mail.mail_from == verp.address(verp.bounce_local(row["id"])), row["kind"]
+        https, mailto = list_unsubscribe(msg)
+        assert https.startswith("https://news.example.org/unsubscribe/")
+        assert mailto == f"mailto:{verp.address(verp.unsub_local(ana, nonce))}", row["kind"]
+        assert msg["From"] == "Flash Info <alertes@example.org>"
+    assert sorted(kinds) == ["alert", "digest", "update"]
+
