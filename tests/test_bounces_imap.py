@@ -220,3 +220,22 @@ def test_run_once_polls_the_mailbox_and_processes(tmp_path, dovecot):
     assert run.returncode == 0 and "IMAP failed: bounces.imap_url" in " ".join(run.stdout.split()), run.stdout + run.stderr
     assert "wrong-password" not in run.stdout + run.stderr
     world.engine.dispose()
+
+
+def test_flashbot_check_logs_in_opens_the_folder_and_names_what_is_wrong(tmp_path, dovecot):
+    from bot.service.checks import check_bounces
+
+    url = f"imap://bounces@127.0.0.1:{dovecot.port}/INBOX"
+    part, verdict, detail = check_bounces(bounce_config(tmp_path, imap_url=url, imap_password=PASSWORD))
+    assert (part, verdict) == ("bounces", "ok") and "IMAP INBOX opened" in detail and "receiver 127.0.0.1:0 free" in detail
+    _, verdict, detail = check_bounces(bounce_config(tmp_path, imap_url=url, imap_password="wrong-password"))
+    assert verdict == "FAIL" and "bounces.imap_url" in detail and "wrong-password" not in detail
+    _, verdict, detail = check_bounces(bounce_config(tmp_path, imap_url=url.replace("INBOX", "Nowhere"), imap_password=PASSWORD))
+    assert verdict == "FAIL" and "cannot open folder 'Nowhere'" in detail
+    assert check_bounces(bounce_config(tmp_path, imap_url=url, imap_password="wrong-password"), offline=True)[1] == "ok"
+    with socket.socket() as busy:  # the receiver's port taken (the service already runs, most likely)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        _, verdict, detail = check_bounces(bounce_config(tmp_path, listen=taken, imap_url=url, imap_password=PASSWORD))
+    assert verdict == "warn" and f"receiver {taken} not free" in detail

@@ -48,6 +48,24 @@ def connect(url: str, password: str, ca_file: str | None = None, timeout: float 
     return conn
 
 
+def check(url: str, password: str, ca_file: str | None = None, timeout: float = 10) -> str:
+    """`flashbot check`: log in and open the folder, read nothing; the folder's name, or ImapError."""
+    conn = connect(url, password, ca_file, timeout)
+    folder = imap_parts(url)["folder"]
+    try:
+        typ, _ = conn.select(_quote(folder), readonly=True)
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise ImapError(f"bounces.imap_url: cannot open folder {folder!r}: {exc}") from None
+    finally:
+        try:
+            conn.logout()
+        except (OSError, imaplib.IMAP4.error):
+            pass
+    if typ != "OK":
+        raise ImapError(f"bounces.imap_url: cannot open folder {folder!r}")
+    return folder
+
+
 def envelope_to(raw: bytes, domain: str) -> str:
     """Addresses of the bounce domain named by the delivery headers (Delivered-To, X-Original-To, To…)."""
     headers = BytesHeaderParser().parsebytes(raw[:65536])
