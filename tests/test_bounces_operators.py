@@ -1,10 +1,14 @@
 """What operators see: `flashbot bounces list|show|reprocess`, `subscribers show`, the dashboard page, /metrics."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+import bot.web.bounces
+import fixtures_bounces
 from bot.cli import app as cli_app
 from bot.store import bounces as inbox
 from bot.web import create_app
@@ -17,9 +21,16 @@ ADMIN = "admin-password-for-tests"
 METRICS = "metrics-token-for-tests"
 
 
+# Everything seeded and shown happens at one fixed instant (noon in Paris), so "today" on the
+# dashboard cannot differ from the day of the seeded sends (a run crossing midnight would split them).
+NOON = datetime(2026, 11, 30, 11, 0, tzinfo=timezone.utc)
+
+
 @pytest.fixture
-def seeded(tmp_path):
+def seeded(tmp_path, monkeypatch):
     """A config file + database holding a hard bounce, a complaint, an unparsed mail and a forged token."""
+    monkeypatch.setattr(fixtures_bounces, "utcnow", lambda: NOON)
+    monkeypatch.setattr(bot.web.bounces, "utcnow", lambda: NOON)
     (tmp_path / "config.toml").write_text(
         f'[bot]\ndatabase = "b.db"\npublic_url = "https://news.example.org"\n[web]\nsecret_key = "{SECRET}"\n'
         f'admin_password = "{ADMIN}"\nmetrics_token = "{METRICS}"\n[delivery]\nbounce_limit = 1\n[bounces]\ndomain = "{DOMAIN}"\n')
@@ -34,7 +45,7 @@ def seeded(tmp_path):
         inbox.store(world.engine, [{"source": "smtp", "raw": (CORPUS / name).read_bytes(), "envelope_to": world.return_path(dlv)}])
     forged = world.return_path(ids["arf-14.eml"]).replace("b-", "b-9", 1)
     inbox.store(world.engine, [{"source": "smtp", "raw": (CORPUS / "lhost-postfix-01.eml").read_bytes(), "envelope_to": forged}])
-    world.processor.run_pending()
+    world.processor.run_pending(now=NOON)
     yield world, tmp_path / "config.toml"
     world.engine.dispose()
 
