@@ -11,9 +11,10 @@ REPRODUCE = """\
 make bench                      # quick mode: N = 1k and 10k, median of 3 runs (< 10 min on 2 cores)
 BENCH_FULL=1 make bench         # adds N = 100,000 fan-out, 100k digests, 20+ latency samples
 .venv/bin/python -m bench.run pages       # one section only (others keep their last numbers)
+.venv/bin/python -m bench.bounces smoke   # the bounce section's paths with 50 DSNs: a check, no numbers
 BENCH_RUNS=5 make bench         # more runs per median
 BENCH_CONNS=16 make bench       # SMTP connections for Flashbot and the raw ceiling (default 8)
-BENCH_FULL=1 .venv/bin/python -m bench.run cluster   # section 6 alone: SQLite vs 1/2/4 PostgreSQL workers, N = 100k
+BENCH_FULL=1 .venv/bin/python -m bench.run cluster   # section 7 alone: SQLite vs 1/2/4 PostgreSQL workers, N = 100k
 ```
 The receiving MTA is Postfix's `smtp-sink` (`apt-get install postfix`; `make bench` installs it
 when run as root). Raw per-run numbers: `bench/out/results-quick.json` / `results-full.json`."""
@@ -46,7 +47,7 @@ def _machine(m: dict) -> list[str]:
             ("SQLite", m["sqlite"]), ("Event loop", f"asyncio and uvloop {m['uvloop']}"),
             ("aiosmtplib / SQLAlchemy / httpx", f"{m['aiosmtplib']} / {m['sqlalchemy']} / {m['httpx']}"),
             ("Receiving MTA", f"Postfix smtp-sink {m['postfix_smtp_sink']} on 127.0.0.1"),
-            ("PostgreSQL (section 6)", m.get("postgresql", "–"))]
+            ("PostgreSQL (section 7)", m.get("postgresql", "–"))]
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
@@ -88,7 +89,7 @@ def write(results: dict, path: Path) -> Path:
     old = _blocks(old_text)
     body, kept = [], []
     for key, section in (("fanout", rs.fanout), ("polling", rs.polling), ("latency", rs.latency),
-                         ("digest", rs.digest), ("pages", rs.pages),
+                         ("digest", rs.digest), ("pages", rs.pages), ("bounces", rs.bounces),
                          ("cluster", report_cluster.section)):
         lines = section(results.get(key))
         if not results.get(key) and lines[0] in old:

@@ -18,7 +18,8 @@ SECTIONS = [
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
     ("pages", "bench.pages", "5. Dashboard at 1,000,000 subscribers"),
-    ("cluster", "bench.cluster", "6. Scaling out (SQLite vs PostgreSQL workers)"),
+    ("bounces", "bench.bounces", "6. Bounces"),
+    ("cluster", "bench.cluster", "7. Scaling out (SQLite vs PostgreSQL workers)"),
 ]
 
 

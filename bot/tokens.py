@@ -1,6 +1,10 @@
-"""Signed, unforgeable tokens for unsubscribe, preferences and sign-up confirmation links."""
+"""Signed, unforgeable tokens for unsubscribe, preferences and sign-up confirmation links, and VERP addresses."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import secrets
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
@@ -75,3 +79,58 @@ def read_token(key: str, purpose: str, token: str, max_age: float | None = None)
 def link(public_url: str, purpose: str, token: str) -> str:
     """The absolute URL for a token: /unsubscribe/T, /preferences/T, /confirm/T."""
     return f"{public_url}/{purpose}/{token}"
+
+
+# -- VERP addresses (bounces) ---------------------------------------------------------------------
+# A bounce comes back to the envelope sender, so each message gets its own: b-<delivery id>-<mac>.
+# The mac is lowercase base32 (MTAs may lowercase a local part), 80 bits of HMAC-SHA256.
+_VERP = re.compile(r"^([bu])-(\d{1,18})-([a-z2-7]{16})$")
+BOUNCE, MAILTO_UNSUB = "b", "u"
+
+
+class Verp:
+    """Signed local parts: `b-<delivery>-<mac>` (return path) and `u-<subscriber>-<mac>` (mailto unsubscribe)."""
+
+    def __init__(self, key: str, domain: str):
+        self.domain = domain.lower()
+        self._mac = hmac.new(hmac.new(key.encode(), b"flashbot-verp", hashlib.sha256).digest(), digestmod=hashlib.sha256)
+
+    def _sign(self, kind: str, number: int, nonce: str = "") -> str:
+        mac = self._mac.copy()
+        mac.update(f"{kind}:{number}:{nonce}".encode())
+        return base64.b32encode(mac.digest()[:10]).decode("ascii").lower()
+
+    def bounce_local(self, delivery_id: int) -> str:
+        """The local part of a delivery's return path."""
+        return f"b-{delivery_id}-{self._sign(BOUNCE, delivery_id)}"
+
+    def unsub_local(self, subscriber_id: int, nonce: str) -> str:
+        """The local part of a subscriber's mailto unsubscribe address (dies with the nonce)."""
+        return f"u-{subscriber_id}-{self._sign(MAILTO_UNSUB, subscriber_id, nonce)}"
+
+    def address(self, local: str) -> str:
+        """local@domain."""
+        return f"{local}@{self.domain}"
+
+    @staticmethod
+    def parse(address: str) -> tuple[str, int, str] | None:
+        """(kind, number, mac) from an address or local part shaped like ours, whatever its case; else None."""
+        local = address.strip().strip("<>").rpartition("@")[0] if "@" in address else address
+        m = _VERP.match(local.strip().lower())
+        return (m.group(1), int(m.group(2)), m.group(3)) if m else None
+
+    def on_domain(self, address: str) -> bool:
+        """Whether the address belongs to the bounce domain (case-insensitive)."""
+        return address.strip().strip("<>").rpartition("@")[2].lower().rstrip(".") == self.domain
+
+    def bounce_id(self, address: str) -> int | None:
+        """The delivery id a b- address names, if its mac verifies; None for anything else."""
+        parsed = self.parse(address)
+        if parsed is None or parsed[0] != BOUNCE:
+            return None
+        return parsed[1] if hmac.compare_digest(parsed[2], self._sign(BOUNCE, parsed[1])) else None
+
+    def unsub_ok(self, subscriber_id: int, nonce: str, mac: str) -> bool:
+        """Whether a u- mac matches this subscriber's current nonce."""
+        return hmac.compare_digest(mac, self._sign(MAILTO_UNSUB, subscriber_id, nonce))
+

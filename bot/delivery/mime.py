@@ -22,6 +22,7 @@ from email.utils import format_datetime, parseaddr
 
 # Slots filled per recipient.
 TO, MESSAGE_ID, THREAD, UNSUB_HEADER, UNSUB, PREFS = "to", "msgid", "thread", "unsub_h", "unsub", "prefs"
+UNSUB_MAILTO = "unsub_m"  # local part of the List-Unsubscribe mailto address (with [bounces] only)
 _QP_MAX = 75  # content bytes before a soft break; with the "=" a line is at most 76
 # Characters never allowed into a header from feed data: controls, line/paragraph separators and
 # the bidi overrides used to disguise text.
@@ -128,12 +129,13 @@ class Placeholders:
     unsub_h: str
     unsub: str
     prefs: str
+    unsub_m: str = ""
 
     @classmethod
     def new(cls) -> "Placeholders":
         """Fresh markers (random, so feed text can never contain one)."""
         tag = secrets.token_hex(8)
-        return cls(*(f"FbPh{name}{tag}" for name in ("To", "Mid", "Thr", "Unh", "Uns", "Pre")))
+        return cls(*(f"FbPh{name}{tag}" for name in ("To", "Mid", "Thr", "Unh", "Uns", "Pre", "Unm")))
 
     def links(self, public_url: str) -> dict[str, str]:
         """Placeholder unsubscribe/preferences URLs for the renderer."""
@@ -150,6 +152,7 @@ class Envelope:
     list_id: str
     date: datetime
     public_url: str
+    bounce_domain: str | None = None  # [bounces] domain: List-Unsubscribe also offers a mailto address
 
 
 @functools.lru_cache(maxsize=256)  # From, List-Id and a day's digest subject repeat on every build
@@ -183,7 +186,9 @@ def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> Mai
         _common_head(env.sender, ph.to.encode(), env.subject, env.date, ph.msgid.encode()),
         ph.thread.encode(),  # In-Reply-To/References lines for corrections, or nothing
         _header("List-Id", env.list_id),
-        f"List-Unsubscribe: <{env.public_url}/unsubscribe/{ph.unsub_h}>\r\n".encode(),
+        f"List-Unsubscribe: <{env.public_url}/unsubscribe/{ph.unsub_h}>".encode(),
+        f",\r\n <mailto:{ph.unsub_m}@{env.bounce_domain}>".encode() if env.bounce_domain else b"",
+        b"\r\n",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         # Precedence/Auto-Submitted stop vacation auto-replies; neither is penalized by SpamAssassin.
         b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
@@ -209,6 +214,8 @@ def build_single(sender: str, to: str, subject: str, language: str, date: dateti
 def split_template(data: bytes, ph: Placeholders) -> MailTemplate:
     """Cut serialized bytes at every placeholder occurrence."""
     names = {ph.to: TO, ph.msgid: MESSAGE_ID, ph.thread: THREAD, ph.unsub_h: UNSUB_HEADER, ph.unsub: UNSUB, ph.prefs: PREFS}
+    if ph.unsub_m:
+        names[ph.unsub_m] = UNSUB_MAILTO
     pieces = _split_markers(data.decode("ascii"), set(names))  # the serialized message is pure ASCII
     return MailTemplate(parts=[p.encode("ascii") for p in pieces[0::2]], slots=[names[p] for p in pieces[1::2]])
 
@@ -220,11 +227,13 @@ def thread_headers(original_message_id: str | None) -> bytes:
     return f"In-Reply-To: {original_message_id}\r\nReferences: {original_message_id}\r\n".encode()
 
 
-def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, thread: bytes = b"") -> dict[str, bytes]:
+def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, thread: bytes = b"",
+                unsub_mailto: str = "") -> dict[str, bytes]:
     """Per-recipient values for MailTemplate.personalize (tokens are URL-safe ASCII)."""
     return {
         TO: to.encode("utf-8"), MESSAGE_ID: message_id.encode("ascii"), THREAD: thread,
         UNSUB_HEADER: unsub_token.encode("ascii"), UNSUB: qp_token(unsub_token), PREFS: qp_token(prefs_token),
+        UNSUB_MAILTO: unsub_mailto.encode("ascii"),
     }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot import digest, logs, pipeline
+from bot.bounces.worker import BounceWorker
 from bot.ingest import poll as ingest
 from bot.ingest import websub
 from bot.service.cluster import ROLES, Election, Membership
@@ -82,6 +83,8 @@ class Service:
         self._polls: set[asyncio.Task] = set()
         self._parts_stop = asyncio.Event()  # delivery, listener, heartbeat, election
         self._web: WebServer | None = None
+        self.bounces: BounceWorker | None = None  # receiving (web role) and processing (active scheduler)
+        self.bounce_lines: list[str] = []
 
     # -- scheduler jobs ------------------------------------------------------------------------------
     async def _poll(self, source_id: int) -> None:
@@ -119,12 +122,16 @@ class Service:
         push = self._websub if self.cfg.web.enabled else None  # the callback is served by the web role
         self.scheduler = Scheduler(self.cfg, self.engine, Jobs(self._poll, self._digest, self._housekeeping, push))
         self.scheduler.start()
+        if self.bounces is not None:  # one processor (and IMAP poller) per cluster: the active scheduler
+            self.bounce_lines += await self.bounces.start_processing()
         await self._digest()  # a digest missed while no scheduler ran goes out once, now
 
     async def _deposed(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown()
             self.scheduler = None
+        if self.bounces is not None:
+            await self.bounces.stop_processing()
         for task in list(self._polls):
             task.cancel()
         await asyncio.gather(*self._polls, return_exceptions=True)
@@ -149,11 +156,18 @@ class Service:
         except BaseException:
             await self.shutdown()
             raise
-        lines = summary(self.cfg, self.engine, self.rt, self.roles, self.web_url)
+        lines = summary(self.cfg, self.engine, self.rt, self.roles, self.web_url) + self.bounce_lines
         logs.event(log, "started", summary="; ".join(lines))
         return lines
 
     async def _start_parts(self, worker: bool) -> None:
+        if self.cfg.bounces is not None and ("web" in self.roles or "scheduler" in self.roles):
+            self.bounces = BounceWorker(self.cfg, self.engine)
+            if "web" in self.roles:  # like the pages and the webhooks: every web replica receives
+                try:
+                    self.bounce_lines += await self.bounces.start_receiving()
+                except OSError as exc:
+                    raise StartupError(str(exc)) from None
         delivery = self.rt.delivery
         sent = (lambda: delivery.sent_total) if delivery else (lambda: 0)
         self.election = Election(self.engine, self._elected, self._deposed)
@@ -183,6 +197,8 @@ class Service:
         if election is not None:
             await asyncio.gather(election, return_exceptions=True)  # steps down: jobs and polls stop
         await self._deposed()
+        if self.bounces is not None:
+            await self.bounces.stop()  # the receiver stops taking mail; what it stored waits
         delivery = self._tasks.pop("delivery", None)
         if delivery is not None:
             try:

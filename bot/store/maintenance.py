@@ -1,4 +1,5 @@
-"""Housekeeping: prune old items and finished deliveries after `[bot] retention_days`, fold old stats buckets."""
+"""Housekeeping: prune old items, finished deliveries and processed bounce mails after `[bot] retention_days`,
+fold old stats buckets."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -6,14 +7,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
 from bot.models import AWAITING_FANOUT, FINAL_STATES, AlertState
-from bot.store import dashboard, stats
+from bot.store import bounces, dashboard, stats
 from bot.store.db import retry_locked, utcnow
 from bot.store.schema import deliveries, digests, items
 
 
 def prune(engine: Engine, retention_days: int, now: datetime | None = None) -> dict[str, int]:
-    """Delete finished deliveries, items and digest runs older than the retention, and fold stats buckets
-    older than 35 days into one (totals kept); return counts."""
+    """Delete finished deliveries, items, digest runs and processed bounce mails older than the retention,
+    and fold stats buckets older than 35 days into one (totals kept); return counts."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     # Rows still waiting to be sent are never pruned, whatever their age.
     unfinished = exists().where(deliveries.c.item_id == items.c.id, deliveries.c.state.notin_(FINAL_STATES))
@@ -30,7 +31,8 @@ def prune(engine: Engine, retention_days: int, now: datetime | None = None) -> d
             n_items = conn.execute(delete(items).where(old_item)).rowcount
             n_dig = conn.execute(delete(digests).where(digests.c.created_at < cutoff, ~exists().where(
                 deliveries.c.digest_id == digests.c.id))).rowcount
-        return {"deliveries": n_del, "items": n_items, "digests": n_dig}
+            n_bounces = bounces.prune(conn, cutoff)  # never one still waiting to be processed
+        return {"deliveries": n_del, "items": n_items, "digests": n_dig, "bounce_mails": n_bounces}
     counts = retry_locked(run)
     counts["stats_buckets"] = retry_locked(lambda: stats.fold(engine, now or utcnow()))
     return counts

@@ -4,7 +4,8 @@ The same content for every release before Alembic, plus what each schema step ad
 has it: one source, a Flash Info item queued to three subscribers and a Telegram channel, one email
 of it recorded as sent, a daily digest queued, the generated signing key; from schema v2 a pending
 web sign-up and an admin session; from v3 an item's furniture; from v4 a subscriber's cap and quiet
-hours and a desk_log row. Usage: PYTHONPATH=<checkout> python make_legacy_db.py OUT.db
+hours and a desk_log row; from v6 a received bounce mail waiting to be processed.
+Usage: PYTHONPATH=<checkout> python make_legacy_db.py OUT.db
 """
 import sys
 from datetime import datetime, timedelta, timezone
@@ -49,4 +50,8 @@ if version >= 4:
         c.execute(update(schema.subscribers).where(schema.subscribers.c.email == "bob@example.com")
                   .values(max_per_day=3, quiet_start="22:00", quiet_end="07:00", timezone="America/Montreal"))
         c.execute(insert(schema.desk_log).values(item_id=iid, action="sent", revision=0, editor="Léa", via="cli", at=t))
+if version >= 6:
+    from bot.store import bounces
+    bounces.store(engine, [{"source": "smtp", "raw": b"From: MAILER-DAEMON@example.com\r\nSubject: Undelivered\r\n\r\n550 5.1.1\r\n",
+                            "envelope_to": "b-test@bounces.example.org", "envelope_from": ""}], now=t)
 print(f"schema v{version}: rows queued {n}")
