@@ -51,19 +51,24 @@ def _number(revision: str) -> int:
 
 def current(conn: Connection) -> str | None:
     """The database's revision: Alembic's stamp, else the one a pre-Alembic release left, else None (empty)."""
+    # The old version is read first: an upgrade running in another process stamps Alembic's revision
+    # no later than it rewrites meta.schema_version, so a new number is never seen without its stamp.
+    version = _legacy_version(conn)
     rev = MigrationContext.configure(conn).get_current_revision()
-    if rev is not None:
+    if rev is not None or version is None:
         return rev
-    if not inspect(conn).has_table("meta"):
-        return None
-    row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-    if row is None:
-        return None
-    version = int(row[0])
     if version not in LEGACY:
         raise SchemaError(f"database schema v{version} is newer than this Flashbot (schema v{_number(head())}); "
                           "run the Flashbot release that made it, or a newer one")
     return LEGACY[version]
+
+
+def _legacy_version(conn: Connection) -> int | None:
+    """meta.schema_version (written by every release, before Alembic and since), or None."""
+    if not inspect(conn).has_table("meta"):
+        return None
+    row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return None if row is None else int(row[0])
 
 
 def _check_known(rev: str) -> None:
