@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 
 from bot import digest, tokens
 from bot.config import parse_config
@@ -33,9 +33,8 @@ with engine.begin() as c:
     c.execute(insert(schema.items).values(source_id=sid, key="g2", title="Météo du jour", headline="Météo du jour", link="https://www.exemple.fr/a/2", categories=[], content_hash="h2", norm_title="meteo du jour", detected_at=t, published_at=t))
 subs.add(engine, ["alice@exemple.fr", "bob@example.com", "carol@example.net"], mode="both", language="fr")
 n = fanout.queue_item(engine, cfg, iid)
-with engine.connect() as c:
-    first = c.execute(select(schema.deliveries.c.id).where(schema.deliveries.c.channel == "email")
-                      .order_by(schema.deliveries.c.id)).scalar()
+(claimed,) = outbox.claim(engine, 1, None, ["email"])  # as the engine does: claimed, then its outcome
+first = claimed["id"]
 outbox.record(engine, [{"id": first, "state": "sent", "inc": 1, "sent": t + timedelta(seconds=2),
                         "ext": "<m1@example.org>", "item_id": iid, "channel": "email"}], 2)
 tokens.secret_key(engine, None)
