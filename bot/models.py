@@ -145,8 +145,10 @@ class Outcome(TypedDict, total=False):
 
     id: int
     state: DeliveryState
-    item_id: int | None
+    item_id: int | None  # the row's group (the summary counts per group): item or digest, channel, revision
+    digest_id: int | None
     channel: str
+    revision: int
     inc: int  # attempts to add
     error: str | None
     next: datetime | None  # next attempt

@@ -86,7 +86,16 @@ def delivery_config(tmp_path, smtp_server):
 
 @pytest.fixture
 def delivery_engine(delivery_config):
-    """The migrated SQLite database of delivery_config."""
+    """The migrated SQLite database of delivery_config; at the end, the summary must match the rows."""
     engine = open_db(delivery_config.database_url)
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
+
+
+def assert_summary_in_step(engine) -> None:
+    """Every group's live counts equal its rows (the invariant every delivery write keeps)."""
+    from bot.store import summary
+
+    with engine.connect() as conn:
+        assert summary.verify(conn) == {}

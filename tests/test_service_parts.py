@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from bot import logs
 from bot.service.scheduler import Jobs, Scheduler
-from bot.store import maintenance
+from bot.store import maintenance, outbox
 from bot.store.db import utcnow
 from bot.store.lock import InstanceLock, lock_path
 from bot.store.schema import deliveries, digests, items, sources
@@ -90,9 +90,10 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
     fresh = add_item(svc_engine, src, "fresh", now)
     relisted = add_item(svc_engine, src, "relisted", old, published_at=now - timedelta(days=2))
     with svc_engine.begin() as conn:
-        for item_id, state in ((old_item, "sent"), (old_pending, "retry"), (fresh, "sent")):
-            conn.execute(deliveries.insert().values(item_id=item_id, channel="email", recipient=str(sub),
-                                                    subscriber_id=sub, state=state, created_at=old))
+        # The pending row is the newest: the newest delivery row is never pruned (its id must not come back).
+        for item_id, state in ((old_item, "sent"), (fresh, "sent"), (old_pending, "retry")):
+            outbox.insert_rows(conn, [dict(item_id=item_id, channel="email", recipient=str(sub),
+                                           subscriber_id=sub, state=state, created_at=old)])
         conn.execute(digests.insert().values(run_key="2026-01-01", created_at=old))
     counts = maintenance.prune(svc_engine, 90, now)
     with svc_engine.connect() as conn:
@@ -128,8 +129,8 @@ def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
     add_item(svc_engine, src, "plain", now)
     queued = add_item(svc_engine, src, "queued", now, is_flash=True)
     with svc_engine.begin() as conn:
-        conn.execute(deliveries.insert().values(item_id=queued, channel="email", recipient=str(sub),
-                                                subscriber_id=sub, state="pending", created_at=now))
+        outbox.insert_rows(conn, [dict(item_id=queued, channel="email", recipient=str(sub),
+                                       subscriber_id=sub, state="pending", created_at=now)])
     assert maintenance.orphaned_alerts(svc_engine, 90, now) == [orphan, approved]
 
 

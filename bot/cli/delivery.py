@@ -1,4 +1,5 @@
-"""`flashbot deliveries` (what happened to every message) and `flashbot preview ITEM` (rendered output)."""
+"""`flashbot deliveries` (what happened to every message), `flashbot compact` (the log's housekeeping now)
+and `flashbot preview ITEM` (rendered output)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -27,7 +28,7 @@ def deliveries(
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
     from bot.store import channels as channel_store
-    from bot.store import outbox
+    from bot.store import delivery_log, outbox
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
@@ -37,7 +38,7 @@ def deliveries(
         out.print(f"channel {resume} resumed" if resumed else f"channel {resume} was not paused", highlight=False)
     if retry:
         out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
-    _counts_table(outbox.counts(engine, item_id=item))
+    _counts_table(delivery_log.counts(engine, item_id=item))
     for ch in channel_store.channel_states(engine):
         if ch["paused"]:
             out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
@@ -45,7 +46,7 @@ def deliveries(
     off = cfg.channels_off()
     if off:
         out.print(f"off (no config section): {', '.join(off)}", highlight=False)
-    rows = outbox.failures(engine, limit=limit, item_id=item)
+    rows = delivery_log.failures(engine, limit=limit, item_id=item)
     if not rows:
         out.print("no failures")
         return
@@ -126,7 +127,41 @@ def preview(
         out.print(str(path), highlight=False, soft_wrap=True)
 
 
+def compact(
+    ctx: typer.Context,
+    vacuum: bool = typer.Option(False, "--vacuum", help="Also rewrite the file once (VACUUM) so it can shrink "
+                                "from now on; needs free disk the size of the file and blocks writers meanwhile."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Rows per transaction (default: sized to hold the "
+                              "database lock about 50 ms at a time)."),
+) -> None:
+    """Compact the delivery log and prune now (what `flashbot run` does every hour), then give freed space back."""
+    from bot.store import compaction, maintenance
+
+    st = state(ctx)
+    cfg, engine = st.config, st.engine
+    pacer = compaction.Pacer(batch=batch, smallest=batch, largest=batch) if batch else compaction.Pacer()
+    report = compaction.compact(engine, cfg.delivery.detail_days, pacer=pacer)
+    out.print(f"compacted {report.rows} deliveries of {report.groups} alert or digest groups older than "
+              f"{cfg.delivery.detail_days} days ({report.batches} batches, longest {report.slowest_batch_s:.3f} s)", highlight=False)
+    pruned = maintenance.prune(engine, cfg.bot.retention_days, pacer=pacer)
+    out.print(f"pruned after {cfg.bot.retention_days} days: {pruned['deliveries']} deliveries, {pruned['items']} items, "
+              f"{pruned['digests']} digest runs", highlight=False)
+    if vacuum:
+        done = maintenance.vacuum(engine)
+        if done:
+            out.print(f"vacuumed: {done['bytes_before']:,} → {done['bytes_after']:,} bytes; freed space is now "
+                      "handed back after each compaction", highlight=False)
+        return
+    freed = maintenance.reclaim(engine)
+    if freed.get("vacuum_needed"):
+        out.print(f"{freed['free_pages']} free pages are kept for reuse: this file predates incremental "
+                  "auto_vacuum; run `flashbot compact --vacuum` once to let it shrink", highlight=False)
+    elif freed:
+        out.print(f"freed {freed['freed_pages']} pages", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `deliveries` and `preview` to the CLI."""
+    """Add `deliveries`, `compact` and `preview` to the CLI."""
     app.command()(deliveries)
+    app.command()(compact)
     app.command()(preview)

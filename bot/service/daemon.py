@@ -14,9 +14,9 @@ from starlette.routing import Mount
 from bot import digest, logs, pipeline
 from bot.ingest import websub
 from bot.web import websub as websub_routes
-from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals
+from bot.service.runtime import Runtime, StartupError, housekeeping, install_signals, open_runtime, remove_signals
 from bot.service.scheduler import Jobs, Scheduler
-from bot.store import maintenance, ratelimit
+from bot.store import maintenance
 from bot.store.lock import InstanceLock, lock_path
 
 __all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "serve"]
@@ -30,16 +30,6 @@ class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
         yield
-
-
-async def housekeeping(cfg, engine) -> dict:
-    """Prune old items, finished deliveries and rate-limit events; queue alerts left unqueued."""
-    counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
-    counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
-    # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
-    counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
-    logs.event(log, "housekeeping", **counts)
-    return counts
 
 
 def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> Starlette:

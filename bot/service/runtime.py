@@ -15,6 +15,7 @@ from bot.delivery.channels.base import ChannelPaused, PermanentError
 from bot.ingest import poll as ingest
 from bot.render.renderer import Renderer
 from bot.ingest.fetch import make_client
+from bot.store import compaction, maintenance, ratelimit
 from bot.store.lock import InstanceLock, lock_path
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,25 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
         lock.release()
         raise
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
+
+
+async def housekeeping(cfg, engine) -> dict:
+    """Compact the delivery log, prune old items, deliveries and rate-limit events, give freed pages
+    back to the file system; queue alerts left unqueued. Every write is a short batch."""
+    report = await asyncio.to_thread(compaction.compact, engine, cfg.delivery.detail_days)
+    counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
+    counts.update(compacted=report.rows, compacted_groups=report.groups, slowest_batch_s=report.slowest_batch_s)
+    counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
+    # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
+    counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
+    counts.update(await asyncio.to_thread(maintenance.reclaim, engine))
+    logs.event(log, "housekeeping", **counts)
+    if counts.get("vacuum_needed"):
+        logs.event(log, "vacuum_needed", logging.WARNING, free_pages=counts["free_pages"],
+                   hint="this database file predates incremental auto_vacuum: its free pages are reused but "
+                        "never returned; run `flashbot compact --vacuum` once (rewrites the file)")
+    maintenance.mark_housekeeping(engine)
+    return counts
 
 
 def install_signals(stop: asyncio.Event) -> list:

@@ -5,15 +5,34 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, String, Text, create_engine, event, inspect, select
 from sqlalchemy.exc import OperationalError
 
+from bot.store import schema
 from bot.store.schema import SCHEMA_VERSION, meta, metadata
+
+
+def _v2(conn: Connection) -> None:
+    """The delivery log's summary tables (filled from the rows there are), bounce outcome columns,
+    and the indexes of the failures pages, held alerts and digest items."""
+    from bot.store import summary
+
+    have = {c["name"] for c in inspect(conn).get_columns("deliveries")}
+    # The same columns as the bounce processing's step: whichever step runs first adds them.
+    for name, type_ in (("outcome", String(16)), ("outcome_at", schema.UTCDateTime()), ("diagnostic", Text())):
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE deliveries ADD COLUMN {name} {type_.compile(dialect=conn.dialect)}")
+    for table in (schema.delivery_groups, schema.delivery_counts, schema.delivery_folds, schema.subscriber_counts):
+        table.create(conn, checkfirst=True)
+    for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes):
+        index.create(conn, checkfirst=True)
+    summary.rebuild(conn)
+
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
 
 
 def utcnow() -> datetime:
@@ -23,6 +42,10 @@ def utcnow() -> datetime:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    # Freed pages can be handed back to the file system (compaction does, bot/store/compaction.py).
+    # Only a new file takes it here (before WAL writes its first page); an older file needs one
+    # VACUUM (`flashbot compact --vacuum`), until which SQLite reuses the free pages instead.
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash intact

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.store import summary
 from bot.store.schema import deliveries, digest_items, digests, items, meta, sources, subscribers
 
 DIGEST_MODES = ("digest", "both")
@@ -93,6 +94,7 @@ def queue_subscriber_digests(conn: Connection, digest_id: int, todo: list[tuple[
             for sid, _ in todo]
     stmt = insert(deliveries).returning(deliveries.c.id, deliveries.c.subscriber_id, sort_by_parameter_order=True)
     delivery_of = {r.subscriber_id: r.id for r in conn.execute(stmt, rows)}
+    summary.queued(conn, (None, digest_id, "email", 0), len(delivery_of), now)
     conn.execute(insert(digest_items), [
         {"subscriber_id": sid, "item_id": i, "delivery_id": delivery_of[sid]} for sid, ids in todo for i in ids])
 

@@ -1,17 +1,18 @@
 """The outbox: every database side effect of delivery (queue, claim, record, recover, report)."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy import Engine, String, and_, bindparam, case, cast, func, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
+from bot.store import summary
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
-from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
+from bot.store.schema import UTCDateTime, deliveries, delivery_groups, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again
@@ -38,7 +39,9 @@ def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: date
     ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
     stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
-    return conn.execute(stmt).rowcount or 0
+    n = conn.execute(stmt).rowcount or 0
+    summary.queued(conn, (item_id, None, "email", revision), n, now)
+    return n
 
 
 def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
@@ -56,25 +59,45 @@ def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
 
 
 def insert_rows(conn, rows: list[dict]) -> int:
-    """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent)."""
-    if not rows:
-        return 0
-    return conn.execute(_insert(conn).on_conflict_do_nothing(), rows).rowcount or 0
+    """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent).
+
+    One statement per group and state, so the summary counts exactly the rows each one inserted."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        full = {"item_id": None, "digest_id": None, "revision": 0, "state": DeliveryState.PENDING, **r}
+        groups[(summary.key_of(full), str(full["state"]))].append(full)
+    total = 0
+    for (key, state), batch in groups.items():
+        n = conn.execute(_insert(conn).on_conflict_do_nothing(), batch).rowcount or 0
+        summary.queued(conn, key, n, max(r.get("created_at") or utcnow() for r in batch), state)
+        total += n
+    return total
 
 
 def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int:
-    """Correction rows for everyone (every channel) whose original alert is not cancelled/failed."""
+    """Correction rows for everyone (every channel) whose original alert is not cancelled/failed.
+
+    Recipients whose original row was compacted (older than `delivery.detail_days`) get none: a
+    Telegram post (its row is never compacted) is still edited."""
     orig = deliveries.alias("orig")
     active_or_channel = or_(orig.c.subscriber_id.is_(None), S.status == "active")
-    src = (
-        select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
-               literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
-        .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
-        .where(orig.c.item_id == item_id, orig.c.revision == 0, orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
-        .order_by(orig.c.id)
-    )
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
-    return conn.execute(_insert(conn).from_select(cols, src).on_conflict_do_nothing()).rowcount or 0
+    channels = conn.execute(select(delivery_groups.c.channel).where(
+        delivery_groups.c.item_id == item_id, delivery_groups.c.revision == 0).order_by(delivery_groups.c.channel)).scalars().all()
+    total = 0
+    for channel in channels:  # one statement per channel: the summary counts each group's rows
+        src = (
+            select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
+                   literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
+            .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
+            .where(orig.c.item_id == item_id, orig.c.channel == channel, orig.c.revision == 0,
+                   orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
+            .order_by(orig.c.id)
+        )
+        n = conn.execute(_insert(conn).from_select(cols, src).on_conflict_do_nothing()).rowcount or 0
+        summary.queued(conn, (item_id, None, channel, revision), n, now)
+        total += n
+    return total
 
 
 def load_item(conn, item_id: int) -> dict | None:
@@ -109,7 +132,9 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
             if conn.dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
             stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state=DeliveryState.SENDING).returning(*_RETURNED)
-            claimed.extend(dict(r) for r in conn.execute(stmt).mappings())
+            got = [dict(r) for r in conn.execute(stmt).mappings()]
+            summary.moved(conn, Counter((summary.key_of(r), state, DeliveryState.SENDING) for r in got))
+            claimed.extend(got)
         _attach_subscribers(conn, claimed)
     claimed.sort(key=lambda r: r["id"])
     return claimed
@@ -166,7 +191,7 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}
 
 
-_SET = update(deliveries).where(D.id == bindparam("_id")).values(
+_SET = update(deliveries).where(D.id == bindparam("_id"), D.state == DeliveryState.SENDING).values(
     state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"),
     next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
     external_id=func.coalesce(bindparam("_ext", type_=String()), D.external_id),
@@ -178,18 +203,34 @@ _SET = update(deliveries).where(D.id == bindparam("_id")).values(
 def record(engine: Engine, results: list[Outcome], bounce_limit: int) -> list[int]:
     """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
 
-    Each result: id, state, inc (attempts to add), error, next, sent, ext, and optionally item_id/channel
-    (latency trail) and bounce_subscriber (a hard bounce to count).
+    Each result: id, state, inc (attempts to add), error, next, sent, ext, its group (item_id, digest_id,
+    channel, revision: the summary and the latency trail) and optionally bounce_subscriber (a hard
+    bounce to count). Only rows still `sending` (claimed) change.
     """
     if not results:
         return []
     params = [{"_id": r["id"], "_state": r["state"], "_inc": r.get("inc", 0), "_error": r.get("error"),
                "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
     with engine.begin() as conn:
-        conn.execute(_SET, params)
+        changed = conn.execute(_SET, params).rowcount
+        _summarize(conn, results, changed)
         _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
         bounced = [r for r in results if r.get("bounce_subscriber")]
         return _bounces(conn, bounced, bounce_limit) if bounced else []
+
+
+def _summarize(conn, results: list[Outcome], changed: int) -> None:
+    keys = {r["id"]: (r.get("item_id"), r.get("digest_id"), r["channel"], r.get("revision") or 0) for r in results}
+    if changed != len(results):
+        # Some row was no longer `sending` (changed by another process): count those groups from their rows.
+        summary.rebuild(conn, {summary.subject(k[0], k[1]) for k in keys.values()})
+        return
+    summary.moved(conn, Counter((keys[r["id"]], DeliveryState.SENDING, r["state"]) for r in results))
+    times: dict[tuple, list[datetime]] = defaultdict(list)
+    for r in results:
+        if r["state"] == DeliveryState.SENT and r.get("sent"):
+            times[keys[r["id"]]].append(r["sent"])
+    summary.sends(conn, times)
 
 
 def _latency(conn, sent: list[dict]) -> None:
@@ -214,19 +255,16 @@ def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
     over = [row[0] for row in conn.execute(select(S.id).where(S.id.in_(ids), S.bounces >= limit, S.status == "active"))]
     if over:
         conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
-        conn.execute(update(deliveries).where(D.subscriber_id.in_(over), D.state.in_(DUE_STATES))
-                     .values(state=DeliveryState.CANCELLED, last_error="subscriber suppressed after hard bounces"))
+        summary.move(conn, D.subscriber_id.in_(over), DUE_STATES, state=DeliveryState.CANCELLED,
+                     last_error="subscriber suppressed after hard bounces")
     return over
 
 
 def recover(engine: Engine, now: datetime | None = None) -> int:
     """Rows left in 'sending' by a crash become due retries (they are the only possible duplicates)."""
     with engine.begin() as conn:
-        return conn.execute(
-            update(deliveries).where(D.state == DeliveryState.SENDING).values(
-                state=DeliveryState.RETRY, attempts=D.attempts + 1, next_attempt_at=now or utcnow(),
-                last_error="interrupted while sending (process stopped); sent again")
-        ).rowcount or 0
+        return summary.move(conn, true(), [DeliveryState.SENDING], state=DeliveryState.RETRY, attempts=D.attempts + 1,
+                            next_attempt_at=now or utcnow(), last_error="interrupted while sending (process stopped); sent again")
 
 
 def next_due(engine: Engine, channels: Iterable[str] = ("email", "telegram")) -> datetime | None:
@@ -242,8 +280,8 @@ def cancel_item(engine: Engine, item_id: int) -> int:
     """Stop an alert: the item is marked cancelled and its unsent rows cancelled; returns rows cancelled."""
     with engine.begin() as conn:
         set_alert_state(conn, item_id, AlertState.CANCELLED)
-        return conn.execute(update(deliveries).where(D.item_id == item_id, D.state.in_(DUE_STATES))
-                            .values(state=DeliveryState.CANCELLED, last_error="alert cancelled by an operator")).rowcount or 0
+        return summary.move(conn, D.item_id == item_id, DUE_STATES, state=DeliveryState.CANCELLED,
+                            last_error="alert cancelled by an operator")
 
 
 def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
@@ -257,41 +295,5 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
         return 0
     left = select(S.id).where(S.status != "active")
     with engine.begin() as conn:
-        return conn.execute(
-            update(deliveries).where(D.id.in_(ids), D.state.in_(RETRYABLE))
-            .where(or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left)))
-            .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())).rowcount or 0
-
-
-def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
-    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count."""
-    q = (select(D.item_id, D.digest_id, items.c.title, D.channel, D.state, func.count().label("count"))
-         .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
-         .group_by(D.item_id, D.digest_id, items.c.title, D.channel, D.state)
-         .order_by(D.item_id.desc(), D.digest_id.desc(), D.channel, D.state))
-    if since is not None:
-        q = q.where(D.created_at >= since)
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def failures(engine: Engine, limit: int = 50, offset: int = 0, item_id: int | None = None,
-             states: Iterable[str] = RETRYABLE) -> list[dict]:
-    """Latest rows in `states` (newest first) with their errors, item title and recipient address (never a token)."""
-    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.kind, D.state, D.attempts, D.last_error,
-                D.next_attempt_at, D.created_at, items.c.title, S.email,
-                func.coalesce(S.email, D.recipient).label("recipient"))
-         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id).outerjoin(items, items.c.id == D.item_id))
-         .where(D.state.in_(list(states))).order_by(D.id.desc()).limit(limit).offset(offset))
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def count_in_states(engine: Engine, states: Iterable[str]) -> int:
-    """How many rows are in `states` (the failures page's total)."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(deliveries).where(D.state.in_(list(states)))).scalar_one()
+        return summary.move(conn, and_(D.id.in_(ids), or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left))),
+                            RETRYABLE, state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())

@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, literal_column,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration in bot/store/migrate.py.
-SCHEMA_VERSION = 1
+# Bump with every migration step in bot/store/db.py.
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator):
@@ -111,6 +111,7 @@ items = Table(
     _ts("last_email_at"),
     UniqueConstraint("source_id", "key", name="uq_items_source_key"),
     Index("ix_items_detected", "detected_at"),
+    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v2)
     Index("ix_items_norm_title", "norm_title"),
 )
 
@@ -160,10 +161,20 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
+    # What happened after the hand-off: bounced | soft-bounced | complained, with when and why (v2; the
+    # bounce processing fills them). A row with an outcome is never compacted before retention_days.
+    Column("outcome", String(16)),
+    _ts("outcome_at"),
+    Column("diagnostic", Text),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
+    # The failures pages, newest first, overall and per alert: only failed rows are in them (v2).
+    Index("ix_deliveries_failed", "state", "id", sqlite_where=literal_column("state = 'failed'"),
+          postgresql_where=literal_column("state = 'failed'")),
+    Index("ix_deliveries_failed_item", "item_id", "state", "id", sqlite_where=literal_column("state = 'failed'"),
+          postgresql_where=literal_column("state = 'failed'")),
 )
 
 # Which items went into which subscriber's digest: an item at most once per subscriber.
@@ -173,6 +184,66 @@ digest_items = Table(
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v2).
+    Index("ix_digest_items_delivery", "delivery_id"),
+)
+
+# The delivery log's numbers, kept in step with every state change in the same transaction (v2), so
+# that no page counts the log and compaction, which deletes finished rows, changes no number.
+# One group per alert (or correction, or digest run) and channel: when it was queued, its sends, and
+# the latency histogram of its sends; delivery_counts holds how many of its rows are in each state.
+delivery_groups = Table(
+    "delivery_groups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subject", Integer, nullable=False),  # the item id, or minus the digest id
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE")),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE")),
+    Column("channel", String(32), nullable=False),
+    Column("revision", Integer, nullable=False, default=0),
+    _ts("created_at"),  # its first row was queued
+    _ts("last_row_at"),  # its latest row was queued
+    _ts("first_at"),  # first send
+    _ts("last_at"),  # latest send
+    Column("latency", JSON),  # {"<bucket upper bound in s>": sends}: queued → sent
+    _ts("compacted_at"),  # when compaction last swept its rows
+    UniqueConstraint("subject", "channel", "revision", name="uq_delivery_groups"),
+    Index("ix_delivery_groups_item", "item_id"),
+    Index("ix_delivery_groups_digest", "digest_id"),
+    Index("ix_delivery_groups_created", "created_at"),
+)
+
+delivery_counts = Table(
+    "delivery_counts", metadata,
+    Column("group_id", Integer, ForeignKey("delivery_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False, default=0),  # rows in this state, compacted ones included
+    Column("folded", Integer, nullable=False, default=0),  # of which compacted: counted, no row left
+    sqlite_with_rowid=False,
+)
+
+# Who got the compacted rows of a group in one state: (delivery id, subscriber id) pairs sorted by
+# delivery id, as zlib-compressed varint deltas (a bounce naming a compacted delivery id is still
+# attributed to its subscriber and alert). A chunk spans at most FOLD_SPAN delivery ids.
+delivery_folds = Table(
+    "delivery_folds", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("group_id", Integer, ForeignKey("delivery_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("first_id", Integer, nullable=False),
+    Column("last_id", Integer, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_delivery_folds_first", "first_id"),
+)
+
+# Per subscriber and state: compacted deliveries (their rows are gone; `subscribers show` adds them).
+subscriber_counts = Table(
+    "subscriber_counts", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("state", String(16), primary_key=True),
+    Column("n", Integer, nullable=False, default=0),
+    sqlite_with_rowid=False,
 )
 
 # Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).

@@ -9,8 +9,9 @@ from sqlalchemy import Engine, and_, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
+from bot.store import summary
 from bot.store.db import utcnow
-from bot.store.schema import deliveries, items, subscribers
+from bot.store.schema import deliveries, items, subscriber_counts, subscribers
 
 MODES = ("instant", "digest", "both")
 LANGUAGES = ("fr", "en")
@@ -88,11 +89,8 @@ def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None
 
 def _cancel_deliveries(conn, subscriber_id: int) -> int:
     # Queued and retrying messages must never go out after an unsubscription.
-    res = conn.execute(update(deliveries)
-                       .where(deliveries.c.subscriber_id == subscriber_id,
-                              deliveries.c.state.in_(("pending", "retry")))
-                       .values(state="cancelled", last_error="subscriber left", next_attempt_at=None))
-    return res.rowcount
+    return summary.move(conn, deliveries.c.subscriber_id == subscriber_id, ("pending", "retry"),
+                        state="cancelled", last_error="subscriber left", next_attempt_at=None)
 
 
 def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
@@ -158,8 +156,12 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
                    deliveries.c.item_id, items.c.title)
             .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id))
             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id)).mappings().all()
+        compacted = dict(conn.execute(select(subscriber_counts.c.state, subscriber_counts.c.n)
+                                      .where(subscriber_counts.c.subscriber_id == subscriber_id, subscriber_counts.c.n > 0)).all())
     row.pop("token_nonce", None)
-    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows]}
+    # Deliveries older than `delivery.detail_days` are compacted: only their number per state is kept.
+    return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows],
+            "compacted_deliveries": compacted}
 
 
 def _jsonable(d: dict) -> dict:
@@ -285,8 +287,13 @@ def counts(engine: Engine) -> dict[str, dict[str, int]]:
 
 
 def delivery_counts(engine: Engine, subscriber_id: int) -> dict[str, int]:
-    """{state: n} of one subscriber's deliveries."""
+    """{state: n} of one subscriber's deliveries: the rows there are plus the compacted ones."""
     with engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.state, func.count()).where(deliveries.c.subscriber_id == subscriber_id)
                             .group_by(deliveries.c.state)).all()
-    return {s: n for s, n in rows}
+        folded = conn.execute(select(subscriber_counts.c.state, subscriber_counts.c.n)
+                              .where(subscriber_counts.c.subscriber_id == subscriber_id)).all()
+    out: dict[str, int] = {}
+    for state, n in (*rows, *folded):
+        out[state] = out.get(state, 0) + n
+    return {s: n for s, n in out.items() if n}

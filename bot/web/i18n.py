@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 from markupsafe import Markup
 
+from bot.web.i18n_alert import ALERT_VIEW
+
 FR: dict[str, str] = {
     "signup_title": "Inscrivez-vous à la newsletter",
     "signup_intro": "Recevez les alertes Flash Info dès qu'elles tombent et/ou notre sélection quotidienne.",
@@ -270,7 +272,7 @@ ADMIN: dict[str, tuple[str, str]] = {
     "origin_web": ("site", "web"), "origin_operator": ("opérateur", "operator"), "origin_import": ("import", "import"),
     "websub_pending": ("en attente", "pending"), "websub_active": ("actif", "active"), "websub_denied": ("refusé", "denied"),
 }
-for _key, (_fr, _en) in ADMIN.items():
+for _key, (_fr, _en) in {**ADMIN, **ALERT_VIEW}.items():
     FR[_key], EN[_key] = _fr, _en
 
 CATALOGS = {"fr": FR, "en": EN}
