@@ -1,0 +1,91 @@
+"""The delivery summary: filled from the rows of a database older than it (schema v1 → v2), kept in step by the
+bulk writers, latency percentiles from its histogram, and the compacted chunks' encoding."""
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+
+from bot.store import compaction, delivery_log, open_db, outbox, summary, utcnow
+from bot.store import subscribers as subs
+from bot.store.schema import SCHEMA_VERSION, delivery_groups, meta
+from fixtures_delivery import add_item, add_subscribers
+
+V1 = Path(__file__).parent / "schema" / "v1.sql"
+
+
+def test_v1_database_is_migrated_and_its_rows_summarized(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(V1.read_text())
+        now = utcnow().replace(tzinfo=None)
+        raw.execute("INSERT INTO sources (id, name, url, interval, all_flash, respect_ttl, alert_on_first_poll, origin, "
+                    "paused, baselined, consecutive_failures) VALUES (1, 's', 'http://x', 60, 0, 0, 0, 'config', 0, 1, 0)")
+        raw.execute("INSERT INTO items (id, source_id, key, title, headline, categories, content_hash, revision, is_flash, "
+                    "baseline, alert_state, also_sources, norm_title, detected_at) "
+                    "VALUES (7, 1, 'k', 't', 't', '[]', 'h', 0, 1, 0, 'queued', '[]', 't', ?)", (now,))
+        for i, (state, sent) in enumerate([("sent", 3), ("sent", 40), ("failed", None), ("pending", None)]):
+            raw.execute("INSERT INTO deliveries (item_id, channel, recipient, revision, kind, state, attempts, created_at, "
+                        "sent_at) VALUES (7, 'email', ?, 0, 'alert', ?, 1, ?, ?)",
+                        (str(i), state, now, now + timedelta(seconds=sent) if sent else None))
+    engine = open_db(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        assert conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == str(SCHEMA_VERSION)
+        assert {"outcome", "outcome_at", "diagnostic"} <= {c["name"] for c in inspect(conn).get_columns("deliveries")}
+        assert summary.verify(conn) == {}
+        group = conn.execute(select(delivery_groups)).mappings().one()
+    assert {r["state"]: r["count"] for r in delivery_log.counts(engine, item_id=7)} == {"sent": 2, "failed": 1, "pending": 1}
+    assert group["latency"] == {"5": 1, "60": 1} and (group["last_at"] - group["first_at"]).total_seconds() == 37
+    assert delivery_log.alert(engine, 7)["groups"][0]["percentiles"] == {50: 5.0, 90: 60.0, 99: 60.0}
+    engine.dispose()
+
+
+def test_bulk_writers_keep_the_summary_in_step(tmp_path):
+    engine = open_db(f"sqlite:///{tmp_path / 's.db'}")
+    item = add_item(engine)
+    ids = add_subscribers(engine, [f"s{i}@example.net" for i in range(6)])
+    with engine.begin() as conn:
+        outbox.insert_rows(conn, [{"item_id": item, "channel": "email", "recipient": str(s), "subscriber_id": s,
+                                   "created_at": utcnow(), "next_attempt_at": utcnow()} for s in ids])
+    claimed = outbox.claim(engine, 2)
+    assert len(claimed) == 2 and outbox.recover(engine) == 2  # sending → retry
+    subs.unsubscribe(engine, ids[2])  # its pending row is cancelled
+    assert outbox.cancel_item(engine, item) == 5
+    with engine.connect() as conn:
+        assert summary.verify(conn) == {}
+    assert {r["state"]: r["count"] for r in delivery_log.counts(engine)} == {"cancelled": 6}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("hist,expected", [
+    (None, {50: None, 90: None}),
+    ({"1": 1}, {50: 1.0, 90: 1.0}),
+    ({"1": 50, "5": 40, "60": 10}, {50: 1.0, 90: 5.0}),
+    ({"2": 1, "inf": 1}, {50: 2.0, 90: float("inf")}),
+])
+def test_percentiles_from_the_histogram(hist, expected):
+    assert {p: delivery_log.percentile(hist, p) for p in (50, 90)} == expected
+
+
+@pytest.mark.parametrize("pairs", [
+    [(1, 1)],
+    [(10, 5), (11, 3), (12, 900000), (40000, 1)],
+    sorted((i * 3, random.Random(i).randrange(1, 10**6)) for i in range(1, 5000)),
+])
+def test_fold_chunks_round_trip(pairs):
+    assert compaction.decode(compaction.encode(pairs)) == pairs
+
+
+def test_a_million_recipients_fold_into_little():
+    # Consecutive delivery ids, subscriber ids with gaps (unsubscribed people between them).
+    rng = random.Random(17)
+    sid, pairs = 0, []
+    for did in range(1, 1_000_001):
+        sid += 1 + (rng.random() < 0.15) * rng.randrange(1, 4)
+        pairs.append((did, sid))
+    size = sum(len(compaction.encode(pairs[i:i + 5000])) for i in range(0, len(pairs), 5000))
+    assert size < 1_000_000  # well under a byte per recipient (the bench measures the whole file)
