@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-import io
+import json
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -117,56 +117,34 @@ def show(ctx: typer.Context, email: str) -> None:
     out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False, soft_wrap=True)
 
 
-def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple[int, str]]]:
-    """Valid, deduplicated records and (line, reason) rejects from CSV text with an `email` column."""
-    reader = csv.DictReader(io.StringIO(text))
-    fields = {(f or "").strip().lower(): f for f in (reader.fieldnames or [])}
-    if "email" not in fields:
-        raise ValueError("no 'email' column in the header line")
-    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics")}
-    records, rejects, seen = [], [], {}
-    for row in reader:
-        line = reader.line_num
-        get = lambda k: (row.get(col[k]) or "").strip() if col[k] else ""  # noqa: E731
-        try:
-            email = subs.normalize_email(get("email"))
-        except subs.InvalidAddress as exc:
-            rejects.append((line, f"{get('email')!r}: {exc}"))
-            continue
-        mode, language = get("mode").lower() or "both", get("language").lower() or default_language
-        if mode not in subs.MODES:
-            rejects.append((line, f"unknown mode {mode!r} (instant, digest or both)"))
-        elif language not in subs.LANGUAGES:
-            rejects.append((line, f"unknown language {language!r} (fr or en)"))
-        elif email in seen:
-            rejects.append((line, f"duplicate of line {seen[email]}"))
-        else:
-            seen[email] = line
-            records.append({"email": email, "mode": mode, "language": language, "topics": subs.normalize_topics(get("topics"))})
-    return records, rejects
-
-
 @sub_app.command("import")
 def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics).")) -> None:
-    """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched."""
+    """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched.
+
+    The file is streamed (bot/cli/csvimport.py): memory stays flat whatever its size."""
+    from bot.cli import csvimport
+
     st = state(ctx)
     try:
-        text = file.read_bytes().decode("utf-8-sig")
-        records, rejects = parse_rows(text, st.config.bot.language)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        total = csvimport.check(file)
+    except (OSError, csvimport.BadFile) as exc:
         err.print(f"{file}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    inserted = 0
+    inserted = valid = 0
+    rejects = csvimport.Rejects()
     columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("import", total=len(records))
-        for start in range(0, len(records), BATCH):
-            batch = records[start:start + BATCH]
-            inserted += subs.insert_many(st.engine, batch)
-            progress.advance(task, len(batch))
-    for line, reason in rejects:
-        err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
-    out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False, soft_wrap=True)
+    try:
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("import", total=total)
+            for records, read in csvimport.batches(file, st.config.bot.language, rejects, BATCH):
+                inserted += subs.insert_many(st.engine, records)
+                valid += len(records)
+                progress.advance(task, read)
+        for line, reason in rejects:
+            err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
+    finally:
+        rejects.close()
+    out.print(f"{inserted} added, {valid - inserted} already known, {rejects.count} rejected", markup=False, soft_wrap=True)
 
 
 @sub_app.command("export")
@@ -180,10 +158,14 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
     try:
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
-        for r in subs.iter_all(engine, status):
-            writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
-                             r["created_at"].isoformat() if r["created_at"] else "",
-                             r["confirmed_at"].isoformat() if r["confirmed_at"] else ""])
+        topics: dict[str, str] = {}  # topic lists repeat: each distinct JSON text is decoded once
+        for email, st_, mode, lang, raw, origin, created, confirmed in subs.export_rows(engine, status):
+            if (joined := topics.get(raw)) is None:
+                joined = ";".join(json.loads(raw or "[]") or [])
+                if len(topics) < 4096:
+                    topics[raw] = joined
+            writer.writerow([email, st_, mode, lang, joined, origin, created.isoformat() if created else "",
+                             confirmed.isoformat() if confirmed else ""])
             n += 1
     finally:
         if file:
