@@ -180,7 +180,7 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     for i in range(0, len(delivery_ids), 900):
         q = (select(digest_items.c.delivery_id, digest_items.c.item_id)
              .where(digest_items.c.delivery_id.in_(delivery_ids[i:i + 900])).order_by(digest_items.c.item_id))
-        for d, item_id in conn.execute(q):
+        for d, item_id in conn.execute(q).all():  # fetched at once: cheaper per row than iterating the cursor
             lists[d].append(item_id)
     wanted = sorted({i for ids in lists.values() for i in ids})
     found: dict[int, dict] = {}
