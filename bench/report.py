@@ -49,6 +49,7 @@ def _machine(m: dict) -> list[str]:
 
 def write(results: dict, path: Path) -> Path:
     """Render the whole BENCHMARKS.md and return its path."""
+    from . import report_scale
     from . import report_sections as rs
 
     mode = results["mode"]
@@ -64,6 +65,7 @@ def write(results: dict, path: Path) -> Path:
         *rs.polling(results.get("polling")), "",
         *rs.latency(results.get("latency")), "",
         *rs.digest(results.get("digest")), "",
+        *report_scale.scale(results.get("scale"), results.get("digest")), "",
     ]
     findings = ROOT / "bench" / "findings.md"
     if findings.exists():

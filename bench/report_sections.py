@@ -65,6 +65,9 @@ def targets(results: dict) -> list[str]:
         for ch in ("telegram", "email"):
             v = m.get(f"{ch}_p50")
             rows.append((f"Latency {mode} → first {ch}", goal, fmt(v, " s", 2), _cmp(v, lim, le=True)))
+    from .report_scale import targets as scale_targets
+
+    rows += scale_targets(results)
     out = ["| Target | Goal | Measured | Status |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {status(d)} |" for a, b, c, d in rows]
     if results["mode"] == "quick":
@@ -208,4 +211,9 @@ def digest(res: dict | None) -> list[str]:
             f"| {fmt(res.get('n'))} | {res.get('items_per_digest', '–')} | "
             f"{fmt(res.get('msg_per_s'))} | {fmt(res.get('wall_s'), ' s', 1)} | "
             f"{fmt(res.get('rss_mb'), ' MB', 1)} | {fmt(res.get('sink_received'))} |"]
+    worst = res.get("unique") or {}
+    if worst.get("msg_per_s"):
+        out.append(f"| {fmt(worst.get('n'))} (every list different) | {worst.get('items_per_digest', '–')} | "
+                   f"{fmt(worst.get('msg_per_s'))} | {fmt(worst.get('wall_s'), ' s', 1)} | "
+                   f"{fmt(worst.get('rss_mb'), ' MB', 1)} | {fmt(worst.get('sink_received'))} |")
     return out

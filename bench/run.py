@@ -17,6 +17,7 @@ SECTIONS = [
     ("polling", "bench.polling", "2. Polling"),
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
+    ("scale", "bench.scale", "5. Scale"),
 ]
 
 
