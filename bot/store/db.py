@@ -14,7 +14,7 @@ from bot.store.schema import SCHEMA_VERSION, meta, metadata
 
 def _v2(conn: Connection) -> None:
     """The delivery log's summary tables (filled from the rows there are), bounce outcome columns,
-    and the indexes of the failures pages, held alerts and digest items."""
+    and the indexes of the failures pages, held alerts, digest items and subscriber counts."""
     from bot.store import summary
 
     have = {c["name"] for c in inspect(conn).get_columns("deliveries")}
@@ -24,7 +24,8 @@ def _v2(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE deliveries ADD COLUMN {name} {type_.compile(dialect=conn.dialect)}")
     for table in (schema.delivery_groups, schema.delivery_counts, schema.delivery_folds, schema.subscriber_counts):
         table.create(conn, checkfirst=True)
-    for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes):
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_subscribers_status")  # (status) is the new index's prefix
+    for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes, *schema.subscribers.indexes):
         index.create(conn, checkfirst=True)
     summary.rebuild(conn)
 

@@ -132,7 +132,9 @@ subscribers = Table(
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
     _ts("last_digest_at"),
-    Index("ix_subscribers_status", "status"),
+    # The list filters and the counts by status and mode (/metrics, stats) read this index alone (v2;
+    # the same index as the operator-view branch's, by name and columns).
+    Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
 )
 
 digests = Table(
