@@ -12,7 +12,7 @@ from sqlalchemy import inspect, select
 
 from bot.store import compaction, delivery_log, open_db, outbox, summary, utcnow
 from bot.store import subscribers as subs
-from bot.store.schema import SCHEMA_VERSION, delivery_groups, meta
+from bot.store.schema import SCHEMA_VERSION, deliveries, delivery_groups, meta
 from fixtures_delivery import add_item, add_subscribers
 
 V1 = Path(__file__).parent / "schema" / "v1.sql"
@@ -89,3 +89,21 @@ def test_a_million_recipients_fold_into_little():
         pairs.append((did, sid))
     size = sum(len(compaction.encode(pairs[i:i + 5000])) for i in range(0, len(pairs), 5000))
     assert size < 1_000_000  # well under a byte per recipient (the bench measures the whole file)
+
+
+def test_an_outcome_for_a_row_changed_meanwhile_recounts_its_group(tmp_path):
+    engine = open_db(f"sqlite:///{tmp_path / 's.db'}")
+    item = add_item(engine)
+    ids = add_subscribers(engine, ["x@example.net", "y@example.net"])
+    with engine.begin() as conn:
+        outbox.insert_rows(conn, [{"item_id": item, "channel": "email", "recipient": str(s), "subscriber_id": s,
+                                   "created_at": utcnow(), "next_attempt_at": utcnow()} for s in ids])
+    claimed = outbox.claim(engine, 2)
+    with engine.begin() as conn:  # another process recovers one of them meanwhile
+        summary.move(conn, deliveries.c.id == claimed[0]["id"], ["sending"], state="retry")
+    outbox.record(engine, [{"id": r["id"], "state": "sent", "item_id": item, "digest_id": None, "channel": "email",
+                            "revision": 0, "sent": utcnow()} for r in claimed], 2)  # only the other one changes
+    with engine.connect() as conn:
+        assert summary.verify(conn) == {}
+    assert {r["state"]: r["count"] for r in delivery_log.counts(engine)} == {"retry": 1, "sent": 1}
+    engine.dispose()

@@ -120,6 +120,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
     now = now or utcnow()
     channels = sorted(channels)
     claimed: list[ClaimedRow] = []
+    moves: Counter = Counter()
     if not channels:
         return claimed
     with engine.begin() as conn:
@@ -133,8 +134,9 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
                 due = due.with_for_update(skip_locked=True)
             stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state=DeliveryState.SENDING).returning(*_RETURNED)
             got = [dict(r) for r in conn.execute(stmt).mappings()]
-            summary.moved(conn, Counter((summary.key_of(r), state, DeliveryState.SENDING) for r in got))
+            moves.update((summary.key_of(r), state, DeliveryState.SENDING) for r in got)
             claimed.extend(got)
+        summary.moved(conn, moves)
         _attach_subscribers(conn, claimed)
     claimed.sort(key=lambda r: r["id"])
     return claimed
@@ -213,24 +215,10 @@ def record(engine: Engine, results: list[Outcome], bounce_limit: int) -> list[in
                "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
     with engine.begin() as conn:
         changed = conn.execute(_SET, params).rowcount
-        _summarize(conn, results, changed)
+        summary.recorded(conn, results, changed)
         _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
         bounced = [r for r in results if r.get("bounce_subscriber")]
         return _bounces(conn, bounced, bounce_limit) if bounced else []
-
-
-def _summarize(conn, results: list[Outcome], changed: int) -> None:
-    keys = {r["id"]: (r.get("item_id"), r.get("digest_id"), r["channel"], r.get("revision") or 0) for r in results}
-    if changed != len(results):
-        # Some row was no longer `sending` (changed by another process): count those groups from their rows.
-        summary.rebuild(conn, {summary.subject(k[0], k[1]) for k in keys.values()})
-        return
-    summary.moved(conn, Counter((keys[r["id"]], DeliveryState.SENDING, r["state"]) for r in results))
-    times: dict[tuple, list[datetime]] = defaultdict(list)
-    for r in results:
-        if r["state"] == DeliveryState.SENT and r.get("sent"):
-            times[keys[r["id"]]].append(r["sent"])
-    summary.sends(conn, times)
 
 
 def _latency(conn, sent: list[dict]) -> None:

@@ -13,10 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, case, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.models import UNFINISHED_STATES
+from bot.models import UNFINISHED_STATES, DeliveryState
 from bot.store.schema import deliveries, delivery_counts, delivery_groups
 
 D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c
@@ -40,23 +40,44 @@ def _insert(conn: Connection, table):
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def group_ids(conn: Connection, keys: Iterable[Key], now: datetime | None = None) -> dict[Key, int]:
-    """{key: group id}; groups that do not exist yet are created (queued `now`)."""
+# Built once: every claim and every batch of outcomes runs them (the statements' construction cost as
+# much as their execution).
+_FIND = select(G.id, G.item_id, G.digest_id, G.channel, G.revision, G.created_at, G.first_at, G.last_at, G.latency).where(
+    tuple_(G.subject, G.channel, G.revision).in_(bindparam("keys", expanding=True)))
+_UPSERTS: dict[str, object] = {}
+
+
+def _upsert_counts(conn: Connection):
+    stmt = _UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        ins = _insert(conn, delivery_counts)
+        stmt = _UPSERTS[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=["group_id", "state"], set_={"n": C.n + ins.excluded.n, "folded": C.folded + ins.excluded.folded})
+    return stmt
+
+
+def groups(conn: Connection, keys: Iterable[Key], now: datetime | None = None, lock: bool = False) -> dict[Key, Row]:
+    """{key: its group row (id, created_at, first_at, last_at, latency)}; missing groups are created
+    (queued `now`). lock: the rows are read to be written (FOR UPDATE on PostgreSQL)."""
     keys = set(keys)
-    found: dict[Key, int] = {}
+    found: dict[Key, Row] = {}
     wanted = sorted({(subject(k[0], k[1]), k[2], k[3]) for k in keys})
     for i in range(0, len(wanted), 300):
-        q = select(G.id, G.item_id, G.digest_id, G.channel, G.revision).where(
-            tuple_(G.subject, G.channel, G.revision).in_(wanted[i:i + 300]))
-        for r in conn.execute(q):
-            found[(r.item_id, r.digest_id, r.channel, r.revision)] = r.id
+        q = _FIND.with_for_update() if lock and conn.dialect.name == "postgresql" else _FIND
+        for r in conn.execute(q, {"keys": wanted[i:i + 300]}):
+            found[(r.item_id, r.digest_id, r.channel, r.revision)] = r
     missing = [k for k in keys if k not in found]
     if missing:
         rows = [{"subject": subject(k[0], k[1]), "item_id": k[0], "digest_id": k[1], "channel": k[2],
                  "revision": k[3], "created_at": now, "last_row_at": now} for k in missing]
         conn.execute(_insert(conn, delivery_groups).on_conflict_do_nothing(), rows)
-        found.update(group_ids(conn, missing))  # they exist now: this finds them
+        found.update(groups(conn, missing, lock=lock))  # they exist now: this finds them
     return found
+
+
+def group_ids(conn: Connection, keys: Iterable[Key], now: datetime | None = None) -> dict[Key, int]:
+    """{key: group id}; groups that do not exist yet are created (queued `now`)."""
+    return {k: r.id for k, r in groups(conn, keys, now).items()}
 
 
 def _earliest(column, at: datetime):
@@ -72,11 +93,8 @@ def add(conn: Connection, deltas: Mapping[tuple[int, str], int], folded: Mapping
     folded = folded or {}
     rows = [{"group_id": g, "state": str(s), "n": deltas.get((g, s), 0), "folded": folded.get((g, s), 0)}
             for g, s in set(deltas) | set(folded) if deltas.get((g, s)) or folded.get((g, s))]
-    if not rows:
-        return
-    ins = _insert(conn, delivery_counts)
-    conn.execute(ins.on_conflict_do_update(index_elements=["group_id", "state"],
-                                           set_={"n": C.n + ins.excluded.n, "folded": C.folded + ins.excluded.folded}), rows)
+    if rows:
+        conn.execute(_upsert_counts(conn), rows)
 
 
 def queued(conn: Connection, key: Key, n: int, now: datetime, state: str = "pending") -> None:
@@ -89,16 +107,16 @@ def queued(conn: Connection, key: Key, n: int, now: datetime, state: str = "pend
     add(conn, {(gid, state): n})
 
 
-def moved(conn: Connection, moves: Mapping[tuple[Key, str, str], int]) -> None:
-    """Rows that went from one state to another: {(key, old state, new state): n}."""
+def moved(conn: Connection, moves: Mapping[tuple[Key, str, str], int], found: Mapping[Key, Row] | None = None) -> None:
+    """Rows that went from one state to another: {(key, old state, new state): n} (`found`: their groups, if looked up)."""
     moves = {m: n for m, n in moves.items() if n and m[1] != m[2]}
     if not moves:
         return
-    ids = group_ids(conn, {k for k, _, _ in moves})
+    found = found if found is not None else groups(conn, {k for k, _, _ in moves})
     deltas: Counter = Counter()
     for (key, old, new), n in moves.items():
-        deltas[(ids[key], str(old))] -= n
-        deltas[(ids[key], str(new))] += n
+        deltas[(found[key].id, str(old))] -= n
+        deltas[(found[key].id, str(new))] += n
     add(conn, deltas)
 
 
@@ -122,17 +140,14 @@ def bucket(seconds: float) -> str:
     return "inf"
 
 
-def sends(conn: Connection, times: Mapping[Key, list[datetime]]) -> None:
-    """Record sends (their times) in their groups: first/last send and the latency histogram."""
+def sends(conn: Connection, times: Mapping[Key, list[datetime]], found: Mapping[Key, Row] | None = None) -> None:
+    """Record sends (their times) in their groups: first/last send and the latency histogram
+    (`found`: their group rows, read with lock=True in this transaction)."""
     if not times:
         return
-    ids = group_ids(conn, times)
-    q = select(G.id, G.created_at, G.first_at, G.last_at, G.latency).where(G.id.in_(sorted(ids.values())))
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()  # the histogram is read, then written
-    groups = {r.id: r for r in conn.execute(q)}
+    found = found if found is not None else groups(conn, times, lock=True)
     for key, at in times.items():
-        g = groups[ids[key]]
+        g = found[key]
         hist = Counter(g.latency or {})
         if g.created_at is not None:
             hist.update(bucket((t - g.created_at).total_seconds()) for t in at)
@@ -140,6 +155,22 @@ def sends(conn: Connection, times: Mapping[Key, list[datetime]]) -> None:
         conn.execute(update(delivery_groups).where(G.id == g.id).values(
             latency=dict(hist), first_at=min(first, g.first_at) if g.first_at else first,
             last_at=max(last, g.last_at) if g.last_at else last))
+
+
+def recorded(conn: Connection, results: list[Mapping], changed: int) -> None:
+    """A batch of outcomes was written (`changed` rows of them were still `sending`): move their counts,
+    add their sends. Should a row have been changed by someone else meanwhile, its groups are recounted."""
+    keys = {r["id"]: (r.get("item_id"), r.get("digest_id"), r["channel"], r.get("revision") or 0) for r in results}
+    if changed != len(results):
+        rebuild(conn, {subject(k[0], k[1]) for k in keys.values()})
+        return
+    found = groups(conn, set(keys.values()), lock=True)  # one lookup for the counts and the sends
+    moved(conn, Counter((keys[r["id"]], DeliveryState.SENDING, r["state"]) for r in results), found)
+    times: dict[Key, list[datetime]] = defaultdict(list)
+    for r in results:
+        if r["state"] == DeliveryState.SENT and r.get("sent"):
+            times[keys[r["id"]]].append(r["sent"])
+    sends(conn, times, found)
 
 
 def unfinished_subjects(conn: Connection, subjects: Iterable[int]) -> set[int]:
