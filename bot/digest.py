@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -63,6 +64,9 @@ def _prepare(candidates: list[dict]) -> list[dict]:
     return candidates
 
 
+_KEEP, _READ = itemgetter("_keep"), itemgetter("_read")
+
+
 def _keep_key(it: Mapping) -> tuple:
     """Which items stay when a digest is over the cap: Flash Info, then the newest."""
     return (not it.get("is_flash"), -it["known_at"].timestamp())
@@ -76,7 +80,9 @@ def _read_key(it: Mapping) -> tuple:
 
 def order_items(chosen: list[Mapping]) -> list[Mapping]:
     """Flash Info first, then grouped by source and category, newest first inside a group."""
-    return sorted(chosen, key=lambda it: it.get("_read") or _read_key(it))
+    if all("_read" in it for it in chosen):  # prepared candidates: their key is computed already
+        return sorted(chosen, key=_READ)
+    return sorted(chosen, key=_read_key)
 
 
 def select_for(subscriber: Mapping, candidates: list[Mapping], already: set[int], now: datetime,
@@ -84,9 +90,14 @@ def select_for(subscriber: Mapping, candidates: list[Mapping], already: set[int]
     """The items of one subscriber's digest: new since their previous digest, in topic, never twice."""
     since = subscriber.get("last_digest_at") or now - FIRST_WINDOW
     topics = subscriber.get("topics") or []
-    picked = [it for it in candidates if since < it["known_at"] <= now and it["id"] not in already and match(topics, it)]
-    # Keep the Flash Info items and the newest others when over the cap, then order for reading.
-    picked.sort(key=lambda it: it.get("_keep") or _keep_key(it))
+    picked = [it for it in candidates if since < it["known_at"] <= now and it["id"] not in already
+              and (not topics or match(topics, it))]  # no topics: everything (the rule, without a call per item)
+    # Keep the Flash Info items and the newest others when over the cap, then order for reading
+    # (prepared candidates come in that order already: the stable sort would change nothing).
+    if len(picked) > max_items and not all("_keep" in it for it in picked):
+        picked.sort(key=_keep_key)
+    elif len(picked) > max_items:
+        picked.sort(key=_KEEP)
     return order_items(picked[:max_items])
 
 

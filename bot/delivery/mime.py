@@ -80,15 +80,13 @@ class MailTemplate:
     @classmethod
     def of(cls, segments: list[bytes | str]) -> "MailTemplate":
         """From bytes and slot names (str) in message order."""
-        parts, slots, run = [], [], []
-        for seg in segments:
-            if isinstance(seg, bytes):
-                run.append(seg)
-            else:
-                parts.append(b"".join(run))
+        parts, slots, start = [], [], 0
+        for i, seg in enumerate(segments):
+            if type(seg) is str:
+                parts.append(b"".join(segments[start:i]))
                 slots.append(seg)
-                run = []
-        parts.append(b"".join(run))
+                start = i + 1
+        parts.append(b"".join(segments[start:]))
         return cls(parts, slots)
 
     def personalize(self, values: dict[str, bytes]) -> bytes:

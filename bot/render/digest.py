@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from operator import attrgetter
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ SHELL_CACHE = 256  # (language, day, item count, links) page shells kept
 # put into an already rendered shell by plain replacement (compose uses new placeholders per build).
 _PLAIN_LINK = re.compile(r"[A-Za-z0-9_:/.%@?=#+~,;!*()$-]*")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+_SORT_KEY = attrgetter("sort_key")
 
 
 def collapse_blank_lines(text: str) -> str:
@@ -193,7 +195,7 @@ class Digests:
                 flash.append(e)
             else:
                 groups.setdefault(e.group, []).append(e)
-        newest_first = lambda entries: sorted(entries, key=lambda e: e.sort_key, reverse=True)  # noqa: E731
+        newest_first = lambda entries: sorted(entries, key=_SORT_KEY, reverse=True)  # noqa: E731
         return ([(STRINGS[lang]["digest_flash"], newest_first(flash))] if flash else []) + \
             [(name, newest_first(entries)) for name, entries in groups.items()]
 
