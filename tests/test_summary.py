@@ -107,3 +107,33 @@ def test_an_outcome_for_a_row_changed_meanwhile_recounts_its_group(tmp_path):
         assert summary.verify(conn) == {}
     assert {r["state"]: r["count"] for r in delivery_log.counts(engine)} == {"retry": 1, "sent": 1}
     engine.dispose()
+
+
+def test_an_older_file_is_told_to_vacuum_once_then_shrinks(tmp_path):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.store import maintenance
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # created before incremental auto_vacuum: mode 0 (none)
+        raw.executescript(V1.read_text())
+    engine = open_db(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE filler (x TEXT)")
+        conn.exec_driver_sql("INSERT INTO filler SELECT hex(randomblob(500)) FROM (WITH RECURSIVE n(i) AS "
+                             "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n)")
+        conn.exec_driver_sql("DROP TABLE filler")
+    told = maintenance.reclaim(engine)
+    assert told["vacuum_needed"] and told["free_pages"] > 200
+    (tmp_path / "config.toml").write_text(f'[bot]\ndatabase = "{path}"\n')
+    out = CliRunner().invoke(app, ["--config", str(tmp_path / "config.toml"), "compact"], catch_exceptions=False).output
+    assert "flashbot compact --vacuum" in out  # said again, with the way out
+    out = CliRunner().invoke(app, ["--config", str(tmp_path / "config.toml"), "compact", "--vacuum"], catch_exceptions=False).output
+    assert "vacuumed:" in out
+    engine.dispose()  # a connection keeps the mode it opened the file with
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+        assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
+    assert maintenance.reclaim(engine) == {"freed_pages": 0, "free_pages": 0}
+    engine.dispose()
