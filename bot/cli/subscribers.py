@@ -151,6 +151,8 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
 def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Output CSV (default: standard output)."),
                status: str = typer.Option(None, "--status", help="Only this status.")) -> None:
     """Export subscribers (with an address) as CSV, in the format `import` reads."""
+    from bot.store.subscriber_batches import export_rows
+
     _check_choice(status, subs.STATUSES, "--status")
     engine = state(ctx).engine
     handle = file.open("w", newline="", encoding="utf-8") if file else sys.stdout
@@ -159,7 +161,7 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
         topics: dict[str, str] = {}  # topic lists repeat: each distinct JSON text is decoded once
-        for email, st_, mode, lang, raw, origin, created, confirmed in subs.export_rows(engine, status):
+        for email, st_, mode, lang, raw, origin, created, confirmed in export_rows(engine, status):
             if (joined := topics.get(raw)) is None:
                 joined = ";".join(json.loads(raw or "[]") or [])
                 if len(topics) < 4096:
