@@ -117,6 +117,28 @@ async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, 
     assert ratelimit.count(svc_engine, "ip:1", 86400) == 1
 
 
+async def test_housekeeping_stops_between_batches_when_the_service_stops(svc_config, svc_engine):
+    from bot.service.daemon import housekeeping
+
+    src = add_source(svc_engine)
+    old = utcnow() - timedelta(days=10)
+    for k in range(3):  # three alerts queued 10 days ago, sent: three groups to compact
+        item = add_item(svc_engine, src, f"k{k}", old, is_flash=True)
+        sub = add_subscriber(svc_engine, f"p{k}@example.org")
+        with svc_engine.begin() as conn:
+            outbox.insert_rows(conn, [dict(item_id=item, channel="email", recipient=str(sub), subscriber_id=sub,
+                                           state="sent", created_at=old)])
+    newest = add_item(svc_engine, src, "newest", utcnow(), is_flash=True)
+    with svc_engine.begin() as conn:  # the newest row of the table is never compacted: give it its own item
+        outbox.insert_rows(conn, [dict(item_id=newest, channel="email", recipient="0", state="sent", created_at=utcnow())])
+    counts = await housekeeping(svc_config(), svc_engine, stop=lambda: True)  # SIGTERM during housekeeping
+    assert counts["compacted"] == 1 and counts["compacted_groups"] == 0  # one batch, then it stopped
+    assert "requeued" not in counts and maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
+    counts = await housekeeping(svc_config(), svc_engine)
+    assert counts["compacted"] == 2 and counts["compacted_groups"] == 3  # the next run goes on
+    assert not maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
+
+
 def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
     now = utcnow()
     src = add_source(svc_engine)

@@ -115,7 +115,8 @@ class Service:
             self.rt.delivery.wake()
 
     async def _housekeeping(self) -> None:
-        await housekeeping(self.cfg, self.engine)
+        # Stopping ends a long compaction after its current batch (its thread would hold the exit).
+        await housekeeping(self.cfg, self.engine, self.stop.is_set)
 
     async def _websub(self) -> None:
         await websub.renew_due(self.rt.pipe.client, self.engine, self.cfg)

@@ -42,7 +42,7 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
             sent = await rt.delivery.run_due(horizon, stop=stop)
         # From cron nothing else compacts or prunes: once an hour, the run that finds it due does.
         if not stop.is_set() and await asyncio.to_thread(maintenance.housekeeping_due, engine, HOUSEKEEPING_EVERY):
-            await housekeeping(cfg, engine)
+            await housekeeping(cfg, engine, stop.is_set)
     finally:
         remove_signals(handled)
         await rt.close()

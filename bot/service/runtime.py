@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot import logs, pipeline
@@ -85,22 +86,28 @@ async def open_runtime(cfg, engine, lock_wait: float, check: bool = True) -> Run
     return Runtime(cfg, engine, channels, delivery, pipe, lock, warnings)
 
 
-async def housekeeping(cfg, engine) -> dict:
+async def housekeeping(cfg, engine, stop: Callable[[], bool] | None = None) -> dict:
     """Compact the delivery log, prune old items, deliveries and rate-limit events, give freed pages
-    back to the file system; queue alerts left unqueued. Every write is a short batch."""
-    report = await asyncio.to_thread(compaction.compact, engine, cfg.delivery.detail_days)
-    counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
+    back to the file system; queue alerts left unqueued. Every write is a short batch, and `stop`
+    (checked between batches: the service is stopping) ends it early; the next run goes on."""
+    pacer = compaction.Pacer(stop=stop)
+    report = await asyncio.to_thread(compaction.compact, engine, cfg.delivery.detail_days, None, pacer)
+    counts = {} if pacer.interrupted else await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days, None, pacer)
     counts.update(compacted=report.rows, compacted_groups=report.groups, slowest_batch_s=report.slowest_batch_s)
+    if pacer.interrupted:
+        logs.event(log, "housekeeping_interrupted", **counts)
+        return counts
     counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
     # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
     counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
-    counts.update(await asyncio.to_thread(maintenance.reclaim, engine))
+    counts.update(await asyncio.to_thread(maintenance.reclaim, engine, 2048, 30.0,
+                                          compaction.Pacer(batch=2048, smallest=64, largest=65536, stop=stop)))
     logs.event(log, "housekeeping", **counts)
     if counts.get("vacuum_needed"):
         logs.event(log, "vacuum_needed", logging.WARNING, free_pages=counts["free_pages"],
                    hint="this database file predates incremental auto_vacuum: its free pages are reused but "
                         "never returned; run `flashbot compact --vacuum` once (rewrites the file)")
-    maintenance.mark_housekeeping(engine)
+    await asyncio.to_thread(maintenance.mark_housekeeping, engine)
     return counts
 
 
