@@ -38,7 +38,7 @@ class Pacer:
     with a pause between batches so other writers get the lock."""
 
     target: float = 0.05
-    batch: int = 1000
+    batch: int = 500  # the first batch; then sized to the time it held the lock
     smallest: int = 50
     largest: int = 20000
     pause: float = 0.02
