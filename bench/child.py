@@ -19,10 +19,10 @@ SCENARIOS = {
     "latency": "bench.latency:run",
     "digest_prepare": "bench.digest:prepare",
     "digest_run": "bench.digest:run",
+    "pages_prepare": "bench.pages:prepare",
+    "pages_run": "bench.pages:run",
     "scale_subscribers": "bench.scale_child:subscribers",
     "scale_compaction": "bench.scale_child:compaction",
-    "scale_pages_prepare": "bench.scale_child:pages_prepare",
-    "scale_pages": "bench.scale_child:pages",
 }
 
 

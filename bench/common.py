@@ -9,6 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 FULL = os.environ.get("BENCH_FULL", "") not in ("", "0")
+# Tiny sizes that only check a section's code runs end to end (its numbers mean nothing).
+SMOKE = os.environ.get("BENCH_SMOKE", "") not in ("", "0")
 # Medians of at least 3 runs; BENCH_RUNS may raise it (never below 3 for published numbers).
 RUNS = max(3, int(os.environ.get("BENCH_RUNS", "3") or 3))
 

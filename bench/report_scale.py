@@ -1,10 +1,8 @@
-"""The Scale part of BENCHMARKS.md (section 5) and its target rows."""
+"""The Scale part of BENCHMARKS.md (section 6) and its target rows (section 5's pages have theirs in
+report_sections.py)."""
 from __future__ import annotations
 
 from .report import fmt
-
-PAGE_TARGETS = ("overview", "failures", "failures, page 200", "per-alert view", "metrics")
-
 
 def _ok(v, goal, le=True):
     return None if v is None else (v <= goal if le else v >= goal)
@@ -35,12 +33,6 @@ def targets(results: dict) -> list[tuple]:
                      _ok(comp.get("kept_per_million"), 2)))
         rows.append(("Longest compaction transaction (write lock held)", "≈ 100 ms", fmt((comp.get("slowest_batch_s") or 0) * 1000, " ms", 1),
                      _ok((comp.get("slowest_batch_s") or 0) * 1000, 150)))
-    pg = sc.get("pages") or {}
-    for name in PAGE_TARGETS:
-        v = ((pg.get("pages") or {}).get(name) or {}).get("median_ms")
-        if v is not None:
-            rows.append((f"Page '{name}' ({int(pg['subscribers']):,} subscribers, {int(pg['rows']):,} rows)", "< 200 ms",
-                         fmt(v, " ms", 1), _ok(v, 200)))
     dig = results.get("digest") or {}
     ratio = _digest_ratio(dig)
     if ratio is not None:
@@ -54,8 +46,8 @@ def _digest_ratio(dig: dict) -> float | None:
 
 
 def scale(res: dict | None, digest: dict | None) -> list[str]:
-    """Section 5: the tables."""
-    out = ["## 5. Scale", ""]
+    """Section 6: the tables."""
+    out = ["## 6. Scale", ""]
     if not res or "error" in res or "skipped" in res:
         return out + [f"not measured: {(res or {}).get('error') or (res or {}).get('skipped') or 'not run'}"]
     fan = res.get("fanout") or {}
@@ -76,8 +68,8 @@ def scale(res: dict | None, digest: dict | None) -> list[str]:
                 f"{comp['first_kept_per_million']} MiB per million recipients, most of it the per-subscriber counters "
                 "that the first compaction creates once for all later alerts. A second alert to the same people "
                 f"({comp['second_per_recipient_before']} bytes per recipient before) keeps "
-                f"**{comp['kept_per_million']} MiB per million recipients** once compacted (its summary and the "
-                "compressed (delivery id, subscriber) chunks; the counters only change). "
+                f"**{comp['kept_per_million']} MiB per million recipients** once compacted (its summary rows; the "
+                "per-subscriber counters only change). "
                 f"Compaction took {comp['compact_s']} s "
                 f"in {comp['batches']} transactions, the longest holding the write lock {comp['slowest_batch_s'] * 1000:.0f} ms; "
                 f"handing the pages back took {comp['reclaim_s']} s."]
@@ -90,14 +82,6 @@ def scale(res: dict | None, digest: dict | None) -> list[str]:
             v = imp[k]
             out.append(f"| subscribers {k} | {fmt(v['wall_s'], ' s', 1)} | {fmt(v['rows_per_s'])} | "
                        f"{fmt(v['rows_per_cpu_s'])} | {fmt(v['rss_mb'], ' MB', 1)} |")
-    pg = res.get("pages") or {}
-    if pg:
-        out += ["", f"**Operator pages** over {int(pg['subscribers']):,} subscribers and {int(pg['rows']):,} delivery "
-                f"rows ({pg['db_bytes'] / 1e9:.1f} GB, none compacted): the real app in-process, logged in, each page "
-                "requested 6 times (the first discarded), median and slowest of the runs. The subscriber pages' "
-                "keyset paging is issue 15's.", "", "| page | median | slowest |", "|---|---:|---:|"]
-        for name, v in (pg.get("pages") or {}).items():
-            out.append(f"| {name} | {fmt(v['median_ms'], ' ms', 1)} | {fmt(v['max_ms'], ' ms', 1)} |")
     ratio = _digest_ratio(digest or {})
     if ratio is not None:
         out += ["", f"**Digest worst case ÷ common case** (section 4, same session): {ratio:.2f}×."]

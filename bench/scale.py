@@ -1,7 +1,8 @@
-"""Benchmark 5: a million subscribers on one node. The real CLI in its own process for the fan-out
+"""Benchmark 6: a million subscribers on one node. The real CLI in its own process for the fan-out
 (`flashbot run --once` to smtp-sink, 100k and 1M in the same session) and for import/export; the
-delivery log's bytes per recipient before and after compaction; the operator pages over ten million
-delivery rows. Quick mode runs a tenth of each."""
+delivery log's bytes per recipient before and after compaction. Quick mode runs a tenth of each, smoke
+mode (BENCH_SMOKE=1) a few hundred rows. The operator pages over ten million rows are section 5
+(bench/pages.py)."""
 from __future__ import annotations
 
 import os
@@ -13,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import FULL, ROOT, RUNS, median
+from .common import FULL, ROOT, RUNS, SMOKE, median
 from .harness import run_child
 
-FANOUT = (100_000, 1_000_000) if FULL else (10_000, 100_000)
-IMPORT = 1_000_000 if FULL else 100_000
-PAGES = 1_000_000 if FULL else 100_000  # subscribers; the page database holds 10 alerts to each
+FANOUT = (200, 2_000) if SMOKE else (100_000, 1_000_000) if FULL else (10_000, 100_000)
+IMPORT = 3_000 if SMOKE else 1_000_000 if FULL else 100_000
 
 
 def run_cmd(args: list[str], cwd: Path, timeout: float = 3600) -> dict:
@@ -154,27 +154,8 @@ def import_export(tmp: Path, log) -> dict:
             | {"runs": rs, "rows": IMPORT, "csv_bytes": csv_path.stat().st_size} for k, rs in runs.items()}
 
 
-def pages(tmp: Path, log) -> dict:
-    """Each operator page's time over PAGES subscribers and 10 alerts to each of them."""
-    db = tmp / "pages.db"
-    t0 = time.perf_counter()
-    run_child("scale_subscribers", {"db": str(db), "n": PAGES}, timeout=7200)
-    prep = run_child("scale_pages_prepare", {"db": str(db), "n": PAGES}, timeout=7200)
-    log(f"  pages database: {PAGES:,} subscribers, {prep['rows']:,} delivery rows, {prep['bytes'] / 1e9:.2f} GB, "
-        f"built in {time.perf_counter() - t0:.0f} s")
-    runs = []
-    for rep in range(RUNS):
-        r = run_child("scale_pages", {"db": str(db), "repeat": 5}, timeout=3600)
-        runs.append(r["pages"])
-        log(f"  pages run {rep + 1}: " + ", ".join(f"{k} {v['median_ms']} ms" for k, v in r["pages"].items()))
-    names = list(runs[0])
-    return {"subscribers": PAGES, "rows": prep["rows"], "db_bytes": prep["bytes"],
-            "pages": {k: {"median_ms": median([r[k]["median_ms"] for r in runs]), "max_ms": max(r[k]["max_ms"] for r in runs)}
-                      for k in names}}
-
-
 def bench(log=print) -> dict:
-    """Fan-out, compaction, import/export and pages at scale, each in its own processes."""
+    """Fan-out, compaction and import/export at scale, each in its own processes."""
     from .sink import SmtpSink
 
     out: dict = {"full": FULL}
@@ -189,7 +170,4 @@ def bench(log=print) -> dict:
         for f in tmp.glob("*.db*"):
             f.unlink()
         out["import"] = import_export(tmp, log)
-        for f in tmp.glob("*.db*"):
-            f.unlink()
-        out["pages"] = pages(tmp, log)
     return out

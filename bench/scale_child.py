@@ -1,17 +1,11 @@
-"""Child scenarios of the Scale benchmark (bench/scale.py): databases of a million subscribers and ten
-million delivery rows, compaction's bytes per recipient, and the operator pages timed in-process."""
+"""Child scenarios of the Scale benchmark (bench/scale.py): databases of a million subscribers, compaction's
+bytes per recipient; `sent_alert` also builds the ten million delivery rows of the pages benchmark (bench/pages.py)."""
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from datetime import timedelta
 
-from . import message
-
-ADMIN_PASSWORD = "bench-admin-password"
-ALERTS = 10  # alerts of the pages database, each to every subscriber
-SOURCES, ITEMS = 50, 20000  # feeds and stored items of the pages database
 
 
 def subscribers(p: dict) -> dict:
@@ -57,7 +51,7 @@ def compaction(p: dict) -> dict:
     freed = maintenance.reclaim(engine, budget_s=600)
     t2 = time.perf_counter()
     after = file_bytes(p["db"])
-    _add_alert(engine, _copy_item(engine, item), utcnow() + timedelta(days=8))
+    sent_alert(engine, _copy_item(engine, item), utcnow() + timedelta(days=8))
     second = file_bytes(p["db"])
     again = comp.compact(engine, 7, now=utcnow() + timedelta(days=16))
     maintenance.reclaim(engine, budget_s=600)
@@ -81,7 +75,7 @@ def _copy_item(engine, item_id: int) -> int:
         return conn.execute(schema.items.insert().values(**row)).inserted_primary_key[0]
 
 
-def _add_alert(engine, item_id: int, at, failed: int = 0) -> dict:
+def sent_alert(engine, item_id: int, at, failed: int = 0) -> dict:
     """One alert to every subscriber, inserted as already sent (`failed` and as many cancelled per 100),
     with its summary; returns rows per state."""
     from sqlalchemy import String, case, cast, func, literal, select
@@ -108,79 +102,3 @@ def _add_alert(engine, item_id: int, at, failed: int = 0) -> dict:
             first_at=at + timedelta(seconds=1), last_at=at + timedelta(seconds=120),
             latency={"2": sent // 10, "30": sent // 2, "60": sent - sent // 10 - sent // 2}))
     return counts
-
-
-def pages_prepare(p: dict) -> dict:
-    """From a subscribers database: SOURCES feeds, ITEMS items, ALERTS alerts each sent to every
-    subscriber (1 % failed, 1 % cancelled), their summary: about n × ALERTS delivery rows."""
-    from bot.store import open_db, schema, utcnow
-
-    engine = open_db(f"sqlite:///{p['db']}")
-    now = utcnow() - timedelta(hours=2)
-    with engine.begin() as conn:
-        conn.execute(schema.sources.insert(), [{"name": f"source {s}", "url": f"https://feeds.example.org/{s}.xml",
-                                                "origin": "config", "baselined": True, "created_at": now} for s in range(SOURCES)])
-        body = "".join(f"<p>{t}</p>" for t in message.PARAGRAPHS[:2])
-        for start in range(0, ITEMS, 5000):
-            conn.execute(schema.items.insert(), [{
-                "source_id": 1 + k % SOURCES, "key": f"item-{k}", "title": f"Article {k}", "headline": f"Article {k}",
-                "link": f"https://www.example-actu.fr/a/{k}.html", "summary_html": body, "categories": ["Monde"],
-                "content_hash": f"h{k}", "is_flash": k >= ITEMS - ALERTS, "alert_state": "queued" if k >= ITEMS - ALERTS else "none",
-                "norm_title": f"article {k}", "published_at": now - timedelta(minutes=ITEMS - k),
-                "detected_at": now - timedelta(minutes=ITEMS - k) + timedelta(seconds=3)} for k in range(start, min(ITEMS, start + 5000))])
-    alerts = list(range(ITEMS - ALERTS + 1, ITEMS + 1))
-    for item_id in alerts:
-        _add_alert(engine, item_id, now + timedelta(minutes=item_id % 97), failed=1)
-    engine.dispose()
-    return {"rows": len(alerts) * p["n"], "bytes": file_bytes(p["db"])}
-
-
-def pages(p: dict) -> dict:
-    """Median and worst of `repeat` requests to each operator page, through the real app, in-process."""
-    import httpx
-
-    from bot.config import parse_config
-    from bot.store import delivery_log, open_db
-    from bot.web import create_app
-
-    cfg = parse_config({"bot": {"database": p["db"], "public_url": "http://testserver"},
-                        "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "bench-secret-key-0123456789"}},
-                       os.path.dirname(p["db"]), env={})
-    engine = open_db(cfg.database_url)
-    alert = ITEMS  # the latest alert
-    urls = {"overview": "/admin", "failures": "/admin/failures", "failures, page 200": "/admin/failures?page=200",
-            "per-alert view": f"/admin/items/{alert}", "metrics": "/metrics", "sources": "/admin/sources",
-            "subscribers (first page)": "/admin/subscribers", "subscribers (search)": "/admin/subscribers?q=abonne0123"}
-
-    async def main() -> dict:
-        import re
-
-        transport = httpx.ASGITransport(app=create_app(cfg, engine), client=("127.0.0.1", 50000))
-        out = {}
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=600) as c:
-            page = await c.get("/admin/login")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-            await c.post("/admin/login", data={"csrf": csrf, "password": ADMIN_PASSWORD})
-            for name, url in urls.items():
-                times = []
-                for _ in range(p["repeat"] + 1):
-                    t0 = time.perf_counter()
-                    r = await c.get(url)
-                    times.append(time.perf_counter() - t0)
-                    assert r.status_code == 200, (url, r.status_code)
-                times = sorted(times[1:])  # the first request warms the caches
-                out[name] = {"median_ms": round(1000 * times[len(times) // 2], 1), "max_ms": round(1000 * times[-1], 1)}
-        return out
-
-    res = asyncio.run(main())
-    for name, fn in (("deliveries CLI counts", lambda: delivery_log.counts(engine)),
-                     ("deliveries CLI failures", lambda: delivery_log.failures(engine, 20))):
-        times = []
-        for _ in range(p["repeat"]):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        times.sort()
-        res[name] = {"median_ms": round(1000 * times[len(times) // 2], 1), "max_ms": round(1000 * times[-1], 1)}
-    engine.dispose()
-    return {"pages": res}

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 MAX_TOPICS = 20
@@ -14,6 +16,9 @@ _ROUGH = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]+$")
 _TOPIC_SPLIT = re.compile(r"[;|,\n]")
 # RFC 5322 dot-atom: the plain ASCII local parts nearly every real address uses.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+# Mailbox providers that deliver `j.o.h.n@` to `john@` (the canonical domain after the arrow).
+DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com", "protonmail.com": "proton.me",
+                "protonmail.ch": "proton.me", "proton.me": "proton.me", "pm.me": "proton.me"}
 
 
 class InvalidAddress(ValueError):
@@ -39,6 +44,26 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
     return info.normalized.lower()
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address ends up in, for counting mails per person (never for sending).
+
+    Domain in IDNA (punycode) form, local part case-folded without its +tag, and without dots for
+    the providers that ignore them: `B.o.m.b+7@GoogleMail.com` and `bomb@gmail.com` are one key,
+    so are `x@bücher.example` and `x@xn--bcher-kva.example`.
+    """
+    local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    domain = domain.lower().rstrip(".")
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii") if not domain.isascii() else domain
+    except (idna.IDNAError, UnicodeError):
+        pass  # kept as typed: still one key per spelling
+    local = local.casefold().split("+", 1)[0] or local.casefold()
+    if domain in DOTS_IGNORED:
+        domain = DOTS_IGNORED[domain]
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
 
 
 @lru_cache(maxsize=8192)

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.i18n import check_language
+
 DEFAULT_PATH = "config.toml"
 # Secrets may live in the environment instead of the file; the environment wins.
 SECRET_ENV = {
@@ -16,6 +18,7 @@ SECRET_ENV = {
     "FLASHBOT_TELEGRAM_TOKEN": ("telegram", "token"),
     "FLASHBOT_ADMIN_PASSWORD": ("web", "admin_password"),
     "FLASHBOT_SECRET_KEY": ("web", "secret_key"),
+    "FLASHBOT_METRICS_TOKEN": ("web", "metrics_token"),
 }
 
 
@@ -30,11 +33,16 @@ class Section(BaseModel):
 class BotConfig(Section):
     database: str = "subscribers.db"
     public_url: str = "http://127.0.0.1:8080"
-    language: Literal["fr", "en"] = "fr"
+    language: str = "fr"  # one of the compiled catalogs (bot/locale)
     timezone: str = "Europe/Paris"
     templates: str | None = None
     retention_days: int = Field(90, ge=1)
     name: str = "Flashbot"
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        return check_language(v)
 
     @field_validator("timezone")
     @classmethod
@@ -96,6 +104,9 @@ class EmailConfig(Section):
     dkim_key: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    lead_image: bool = True  # the item's photo under the headline (the text part never changes)
+    # Images of feed articles in mails: all, only the first (the lead picture), or none (no remote fetch at all).
+    remote_images: Literal["keep", "lead", "none"] = "keep"
 
     @model_validator(mode="after")
     def _dkim(self) -> "EmailConfig":
@@ -104,12 +115,48 @@ class EmailConfig(Section):
         return self
 
 
+class TelegramChannelConfig(Section):
+    chat: str = Field(min_length=1)
+    language: str | None = None  # None: [telegram] language, else [bot] language
+    topics: list[str] = []
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else check_language(v)
+
+    sources: list[str] = []
+    categories: list[str] = []
+
+
 class TelegramConfig(Section):
     token: str = Field(min_length=1)
-    channel: str = Field(min_length=1)
+    channel: str | None = Field(None, min_length=1)
+    channels: list[TelegramChannelConfig] = []
     api_url: str = "https://api.telegram.org/bot"
     link_preview: bool = True
     timeout: float = Field(30, gt=0)
+    photos: bool = True
+    language: str | None = None  # the channel's posts; None: [bot] language
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return None if v is None else check_language(v)
+
+    @model_validator(mode="after")
+    def _targets(self) -> "TelegramConfig":
+        if not self.channel and not self.channels:
+            raise ValueError("give `channel` or at least one [[telegram.channels]]")
+        chats = [c.chat.strip() for c in self.targets()]
+        if len(set(chats)) != len(chats):
+            raise ValueError("channels: the same chat is listed twice")
+        return self
+
+    def targets(self) -> list[TelegramChannelConfig]:
+        """Every chat posted to: `channel` (when set) first, then [[telegram.channels]]."""
+        single = [TelegramChannelConfig(chat=self.channel)] if self.channel else []
+        return single + list(self.channels)
 
 
 class DeliveryConfig(Section):
@@ -118,6 +165,7 @@ class DeliveryConfig(Section):
     bounce_limit: int = Field(2, ge=1)
     batch_size: int = Field(500, ge=1)
     grace_seconds: float = Field(10, ge=0)
+    max_alerts_per_day: int = Field(0, ge=0)  # per subscriber, 0 = no cap (a subscriber may set a lower one)
     # Days per-recipient rows are kept whole; after that finished ones are compacted into counts.
     detail_days: int = Field(7, ge=1)
 
@@ -138,6 +186,31 @@ class WebConfig(Section):
     confirm_hours: float = Field(48, gt=0)
     signup_limit_per_ip: int = Field(10, ge=1)  # sign-ups per IP per hour
     signup_limit_per_address: int = Field(3, ge=1)  # confirmation mails per address per day
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none by default.
+    trusted_proxies: list[str] = []
+    # Bearer token /metrics asks for; unset = /metrics is off.
+    metrics_token: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return [e.strip() for e in v]
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v == "":
+            return None  # `metrics_token = ""` reads as "not set"
+        if v is not None and (len(v) < 16 or not v.isascii() or not v.isprintable() or " " in v):
+            raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return v
 
 
 class DigestConfig(Section):

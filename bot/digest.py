@@ -12,6 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
 from bot import logs
+from bot.models import NO_PROGRESS, Progress
 from bot.store import digests as store
 from bot.store.db import utcnow
 from bot.topics import ItemTopics, wants
@@ -101,8 +102,10 @@ def select_for(subscriber: Mapping, candidates: list[Mapping], already: set[int]
     return order_items(picked[:max_items])
 
 
-def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, only_email: str | None = None) -> dict:
-    """Queue one digest run: a 'digest' delivery per subscriber with news; nothing if `key` ran already."""
+def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, only_email: str | None = None,
+                 progress: Progress = NO_PROGRESS) -> dict:
+    """Queue one digest run: a 'digest' delivery per subscriber with news; nothing if `key` ran already.
+    `progress` counts the subscribers as their digests are chosen."""
     now = now or utcnow()
     result = {"run_key": key, "digest_id": None, "queued": 0, "empty": 0, "existed": False}
     if cfg.email is None:
@@ -114,9 +117,11 @@ def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, onl
             result["existed"] = True
             return result
         result["digest_id"] = digest_id
-        earliest = now - FIRST_WINDOW
+        earliest, audience = now - FIRST_WINDOW, 0
         for batch in store.digest_subscribers(engine, cfg.delivery.batch_size, only_email):
             earliest = min([earliest] + [s["last_digest_at"] for s in batch if s["last_digest_at"]])
+            audience += len(batch)
+        progress.start("queueing digests", audience)
         candidates = _prepare(store.candidate_items(conn, earliest))
         ids = [c["id"] for c in candidates]
         # Subscribers with the same topics, window and history get the same list: choose it once.
@@ -137,6 +142,7 @@ def queue_digest(engine: Engine, cfg, key: str, now: datetime | None = None, onl
             store.queue_subscriber_digests(conn, digest_id, todo, now)
             store.mark_digested(conn, [sid for sid, _ in todo], now)
             result["queued"] += len(todo)
+            progress.advance(len(batch))
     logs.event(log, "digest_queued", run_key=key, queued=result["queued"], empty=result["empty"])
     return result
 
@@ -166,10 +172,10 @@ def send_due(engine: Engine, cfg, now: datetime | None = None) -> dict | None:
     return queue_digest(engine, cfg, key, now)
 
 
-def send_now(engine: Engine, cfg, now: datetime | None = None) -> dict:
+def send_now(engine: Engine, cfg, now: datetime | None = None, progress: Progress = NO_PROGRESS) -> dict:
     """An operator's `digest --send`: a run of its own; items already digested are still skipped."""
     now = now or utcnow()
-    return queue_digest(engine, cfg, f"manual-{now.strftime('%Y%m%dT%H%M%S.%f')}", now)
+    return queue_digest(engine, cfg, f"manual-{now.strftime('%Y%m%dT%H%M%S.%f')}", now, progress=progress)
 
 
 def preview_items(engine: Engine, cfg, subscriber: Mapping, now: datetime | None = None) -> list[Mapping]:

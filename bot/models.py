@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 
 class AlertState(StrEnum):
@@ -33,11 +33,61 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not sent on its own (the subscriber's daily cap, or their quiet hours): the alert goes into their
+    # next digest, or into a summary mail (kind 'summary') when they could receive alerts again.
+    FOLDED = "folded"
+
+
+class SendOutcome(StrEnum):
+    """How a delivery attempt ended, as counted per 15 minutes in the `stats` table (charts, /metrics)."""
+
+    SENT = "sent"
+    FAILED = "failed"  # a permanent failure that is not a bounce, or attempts exhausted
+    BOUNCED = "bounced"  # the address was refused (a hard bounce counted against the subscriber)
+
+
+class PollOutcome(StrEnum):
+    """How one poll of a source ended (poll_history, the source health chart, /metrics)."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+
+
+class SubscriberEvent(StrEnum):
+    """A change in the list, counted per 15 minutes in `stats` (the subscribers chart)."""
+
+    SIGNUP = "signup"  # a new address: web sign-up, operator add, import
+    CONFIRM = "confirm"  # an address became active: confirmation click, operator add or reactivation, import
+    UNSUBSCRIBE = "unsubscribe"  # an active subscriber left (unsubscribed or erased)
+    SUPPRESS = "suppress"  # suppressed after hard bounces
+
+
+class Progress(Protocol):
+    """What a long operation reports while it runs (the CLI draws a bar from it; NO_PROGRESS ignores it)."""
+
+    def start(self, label: str, total: int | None) -> None:
+        """A new phase of `total` steps (None: unknown)."""
+
+    def advance(self, n: int = 1) -> None:
+        """`n` more steps done."""
+
+
+class _NoProgress:
+    def start(self, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+NO_PROGRESS: Progress = _NoProgress()
 
 
 DUE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY)
 UNFINISHED_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING)
-FINAL_STATES = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.CANCELLED)
+# Rows that never change again (what retention may delete and compaction may fold).
+FINAL_STATES = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.CANCELLED, DeliveryState.FOLDED)
 
 
 @dataclass
@@ -55,6 +105,10 @@ class Item:
     updated_at: datetime | None = None  # aware UTC
     language: str | None = None
     content_hash: str = ""
+    image_url: str | None = None  # the lead photo (absolute http(s)), see bot.ingest.images
+    image_alt: str | None = None
+    # Texts of this item's blocks that most items of its feed repeat (bot.render.html.furniture).
+    furniture: list[str] = field(default_factory=list)
     # Filled by detect.
     is_flash: bool = False
     label: str | None = None  # e.g. "FLASH INFO"

@@ -71,6 +71,22 @@ def rows_of(engine, item_id: int | None = None, **where) -> list[dict]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
+class GatedSMTP(SMTPServer):
+    """The real SMTP stand-in answering DATA for only `allowed` messages: the rest wait (their connections
+    stay open) until the test raises the gate, so a fan-out stops at a known point on any machine."""
+
+    allowed = 0
+    admitted = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        while self.admitted >= self.allowed:  # checked and counted with no await in between: exact
+            await asyncio.sleep(0.01)
+        self.admitted += 1
+        return await super().handle_DATA(server, session, envelope)
+
+
 @pytest.fixture
 def smtp_server():
     """A started SMTPServer on 127.0.0.1:<ephemeral>; stopped after the test."""
@@ -95,7 +111,7 @@ def delivery_engine(delivery_config):
 
 def assert_summary_in_step(engine) -> None:
     """Every group's live counts equal its rows (the invariant every delivery write keeps)."""
-    from bot.store import summary
+    from bot.store import summary_rebuild
 
     with engine.connect() as conn:
-        assert summary.verify(conn) == {}
+        assert summary_rebuild.verify(conn) == {}

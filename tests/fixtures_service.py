@@ -31,9 +31,12 @@ def svc_config(tmp_path):
 
 @pytest.fixture
 def svc_engine(tmp_path):
-    """A fresh migrated SQLite database."""
+    """A fresh migrated SQLite database; at the end, the delivery summary must match the rows."""
+    from fixtures_delivery import assert_summary_in_step
+
     engine = open_db(f"sqlite:///{tmp_path / 'svc.db'}")
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
 
 

@@ -18,6 +18,8 @@ from bot.config import parse_config
 from bot.store import open_db
 
 ADMIN_PASSWORD = "correct horse battery staple"
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+METRICS_AUTH = {"authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 class _PortZeroController(Controller):
@@ -38,6 +40,7 @@ class _Handler:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.inbox.lock:
             self.inbox.messages.append(msg)
+            self.inbox.raw.append(envelope.original_content or envelope.content)
             self.inbox.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -47,6 +50,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # the bytes as received (DKIM checks need them unparsed)
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
         self.delay = 0.0  # seconds each DATA waits before "250 OK"
@@ -114,7 +118,8 @@ def csrf_of(html: str) -> str:
 def make_web_config(tmp_path: Path, smtp_port: int | None = None, **web: object) -> object:
     """A validated config for web tests (email on when smtp_port is given)."""
     data: dict = {"bot": {"database": str(tmp_path / "web.db"), "public_url": "http://testserver"},
-                  "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789", **web}}
+                  "web": {"admin_password": ADMIN_PASSWORD, "secret_key": "test-secret-key-0123456789",
+                          "metrics_token": METRICS_TOKEN, **web}}
     if smtp_port is not None:
         data["email"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "Flashbot <alerts@example.org>",
                          "tls": "none", "timeout": 5}
@@ -137,9 +142,12 @@ def web_config(tmp_path, smtp_inbox):
 
 @pytest.fixture
 def web_engine(web_config):
-    """The migrated test database."""
+    """The migrated test database; at the end, the delivery summary must match the rows."""
+    from fixtures_delivery import assert_summary_in_step
+
     engine = open_db(web_config.database_url)
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
 
 
@@ -148,7 +156,14 @@ def web_app(web_config, web_engine):
     """The Starlette app under test."""
     from bot.web import create_app
 
-    return create_app(web_config, web_engine)
+    app = create_app(web_config, web_engine)
+    app.state.web.sleep = no_wait  # the failed-login delay is asserted where it matters, never waited for
+    return app
+
+
+async def no_wait(seconds: float) -> None:
+    """Stand-in for asyncio.sleep in the failed-login delay: yields, never waits."""
+    await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -158,6 +173,11 @@ async def web_client(web_app):
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
     await settle(web_app)
+
+
+def client_for(app, ip: str = "127.0.0.1", base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """An httpx client talking to the app in-process (ASGI) as if connecting from `ip`."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 50000)), base_url=base_url)
 
 
 async def settle(app) -> None:

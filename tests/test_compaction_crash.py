@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.store import compaction, delivery_log, open_db, outbox, summary, utcnow
+from bot.store import compaction, delivery_log, open_db, outbox, summary, summary_rebuild, utcnow
 from bot.store.schema import deliveries, delivery_counts, subscriber_counts
 from fixtures_delivery import add_item, add_subscribers
 
@@ -31,17 +31,17 @@ def seed(engine, n: int, days_old: float = 10) -> tuple[int, list[int]]:
         outbox.insert_rows(conn, [{"item_id": item, "channel": "email", "recipient": str(sid), "subscriber_id": sid,
                                    "state": STATES[i % len(STATES)], "created_at": old} for i, sid in enumerate(ids)])
     recent = add_item(engine, title="FLASH INFO — Plus récent", link="https://news.example.org/recent")
-    with engine.begin() as conn:  # the newest row belongs to another alert: every old row may go
+    with engine.begin() as conn:  # a young alert next to it: compaction leaves it alone
         outbox.insert_rows(conn, [{"item_id": recent, "channel": "email", "recipient": str(ids[0]), "subscriber_id": ids[0],
                                    "state": "sent", "created_at": utcnow()}])
     return item, ids
 
 
 def check(engine, item: int, n: int) -> tuple[int, Counter]:
-    """The invariants after any interruption: counts unchanged, rows + folded = n, each row counted once."""
+    """The invariants after any interruption: counts unchanged, rows + compacted = n, each row counted once."""
     with engine.connect() as conn:
-        assert summary.verify(conn) == {}
-        folded = conn.execute(select(func.sum(delivery_counts.c.folded))).scalar_one() or 0
+        assert summary_rebuild.verify(conn) == {}
+        folded = conn.execute(select(func.sum(delivery_counts.c.compacted))).scalar_one() or 0
         people = Counter(dict(conn.execute(select(subscriber_counts.c.subscriber_id, subscriber_counts.c.n)).all()))
         rows = conn.execute(select(func.count()).select_from(deliveries).where(deliveries.c.item_id == item)).scalar_one()
     assert rows + folded == n
@@ -76,19 +76,19 @@ def test_failure_inside_a_batch_rolls_it_back(engine, monkeypatch):
     with engine.connect() as conn:  # the sweep goes by recipient: what its first two batches hold
         first = conn.execute(select(deliveries.c.state).where(deliveries.c.item_id == item)
                              .order_by(deliveries.c.recipient).limit(20)).scalars().all()
-    real, calls = compaction._add_chunks, []
+    real, calls = compaction.add_people, []
 
-    def dying(conn, chunks):
+    def dying(conn, counts):
         calls.append(1)
-        if len(calls) == 3:  # the rows of this batch are already deleted in the transaction
+        if len(calls) == 3:  # the rows of this batch are already deleted and counted in the transaction
             raise RuntimeError("disk full")
-        return real(conn, chunks)
+        return real(conn, counts)
 
-    monkeypatch.setattr(compaction, "_add_chunks", dying)
+    monkeypatch.setattr(compaction, "add_people", dying)
     with pytest.raises(RuntimeError):
         compaction.compact(engine, 7, pacer=compaction.Pacer(batch=10, smallest=10, largest=10, pause=0))
     assert check(engine, item, 120)[0] == sum(s != "failed" for s in first)  # two batches committed, the third undone
-    monkeypatch.setattr(compaction, "_add_chunks", real)
+    monkeypatch.setattr(compaction, "add_people", real)
     compaction.compact(engine, 7, pacer=compaction.Pacer(pause=0))
     assert check(engine, item, 120)[0] == 108
 
@@ -105,7 +105,7 @@ def test_sigkill_mid_compaction_loses_nothing(engine, tmp_path):
     while folded < 150 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
         with engine.connect() as conn:
-            folded = conn.execute(select(func.sum(delivery_counts.c.folded))).scalar_one() or 0
+            folded = conn.execute(select(func.sum(delivery_counts.c.compacted))).scalar_one() or 0
     assert proc.poll() is None, f"compact ended before it could be killed: {proc.stdout.read().decode()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)

@@ -13,9 +13,9 @@ from bot.delivery import fanout
 from bot import tokens
 from bot.models import Event
 from bot.render.renderer import Renderer
-from bot.store import outbox, summary, utcnow
+from bot.store import open_db, outbox, summary, utcnow
 from bot.store.schema import deliveries, items, subscribers
-from fixtures_delivery import SECRET, add_item, add_subscribers, make_delivery_config, rows_of
+from fixtures_delivery import SECRET, GatedSMTP, add_item, add_subscribers, make_delivery_config, rows_of
 
 
 def flash(item_id: int) -> Event:
@@ -317,3 +317,47 @@ async def test_outcomes_are_written_in_full_batches_on_one_thread(delivery_confi
     # the very first outcome is written at once (nothing written for FLUSH_SECONDS), then full batches
     assert len(records) <= 400 // 50 + 2 and all(n >= 50 for n in records[1:-1])
     assert {t for _, _, t in calls} == {"flashbot-outbox_0"}  # claims and records never run side by side
+
+
+async def test_outcomes_reach_the_database_while_sending_stalls(tmp_path):
+    """Sent rows are recorded within a moment even when no later send completes (a held server): the
+    live dashboard shows them, and a crash would not send them twice."""
+    import asyncio
+
+    with GatedSMTP() as server:
+        server.allowed = 3
+        cfg = make_delivery_config(tmp_path, server.port, email={"timeout": 120}, batch_size=500)
+        db = open_db(cfg.database_url)
+        item = add_item(db)
+        add_subscribers(db, [f"r{i}@example.net" for i in range(6)])
+        fanout.queue_item(db, cfg, item)
+        eng = make_engine(cfg, db)
+        task = asyncio.ensure_future(eng.run_due())
+        for _ in range(1000):  # up to 10 s: an event, never a measured duration
+            if states(db, item).get("sent") == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert states(db, item) == {"sent": 3, "sending": 3}  # far fewer than a batch, yet written
+        assert not task.done()
+        server.allowed = 6
+        await asyncio.wait_for(task, 30)
+        for ch in eng.channels.values():
+            await ch.close()
+        assert states(db, item) == {"sent": 6}
+        db.dispose()
+
+
+async def test_a_refused_address_is_marked_bounced_and_counted(delivery_config, delivery_engine, smtp_server):
+    from bot.store import stats
+
+    db, cfg = delivery_engine, delivery_config
+    item = add_item(db)
+    bad, good = add_subscribers(db, ["bad@example.net", "good@example.net"])
+    smtp_server.fail(550, stage="rcpt", pattern="bad@*")
+    fanout.queue_item(db, cfg, item)
+    await run(cfg, db)
+    rows = {r["subscriber_id"]: r for r in rows_of(db, item)}
+    assert (rows[bad]["state"], rows[bad]["bounced"]) == ("failed", True) and rows[bad]["finished_at"]
+    assert (rows[good]["state"], rows[good]["bounced"]) == ("sent", False)
+    assert rows[good]["finished_at"] == rows[good]["sent_at"]
+    assert stats.totals(db, stats.DELIVERY) == {("email", "sent"): 1, ("email", "bounced"): 1}

@@ -63,8 +63,8 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     assert "Tempête sur la Bretagne" in res.output
     line = next(li for li in res.output.splitlines() if f"#{item}" in li and "email" in li)
     cells = [c.strip() for c in line.strip().strip("│").split("│")]
-    # item, title, channel, pending, sending, retry, sent, failed, cancelled
-    assert cells[2:] == ["email", "", "", "1", "2", "1", ""]
+    # item, title, channel, pending, sending, retry, sent, failed, cancelled, folded
+    assert cells[2:] == ["email", "", "", "1", "2", "1", "", ""]
     assert "bad@example.net" in res.output and "550" in res.output
     assert "later@example.net" in res.output and "451" in res.output
     assert "PAUSED" in res.output and "test pause" in res.output
@@ -101,3 +101,33 @@ def test_preview_writes_email_and_telegram_files(tmp_path, smtp_server):
     assert rows_of(db, item) == []  # previewing sends and queues nothing
     res = cli(path, "preview", "999", "--out", str(out_dir))
     assert res.exit_code == 1 and "no item 999" in res.output
+
+
+def test_preview_explain_lists_removed_chrome_and_why(tmp_path, smtp_server):
+    path = write_config(tmp_path, smtp_server.port)
+    from bot.config import load_config
+
+    db = open_db(load_config(path).database_url)
+    summary = ('<p>Le conseil municipal a voté le budget [2027] de la ville pour l’année prochaine, '
+               'après un long débat.</p><p>Suivez la séance sur <a href="https://twitter.com/mairie">Twitter</a>.</p>'
+               '<div class="sharedaddy"><h3>Partager :</h3><a href="https://twitter.com/intent/tweet?u=1">Tweet</a></div>'
+               '<p><a href="https://www.facebook.com/sharer.php?u=1">[Facebook]</a></p>'
+               '<img src="https://pixel.wp.com/b.gif?host=x" width="1" height="1">')
+    item = add_item(db, summary=summary)
+    res = cli(path, "preview", str(item), "--out", str(tmp_path / "pv"), "--explain")
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert f"Removed from item #{item} as page chrome (3 blocks)" in out
+    for rule, signal, text in [("widget", 'class/id "sharedaddy"', "Partager : Tweet"),
+                               ("share-intent", "link to https://www.facebook.com/sharer.php?u=1", "[Facebook]"),
+                               ("pixel", "width 1", "[image https://pixel.wp.com/b.gif?host=x]")]:
+        assert f"│ {rule} │ {signal} │ {text} │" in out, out
+    assert "share-intent: links only to share-intent URLs" in out
+    assert "Suivez la séance" not in out.split("page chrome")[1]  # the author's own Twitter link is not chrome
+    text = (tmp_path / "pv" / f"item-{item}-alert-fr.txt").read_text()
+    assert "Twitter [" in text and "Tweet" not in text and "Facebook" not in text
+
+    plain = add_item(db, "FLASH INFO — Autre", summary="<p>Rien à retirer ici, seulement le texte de l’article.</p>",
+                     link="https://news.example.org/autre")
+    res = cli(path, "preview", str(plain), "--out", str(tmp_path / "pv"), "--explain")
+    assert f"item #{plain}: nothing was removed from the article as page chrome" in res.output

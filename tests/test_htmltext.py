@@ -219,3 +219,49 @@ def test_hostile_sizes_and_nesting_are_bounded(html, expected):
     text = to_text(html)
     post = tg.from_html(clean)
     assert expected in " ".join(text.split()) and expected.split()[0] in post
+
+
+@pytest.mark.parametrize("html,expected", [
+    ('<p>made a T<a href="https://t.example/">umblr </a>for this series</p>', "made a Tumblr [1] for this series"),
+    ('<p>alternativ<a href="https://a.example/">e</a> spéciale</p>', "alternative [1] spéciale"),
+    ('<p>(<span class="createlink"><a href="https://w.example/?do=create">?</a>OpenPGP signature</span>)</p>',
+     "(? [1] OpenPGP signature)"),
+    ('<p>enligt <a href="https://v.example/">VTI </a>32 cyklister</p>', "enligt VTI [1] 32 cyklister"),
+    ('<p>a R<a href="https://r.example/">elay FM</a> member</p>', "a Relay FM [1] member"),
+    ('<p>本文由<a href="https://g.example/">极客公园</a>原创</p>', "本文由极客公园 [1]原创"),
+    ('<p>(<a href="https://a.example/">Docker</a>, <a href="https://b.example/">Linux</a>)</p>', "(Docker [1], Linux [2])"),
+])
+def test_references_are_spaced_and_attached_to_their_word(html, expected):
+    assert to_text(html).split("\n\n[1]")[0] == expected
+
+
+@pytest.mark.parametrize("width", range(20, 73, 3))
+def test_a_reference_never_starts_a_line(width):
+    html = "<p>" + " ".join(f'mot{i} <a href="https://a.example/{i}">lien{i}</a>' for i in range(40)) + "</p>"
+    body = to_text(html, width=width).split("\n\n[1] ")[0]
+    assert not re.search(r"(?m)^\[\d+\]", body)
+    assert all(re.search(rf"lien{i} \[{i + 1}\]", " ".join(body.split())) for i in range(40))
+
+
+def test_table_rows_are_lines_apart_from_the_paragraph_before():
+    html = ("<p>Numbered as follows.</p><table><tr><th>X</th><th>Y</th></tr><tr><td>false</td>"
+            "<td><a href='https://a.example/'>0</a></td></tr></table><p>After the table.</p>")
+    assert to_text(html) == ("Numbered as follows.\n\nX | Y\nfalse | 0 [1]\n\nAfter the table.\n\n"
+                             "[1] https://a.example/")
+    from bot.render.html import telegram as tg
+    assert tg.from_html(sanitize(html)) == ("Numbered as follows.\n\nX | Y\nfalse | "
+                                           '<a href="https://a.example/">0</a>\n\nAfter the table.')
+
+
+def test_heading_is_underlined_without_taking_the_next_line():
+    html = ("<h2>Get the report</h2><a href='https://a.example/r.pdf'>Download the PDF</a>"
+            "<h1>Part <a href='https://a.example/2'>two</a></h1><p>Text.</p>")
+    assert to_text(html) == ("Get the report\n--------------\n\nDownload the PDF [1]\n\n"
+                             "Part two [2]\n============\n\nText.\n\n[1] https://a.example/r.pdf\n[2] https://a.example/2")
+
+
+def test_lists_and_quotes_stay_readable_when_nested():
+    html = ("<blockquote><p>Quoted intro:</p><ul><li>first <a href='https://a.example/'>point</a></li>"
+            "<li>second<ol><li>nested</li></ol></li></ul></blockquote>")
+    assert to_text(html) == ("> Quoted intro:\n>\n> - first point [1]\n> - second\n>\n>   1. nested\n\n"
+                             "[1] https://a.example/")

@@ -35,7 +35,8 @@ def test_bundled_templates_found_next_to_the_package():
 
 @pytest.mark.parametrize("lang,expected", [
     ("fr", "Publié le 29 novembre 2026 à 07:10"), ("en", "Published November 29, 2026 at 7:10 AM"),
-    (None, "Publié le 29 novembre 2026 à 07:10"), ("de", "Publié le 29 novembre 2026 à 07:10"),
+    (None, "Publié le 29 novembre 2026 à 07:10"), ("xx", "Publié le 29 novembre 2026 à 07:10"),
+    ("de", "Veröffentlicht am 29. November 2026 um 07:10"), ("ar", "نُشر في 29 نوفمبر 2026، 7:10 ص"),
 ])
 def test_localized_dates(renderer, lang, expected):
     mail = renderer.email_alert(seed_item(), lang, LINKS)
@@ -242,7 +243,7 @@ def test_digest_groups_flash_first(renderer):
     order = [mail.text.index(x) for x in ["FLASH INFO\n", "Flash C", "POLITIQUE", "Politique D",
                                           "Politique A", "SPORTS", "Sport B"]]
     assert order == sorted(order)
-    assert "4 article(s)" in mail.text and "TURQUIE / LIBYE" in mail.text
+    assert "4 articles depuis la dernière lettre." in mail.text and "TURQUIE / LIBYE" in mail.text
 
 
 def test_empty_digest(renderer):

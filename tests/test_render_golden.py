@@ -57,6 +57,11 @@ def test_golden(render_config, name):
     out = CASES[name](Renderer(render_config()))
     if isinstance(out, str):
         assert telegram_problems(out) == [] and tg.visible_len(out) <= tg.LIMIT
+    check_golden(name, out)
+
+
+def check_golden(name: str, out) -> None:
+    """Compare a rendering with its golden files (UPDATE_GOLDEN=1 rewrites them)."""
     for fname, content in _files(name, out).items():
         path = GOLDEN / fname
         if os.environ.get("UPDATE_GOLDEN"):

@@ -48,7 +48,7 @@ def test_two_concurrent_runs_send_nothing_twice(svc_stack):
 
 
 @pytest.mark.parametrize("config, code, message", [
-    ("[bot]\nlanguage = 'de'\n", 2, "bot.language"),
+    ("[bot]\nlanguage = 'xx'\n", 2, "bot.language: unknown language 'xx'; available: ar, de, en, fr"),
     ("[bot]\ndatabase = '/proc/nope/x.db'\n", 1, "database"),
     ("[bot]\ndatabase = 'x.db'\ntemplates = 'missing-folder'\n", 2, "bot.templates: folder not found"),
 ])

@@ -101,7 +101,7 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
         states = sorted(r.state for r in conn.execute(select(deliveries.c.state)))
     assert left == {"old-pending", "fresh", "relisted"}
     assert states == ["retry"]  # old finished rows go, a waiting one stays
-    assert counts == {"deliveries": 2, "items": 1, "digests": 1}
+    assert counts == {"deliveries": 2, "items": 1, "digests": 1, "stats_buckets": 0}  # no bucket is 35 days old
 
 
 async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, svc_engine):
@@ -128,14 +128,12 @@ async def test_housekeeping_stops_between_batches_when_the_service_stops(svc_con
         with svc_engine.begin() as conn:
             outbox.insert_rows(conn, [dict(item_id=item, channel="email", recipient=str(sub), subscriber_id=sub,
                                            state="sent", created_at=old)])
-    newest = add_item(svc_engine, src, "newest", utcnow(), is_flash=True)
-    with svc_engine.begin() as conn:  # the newest row of the table is never compacted: give it its own item
-        outbox.insert_rows(conn, [dict(item_id=newest, channel="email", recipient="0", state="sent", created_at=utcnow())])
     counts = await housekeeping(svc_config(), svc_engine, stop=lambda: True)  # SIGTERM during housekeeping
     assert counts["compacted"] == 1 and counts["compacted_groups"] == 0  # one batch, then it stopped
     assert "requeued" not in counts and maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
     counts = await housekeeping(svc_config(), svc_engine)
-    assert counts["compacted"] == 2 and counts["compacted_groups"] == 3  # the next run goes on
+    # The next run goes on with the two groups that still have rows (the first one was done).
+    assert counts["compacted"] == 2 and counts["compacted_groups"] == 2
     assert not maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
 
 

@@ -61,13 +61,13 @@ def test_import_validates_dedupes_reports_and_is_idempotent(cli, tmp_path):
                     "a@example.org,en,digest,sport;politique\n"
                     "broken,,,\n"
                     "A@EXAMPLE.org,,,\n"
-                    "b@example.org,de,,\n"
+                    "b@example.org,xx,,\n"
                     "c@example.org,,weekly,\n"
                     "\"d@example.org\",,,\"x|y\"\n"
                     "left@example.org,,,\n"
                     ",,,\n", encoding="utf-8")
     out = run("subscribers", "import", str(path)).output
-    for line, reason in [(3, "not an email address"), (4, "duplicate of line 2"), (5, "unknown language 'de'"),
+    for line, reason in [(3, "not an email address"), (4, "duplicate of line 2"), (5, "unknown language 'xx' (ar, de, en, fr)"),
                          (6, "unknown mode 'weekly'"), (9, "empty address")]:
         assert f"in.csv:{line}: rejected:" in out and reason in out
     assert "2 added, 1 already known, 5 rejected" in out

@@ -65,12 +65,21 @@ async def test_same_answer_for_known_and_unknown_addresses(web_client, smtp_inbo
     assert subs.by_email(web_engine, "known@example.org")["status"] == "active"
 
 
-async def test_pending_gets_new_preferences_and_a_fresh_link(web_client, smtp_inbox, web_engine):
+async def test_pending_gets_a_fresh_link_that_confirms_its_own_choices(web_client, smtp_inbox, web_engine):
     await signup(web_client, "p@example.org", mode="digest")
     await signup(web_client, "p@example.org", mode="instant", topics="rugby")
-    await smtp_inbox.arrive(2)
+    first, second = await smtp_inbox.arrive(2)
+    assert mail_link(first, "confirm") != mail_link(second, "confirm")
+    # The row keeps what it had until a link is used: each link confirms the sign-up it was mailed for.
     row = subs.by_email(web_engine, "p@example.org")
-    assert row["status"] == "pending" and row["mode"] == "instant" and row["topics"] == ["rugby"]
+    assert row["status"] == "pending" and row["mode"] == "digest" and row["topics"] == []
+    page = await web_client.get(path(mail_link(second, "confirm")))
+    await web_client.post(path(mail_link(second, "confirm")), data={"csrf": csrf_of(page.text)})
+    row = subs.by_email(web_engine, "p@example.org")
+    assert row["status"] == "active" and row["mode"] == "instant" and row["topics"] == ["rugby"]
+    late = await web_client.post(path(mail_link(first, "confirm")), data={"csrf": csrf_of(page.text)})
+    assert late.status_code == 200 and "était déjà confirmée" in late.text
+    assert subs.by_email(web_engine, "p@example.org")["mode"] == "instant"  # the earlier link changed nothing
 
 
 @pytest.mark.parametrize("email", ["not-an-address", "a@b", "two@@example.org", "x" * 400 + "@example.org",

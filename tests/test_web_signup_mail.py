@@ -45,7 +45,7 @@ class Failing:
 
     async def send_message(self, message) -> None:
         self.tried += 1
-        raise ConnectionRefusedError(f"relay said no to {message['To']}")
+        raise ConnectionRefusedError(f"relay said no to {message.to}")
 
 
 async def test_refused_mail_is_logged_not_shown(web_client, web_app, web_engine, caplog):
@@ -86,16 +86,15 @@ async def test_racing_signups_of_one_address_respect_its_limit(tmp_path, smtp_in
 
     import httpx
 
-    import bot.web.public as public_mod
-    from bot.store import open_db
+    from bot.store import open_db, ratelimit
     from bot.web import create_app
     from fixtures_web import make_web_config
 
-    real_allow, lock, inside = public_mod.ratelimit.allow, threading.Lock(), {"now": 0, "max": 0}
+    real_allow, lock, inside = ratelimit.allow, threading.Lock(), {"now": 0, "max": 0}
 
     def slow_allow(*args, **kwargs):
-        # The count-then-record check is not atomic in SQLite's deferred transactions: widen the
-        # window and record how many run at once (the app must run them one at a time).
+        # Widen the window and record how many run at once: the app runs them one at a time (and
+        # ratelimit.take is atomic in the database besides).
         with lock:
             inside["now"] += 1
             inside["max"] = max(inside["max"], inside["now"])
@@ -106,7 +105,7 @@ async def test_racing_signups_of_one_address_respect_its_limit(tmp_path, smtp_in
             with lock:
                 inside["now"] -= 1
 
-    monkeypatch.setattr(public_mod.ratelimit, "allow", slow_allow)
+    monkeypatch.setattr(ratelimit, "allow", slow_allow)
     cfg = make_web_config(tmp_path, smtp_inbox.port, signup_limit_per_address=limit)
     engine = open_db(cfg.database_url)
     app = create_app(cfg, engine)

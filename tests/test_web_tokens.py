@@ -195,5 +195,8 @@ async def test_resubscribe_after_unsubscribe_needs_confirmation(web_engine, alic
     row, outcome = subs.signup(web_engine, "alice@example.org", "digest", "fr", [])
     assert outcome == "unsubscribed" and subs.get(web_engine, alice["id"])["status"] == "unsubscribed"
     assert subs.confirm(web_engine, row["id"], alice["token_nonce"]) is None  # old links stay dead
-    assert subs.confirm(web_engine, row["id"], row["token_nonce"]) == "confirmed"
+    assert subs.confirm(web_engine, row["id"], row["token_nonce"]) is None  # nor a nonce no mail carried
+    # The link of this sign-up (its request's nonce) confirms, with the choices made in it.
+    assert subs.confirm(web_engine, row["id"], row["confirm_nonce"]) == "confirmed"
     assert subs.get(web_engine, alice["id"])["status"] == "active"
+    assert subs.get(web_engine, alice["id"])["mode"] == "digest"

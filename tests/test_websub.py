@@ -79,7 +79,8 @@ async def test_subscribe_verify_and_signed_push(served, algorithm):
     row = wstore.get_source(ctx.engine, sid)
     lease = timedelta(seconds=600)  # websub.lease_seconds, granted by the hub and counted from verification
     assert before + lease <= row["websub_lease_until"] <= utcnow() + lease
-    sub = hub.subscriptions[(f"{srv.url}/websub/{sid}", TOPIC)]
+    assert len(row["websub_callback"]) >= 32  # the secret segment of the callback URL
+    sub = hub.subscriptions[(f"{srv.url}/websub/{sid}/{row['websub_callback']}", TOPIC)]
     assert sub.secret == row["websub_secret"] and len(sub.secret) == 64
     hub.algorithm = algorithm
     [d] = await asyncio.to_thread(hub.publish, TOPIC, b"<feed/>")
@@ -95,11 +96,13 @@ async def test_forged_push_is_ignored(served):
     await _subscribed(ctx, hub, sid)
     hub.tamper = True
     [d] = await asyncio.to_thread(hub.publish, TOPIC, b"<feed/>")
+    callback = wstore.get_source(ctx.engine, sid)["websub_callback"]
     async with httpx.AsyncClient() as client:
-        unsigned = await client.post(f"{srv.url}/websub/{sid}", content=b"<feed/>")
-        unknown = await client.post(f"{srv.url}/websub/999", content=b"<feed/>")
+        unsigned = await client.post(f"{srv.url}/websub/{sid}/{callback}", content=b"<feed/>")
+        unknown = await client.post(f"{srv.url}/websub/999/{callback}", content=b"<feed/>")
+        guessed = await client.post(f"{srv.url}/websub/{sid}/{'x' * len(callback)}", content=b"<feed/>")
     await asyncio.sleep(0.1)
-    assert d.status == 202 and unsigned.status_code == 202 and unknown.status_code == 404
+    assert d.status == 202 and unsigned.status_code == 202 and unknown.status_code == guessed.status_code == 404
     assert pushes.got == []
 
 
@@ -107,16 +110,16 @@ async def test_forged_push_is_ignored(served):
     ({"hub.mode": "subscribe", "hub.topic": "http://other/", "hub.challenge": "c"}, 404),
     ({"hub.mode": "unsubscribe", "hub.topic": TOPIC, "hub.challenge": "c"}, 404),
     ({"hub.mode": "subscribe", "hub.topic": TOPIC}, 404),
-    ({"hub.mode": "subscribe", "hub.topic": TOPIC, "hub.challenge": "c", "hub.lease_seconds": "x"}, 400),
+    ({"hub.mode": "subscribe", "hub.topic": TOPIC, "hub.challenge": "c", "hub.lease_seconds": "x"}, 404),
     ({"hub.mode": "subscribe", "hub.topic": TOPIC, "hub.challenge": "abc", "hub.lease_seconds": "60"}, 200),
 ])
 async def test_intent_verification_only_for_our_request(served, params, status):
     ctx, hub, srv, _ = served
     sid = add_source(ctx.engine, "s")
     wstore.note_hub(ctx.engine, sid, hub.url, TOPIC)
-    wstore.start(ctx.engine, sid, "secret-value", "pending", utcnow())
+    wstore.start(ctx.engine, sid, "secret-value", "pending", utcnow(), "cb-secret-segment")
     async with httpx.AsyncClient() as client:
-        resp = await client.get(f"{srv.url}/websub/{sid}", params=params)
+        resp = await client.get(f"{srv.url}/websub/{sid}/cb-secret-segment", params=params)
     assert resp.status_code == status
     if status == 200:
         assert resp.text == "abc" and wstore.get_source(ctx.engine, sid)["websub_state"] == "active"
@@ -160,5 +163,5 @@ async def test_pending_request_not_resent_until_it_times_out(served):
         hub.deny = False
         assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 1
         n = len(hub.requests)
-        wstore.start(ctx.engine, sid, "x" * 64, "pending", utcnow())  # still waiting for verification
+        wstore.start(ctx.engine, sid, "x" * 64, "pending", utcnow(), "cb")  # still waiting for verification
         assert await websub.renew_due(client, ctx.engine, ctx.cfg) == 0 and len(hub.requests) == n

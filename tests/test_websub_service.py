@@ -45,8 +45,8 @@ async def test_push_to_post_under_one_second(svc_stack):
         await service.start()
         try:
             [sub] = await asyncio.to_thread(hub.wait_subscribed, topic, 1, 15)
-            assert sub.callback == f"http://127.0.0.1:{port}/websub/1" and sub.secret
             row = wstore.get_source(engine, 1)
+            assert sub.callback == f"http://127.0.0.1:{port}/websub/1/{row['websub_callback']}" and sub.secret
             assert row["websub_state"] == "active" and row["websub_secret"] == sub.secret
             pushed = flash_rss([("f9", "FLASH INFO : Explosion dans une usine chimique à Rouen"), *BASE], links)
             polls_before = len(svc_stack.feeds.log("/feed.xml"))

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.wheel, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p.name for p in (ROOT / "bot" / "demo" / "samples").iterdir() if p.is_file())
+LANGS = sorted(p.name for p in (ROOT / "bot" / "locale").iterdir() if (p / "LC_MESSAGES" / "messages.po").is_file())
 
 
 def _run(cmd, *, cwd, env=None, timeout=180) -> subprocess.CompletedProcess:
@@ -37,10 +38,11 @@ def _clean_env(home: Path) -> dict[str, str]:
 
 
 def _copy_source(dest: Path) -> Path:
-    """A copy of what the build needs, so building never writes build/ or *.egg-info into the checkout."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    """A copy of what the build needs, so building never writes build/ or *.egg-info into the checkout.
+    The checkout's compiled catalogs (.mo) stay behind: the wheel must get them from the build step."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.mo")
     dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, dest / name)
     for name in ("bot", "templates"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
@@ -59,6 +61,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path):
     missing = [s for s in SAMPLES if f"bot/demo/samples/{s}" not in names]
     assert not missing, f"sample feeds missing from the wheel: {missing}"
     assert any(n.endswith(".data/data/share/flashbot/templates/email_alert.html") for n in names)
+    assert {"ar", "de", "en", "fr"} <= set(LANGS)
+    catalogs = [f"bot/locale/{lang}/LC_MESSAGES/messages.{ext}" for lang in LANGS for ext in ("po", "mo")]
+    assert not [c for c in catalogs if c not in names], "catalogs missing from the wheel (compiled by setup.py)"
+    assert not list((src / "bot").rglob("*.mo")), "the build wrote .mo files into the source tree"
     built = time.monotonic()
 
     fresh = tmp_path / "venv"
@@ -76,9 +82,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path):
 
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    probe = _run([py, "-c", "import bot, bot.demo.story as s; print(bot.__file__); print(bot.templates_dir()); "
-                  "print(s.SAMPLES)"], cwd=cwd, env=_clean_env(tmp_path)).stdout.split("\n")
+    probe = _run([py, "-c", "import bot, bot.demo.story as s, bot.i18n as i; print(bot.__file__); print(bot.templates_dir()); "
+                  "print(s.SAMPLES); print(' '.join(i.available()))"], cwd=cwd, env=_clean_env(tmp_path)).stdout.split("\n")
     bot_file, templates, samples = (Path(line) for line in probe[:3])
+    assert probe[3].split() == LANGS  # the languages are the compiled catalogs the wheel installed
     assert bot_file.is_relative_to(fresh_site), f"bot was imported from {bot_file}, not from the fresh venv {fresh_site}"
     assert templates.is_relative_to(fresh) and (templates / "email_alert.html").is_file(), templates
     assert samples.is_relative_to(fresh_site) and sorted(p.name for p in samples.iterdir()) == SAMPLES
@@ -97,5 +104,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path):
     assert "demo finished in" in out
     assert "Traceback" not in run.stderr
     assert len(list((work / "mail").glob("*.eml"))) == 12
+    # The Arabic reader's mails come from the wheel's compiled Arabic catalog.
+    assert any('dir="rtl"' in p.read_text(encoding="utf-8") for p in (work / "mail").glob("*.html"))
     done = time.monotonic()
     print(f"build {built - started:.1f} s, venv+install {installed - built:.1f} s, demo {done - installed:.1f} s")

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics
+from bot.delivery import quiet
+from bot.store.subscribers import LANGUAGES, MODES
 
-MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
-COLUMNS = ("email", "mode", "language", "topics")
+COLUMNS = ("email", "mode", "language", "topics", "max_per_day", "quiet_hours", "timezone")
 
 
 class BadFile(ValueError):
@@ -111,16 +111,16 @@ def _topics(raw: str) -> list[str]:
     return found
 
 
-def _fields(row: list[str], col: dict[str, int]) -> tuple[str, str, str, str]:
-    """The known columns of a row (email, mode, language, topics); the others are dropped at once, so a
-    batch holds only these whatever else the file carries."""
+def _fields(row: list[str], col: dict[str, int]) -> tuple[str, ...]:
+    """The known columns of a row (COLUMNS); the others are dropped at once, so a batch holds only these
+    whatever else the file carries."""
     n = len(row)
     return tuple(row[i].strip() if (i := col.get(k)) is not None and i < n else "" for k in COLUMNS)  # type: ignore[return-value]
 
 
-def _record(fields: tuple[str, str, str, str], default_language: str) -> dict | str:
-    """A valid record, or why the row is rejected."""
-    email, mode, language, topics = fields
+def _record(fields: tuple[str, ...], default_language: str) -> dict | str:
+    """A valid record (its alert-pace cells still to check), or why the row is rejected."""
+    email, mode, language, topics, cap, hours, zone = fields
     try:
         address = normalize_email(email)
     except InvalidAddress as exc:
@@ -129,8 +129,14 @@ def _record(fields: tuple[str, str, str, str], default_language: str) -> dict | 
     if mode not in MODES:
         return f"unknown mode {mode!r} (instant, digest or both)"
     if language not in LANGUAGES:
-        return f"unknown language {language!r} (fr or en)"
-    return {"email": address, "mode": mode, "language": language, "topics": _topics(topics)}
+        return f"unknown language {language!r} ({', '.join(LANGUAGES)})"
+    return {"email": address, "mode": mode, "language": language, "topics": _topics(topics), "pace": (cap, hours, zone)}
+
+
+def _pace(cap: str, hours: str, zone: str) -> dict:
+    """The alert-pace columns of an imported row (empty cells: no own cap, no quiet hours, [bot] zone)."""
+    start, end = quiet.parse_range(hours)
+    return {"max_per_day": quiet.parse_cap(cap), "quiet_start": start, "quiet_end": end, "timezone": quiet.parse_zone(zone)}
 
 
 def batches(path: Path, default_language: str, rejects: Rejects, size: int) -> Iterator[tuple[list[dict], int]]:
@@ -164,6 +170,11 @@ def _batch(rows: list[tuple[int, tuple]], default_language: str, seen: Seen, rej
         elif r["email"] in earlier:
             rejects.add(line, f"duplicate of line {earlier[r['email']]}")
         else:
+            try:  # checked after duplicates, and a row refused here does not count as seen
+                r.update(_pace(*r.pop("pace")))
+            except quiet.LimitError as exc:
+                rejects.add(line, str(exc))
+                continue
             earlier[r["email"]] = line
             new.append((r["email"], line))
             records.append(r)

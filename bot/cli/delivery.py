@@ -7,12 +7,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 from bot.models import DeliveryState
 
 STATES = [s.value for s in DeliveryState]
+RETRY_BATCH = 1000
 
 
 def _when(value, tz: ZoneInfo) -> str:
@@ -24,11 +27,12 @@ def deliveries(
     item: int = typer.Option(None, "--item", help="Only this item."),
     limit: int = typer.Option(20, "--limit", min=1, help="Failures shown."),
     retry: list[int] = typer.Option(None, "--retry", help="Requeue this failed delivery id now (repeatable)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Requeue every failed delivery (of --item, if given)."),
     resume: str = typer.Option(None, "--resume", help="Resume a paused channel (email or telegram)."),
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
     from bot.store import channels as channel_store
-    from bot.store import delivery_log, outbox
+    from bot.store import delivery_log
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
@@ -36,8 +40,9 @@ def deliveries(
     if resume:
         resumed = channel_store.resume_channel(engine, resume)
         out.print(f"channel {resume} resumed" if resumed else f"channel {resume} was not paused", highlight=False)
-    if retry:
-        out.print(f"{outbox.retry_deliveries(engine, retry)} of {len(retry)} deliveries queued again", highlight=False)
+    if retry or retry_failed:
+        asked, queued = _retry(ctx, engine, retry or [], retry_failed, item)
+        out.print(f"{queued} of {asked} deliveries queued again", highlight=False)
     _counts_table(delivery_log.counts(engine, item_id=item))
     for ch in channel_store.channel_states(engine):
         if ch["paused"]:
@@ -58,6 +63,24 @@ def deliveries(
         table.add_row(str(r["id"]), target, r["channel"], r["recipient"], r["state"], str(r["attempts"]),
                       _when(r["next_attempt_at"], tz) if r["state"] == "retry" else "—", r["last_error"] or "")
     out.print(table)
+
+
+def _retry(ctx: typer.Context, engine, ids: list[int], failed: bool, item: int | None) -> tuple[int, int]:
+    """Requeue the given ids and, with `failed`, every failed row (of `item`), in batches of 1,000 with a
+    progress bar; returns (rows asked for, rows queued). Rows of people who left are never revived."""
+    from bot.store import outbox, reports
+
+    batches = [ids[i:i + RETRY_BATCH] for i in range(0, len(ids), RETRY_BATCH)]
+    if failed:
+        batches += list(reports.failed_ids(engine, item, RETRY_BATCH))
+    asked = queued = 0
+    with bar(ctx) as progress:
+        progress.start("requeueing", sum(len(b) for b in batches))
+        for batch in batches:
+            queued += outbox.retry_deliveries(engine, batch)
+            asked += len(batch)
+            progress.advance(len(batch))
+    return asked, queued
 
 
 def _counts_table(rows: list[dict]) -> None:
@@ -84,8 +107,9 @@ def preview(
     ctx: typer.Context,
     item: int = typer.Argument(..., help="Item id (see the dashboard or `flashbot deliveries`)."),
     folder: Path = typer.Option(Path("preview"), "--out", help="Folder to write the files to."),
-    language: str = typer.Option(None, "--language", help="fr or en (default: bot.language)."),
+    language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: bot.language)."),
     update: bool = typer.Option(False, "--update", help="The correction variant instead of the alert."),
+    explain: bool = typer.Option(False, "--explain", help="Also list what was removed from the article as page chrome, and why."),
 ) -> None:
     """Write the alert email (HTML, text, full .eml) and the Telegram post to files and print their paths."""
     from bot import tokens
@@ -95,9 +119,11 @@ def preview(
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
+    from bot.i18n import available
+
     lang = language or cfg.bot.language
-    if lang not in ("fr", "en"):
-        err.print(f"--language: expected fr or en, got {lang!r}", markup=False)
+    if lang not in available():
+        err.print(f"--language: expected one of {', '.join(available())}, got {lang!r}", markup=False)
         raise typer.Exit(2)
     with engine.connect() as conn:
         row = outbox.load_item(conn, item)
@@ -113,7 +139,7 @@ def preview(
     email = composer.email(fake, row)
     links = {p: tokens.link(cfg.bot.public_url, p, "PREVIEW") for p in (tokens.UNSUBSCRIBE, tokens.PREFERENCES)}
     rendered = renderer.email_alert(row, lang, links, update=update)
-    post = renderer.telegram_post(row, update=update)
+    post = renderer.telegram_post(row, update=update, language=cfg.telegram.language if cfg.telegram else None)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"item-{item}-{kind}-{lang}"
     files = {
@@ -125,6 +151,25 @@ def preview(
     for path, data in files.items():
         path.write_bytes(data)
         out.print(str(path), highlight=False, soft_wrap=True)
+    if explain:
+        _explain(item, renderer.removed_chrome(row))
+
+
+def _explain(item: int, removed: list) -> None:
+    """The blocks the article lost as page chrome, each with the rule and the signal that removed it."""
+    from bot.render.html.chrome import RULES
+
+    if not removed:
+        out.print(f"item #{item}: nothing was removed from the article as page chrome", highlight=False)
+        return
+    table = Table(title=f"Removed from item #{item} as page chrome ({len(removed)} blocks)")
+    for col in ("#", "rule", "signal", "what the reader would have seen"):
+        table.add_column(col, overflow="fold")
+    for n, r in enumerate(removed, 1):
+        table.add_row(str(n), r.rule, escape(r.why), escape(r.text) or "—")  # feed text is never markup
+    out.print(table)
+    for rule in dict.fromkeys(r.rule for r in removed):
+        out.print(f"  {rule}: {RULES[rule]}", highlight=False, markup=False)
 
 
 def compact(

@@ -10,6 +10,7 @@ from rich.table import Table
 from bot.config import ConfigError
 from bot.service import loop
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 
 
 def _logging(ctx: typer.Context, cfg=None) -> None:
@@ -33,7 +34,8 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
         from bot.service.once import run_once
 
         try:
-            result = run_once(cfg, engine)
+            with bar(ctx) as progress:
+                result = run_once(cfg, engine, progress=progress)
         except ConfigError as exc:  # e.g. bot.templates names a missing folder
             err.print(str(exc), markup=False, highlight=False)
             raise typer.Exit(2) from None
@@ -91,17 +93,18 @@ def digest(
     if send:
         from bot.service.runtime import open_runtime
 
-        async def go():
+        async def go(progress):
             rt = await open_runtime(cfg, st.engine, lock_wait=0, check=False)
             try:
-                result = await asyncio.to_thread(digest_mod.send_now, st.engine, cfg)
+                result = await asyncio.to_thread(digest_mod.send_now, st.engine, cfg, progress=progress)
                 if rt is None:  # another instance holds the lock: its delivery engine sends the rows
                     return result, None
-                return result, await rt.delivery.run_due(horizon=30)
+                return result, await rt.delivery.run_due(horizon=30, progress=progress)
             finally:
                 if rt is not None:
                     await rt.close()
-        result, sent = loop.run(go())
+        with bar(ctx) as progress:
+            result, sent = loop.run(go(progress))
         if result.get("skipped"):
             err.print(result["skipped"])
             raise typer.Exit(1)

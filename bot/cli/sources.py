@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from bot.cli import err, out, state
+from bot.cli.progress import bar
+from bot.models import NO_PROGRESS, Progress
 
 sources_app = typer.Typer(no_args_is_help=True, help="List, add, remove, pause, resume, import and export feed sources.")
 
@@ -171,13 +173,16 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML f
             yield from iter_opml(iter(lambda: handle.read(1 << 16), b""))
 
     try:
-        for _ in feeds():  # a first read checks the whole file: a broken one adds nothing
-            pass
-        for src in feeds():
-            batch.append(src)
-            if len(batch) >= 1000:
-                flush()
-        flush()
+        total = sum(1 for _ in feeds())  # a first read checks the whole file: a broken one adds nothing
+        with bar(ctx) as progress:
+            progress.start("importing sources", total)
+            for src in feeds():
+                batch.append(src)
+                if len(batch) >= 1000:
+                    progress.advance(len(batch))
+                    flush()
+            progress.advance(len(batch))
+            flush()
     except OSError as exc:
         err.print(f"{file}: cannot read: {exc.strerror}", markup=False)
         raise typer.Exit(1) from None
@@ -239,7 +244,7 @@ def _print_reports(reports) -> None:
         out.print("alerts queued: the running `flashbot run` sends them (or start it)", highlight=False)
 
 
-async def _poll(cfg, engine, once: bool):
+async def _poll(cfg, engine, once: bool, progress: Progress = NO_PROGRESS):
     from bot import pipeline
     from bot.ingest.fetch import make_client
 
@@ -248,7 +253,7 @@ async def _poll(cfg, engine, once: bool):
         # running service (another process) notices the new rows within a second.
         pipe = pipeline.Pipeline(cfg, engine, client)
         if once:
-            return [report for report, _ in await pipeline.cycle(pipe)]
+            return [report for report, _ in await pipeline.cycle(pipe, progress=progress)]
         while True:  # until Ctrl-C: poll what is due, report, wait a second
             reports = [report for report, _ in await pipeline.cycle(pipe, due_only=True)]
             if reports:
@@ -260,7 +265,11 @@ def poll_cmd(ctx: typer.Context, once: bool = typer.Option(False, "--once", help
     """Poll sources, detect Flash Info, store items and queue their alerts (`flashbot run` sends them)."""
     cfg, engine = _synced(ctx)
     try:
-        reports = asyncio.run(_poll(cfg, engine, once))
+        if once:
+            with bar(ctx) as progress:
+                reports = asyncio.run(_poll(cfg, engine, once, progress))
+        else:
+            reports = asyncio.run(_poll(cfg, engine, once))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     if not reports:

@@ -8,17 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
-from bot.store import dashboard, utcnow
+from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
 from bot.cli import err, out, state
+from bot.cli.progress import bar
 
 sub_app = typer.Typer(no_args_is_help=True, help="Manage email subscribers.")
 BATCH = 5000
-EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at"]
+EXPORT_FIELDS = ["email", "status", "mode", "language", "topics", "origin", "created_at", "confirmed_at",
+                 "max_per_day", "quiet_hours", "timezone"]
 
 
 def _address(raw: str) -> str:
@@ -37,7 +38,7 @@ def _check_choice(value: str | None, allowed: tuple[str, ...], name: str) -> Non
 @sub_app.command("add")
 def add(ctx: typer.Context, emails: list[str] = typer.Argument(..., help="Addresses to add (active at once)."),
         mode: str = typer.Option("both", "--mode", help="instant, digest or both."),
-        language: str = typer.Option(None, "--language", help="fr or en (default: [bot] language)."),
+        language: str = typer.Option(None, "--language", help="A language with a catalog: ar, de, en, fr… (default: [bot] language)."),
         topics: str = typer.Option("", "--topics", help="Topics separated by ; or |.")) -> None:
     """Add addresses as active subscribers (the operator vouches for their consent)."""
     _check_choice(mode, subs.MODES, "--mode")
@@ -90,14 +91,17 @@ def list_cmd(ctx: typer.Context, status: str = typer.Option(None, "--status"), m
     """List subscribers, newest first, with filters."""
     _check_choice(status, subs.STATUSES, "--status")
     _check_choice(mode, subs.MODES, "--mode")
-    rows, total = subs.list_page(state(ctx).engine, status, mode, search, limit, (page - 1) * limit)
+    result = listing.subscriber_page(state(ctx).engine, status, mode, None, None, search, limit, offset=(page - 1) * limit)
+    rows, total = result.rows, result.total
     table = Table("id", "status", "mode", "lang", "topics", "origin", "created")
     table.add_column("email", no_wrap=True, overflow="fold")
     for r in rows:
         table.add_row(str(r["id"]), r["status"], r["mode"], r["language"], escape("; ".join(r["topics"])), r["origin"],
                       r["created_at"].strftime("%Y-%m-%d") if r["created_at"] else "", escape(r["email"] or "(erased)"))
     out.print(table)
-    out.print(f"{total} matching, page {page} of {max(1, -(-total // limit))}")
+    counted = f"more than {total}" if result.capped else str(total)
+    pages = "" if result.capped else f" of {max(1, -(-total // limit))}"
+    out.print(f"{counted} matching, page {page}{pages}")
 
 
 @sub_app.command("show")
@@ -109,7 +113,8 @@ def show(ctx: typer.Context, email: str) -> None:
         err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     for key in ("id", "email", "status", "mode", "language", "topics", "origin", "bounces", "last_error",
-                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at"):
+                "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at", "max_per_day", "quiet_start",
+                "quiet_end", "timezone"):
         value = row[key]
         out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
                   markup=False, highlight=False, soft_wrap=True)
@@ -118,7 +123,7 @@ def show(ctx: typer.Context, email: str) -> None:
 
 
 @sub_app.command("import")
-def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics).")) -> None:
+def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics, max_per_day, quiet_hours, timezone).")) -> None:
     """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched.
 
     The file is streamed (bot/cli/csvimport.py): memory stays flat whatever its size."""
@@ -132,14 +137,13 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV wi
         raise typer.Exit(1) from None
     inserted = valid = 0
     rejects = csvimport.Rejects()
-    columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
-        with Progress(*columns, console=err, transient=False) as progress:
-            task = progress.add_task("import", total=total)
+        with bar(ctx) as progress:
+            progress.start("importing", total)
             for records, read in csvimport.batches(file, st.config.bot.language, rejects, BATCH):
                 inserted += subs.insert_many(st.engine, records)
                 valid += len(records)
-                progress.advance(task, read)
+                progress.advance(read)
         for line, reason in rejects:
             err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
     finally:
@@ -161,14 +165,20 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
         topics: dict[str, str] = {}  # topic lists repeat: each distinct JSON text is decoded once
-        for email, st_, mode, lang, raw, origin, created, confirmed in export_rows(engine, status):
-            if (joined := topics.get(raw)) is None:
-                joined = ";".join(json.loads(raw or "[]") or [])
-                if len(topics) < 4096:
-                    topics[raw] = joined
-            writer.writerow([email, st_, mode, lang, joined, origin, created.isoformat() if created else "",
-                             confirmed.isoformat() if confirmed else ""])
-            n += 1
+        with bar(ctx) as progress:
+            progress.start("exporting", listing.count_subscribers(engine, status))
+            for email, st_, mode, lang, raw, origin, created, confirmed, cap, start, end, zone in export_rows(engine, status):
+                if (joined := topics.get(raw)) is None:
+                    joined = ";".join(json.loads(raw or "[]") or [])
+                    if len(topics) < 4096:
+                        topics[raw] = joined
+                writer.writerow([email, st_, mode, lang, joined, origin, created.isoformat() if created else "",
+                                 confirmed.isoformat() if confirmed else "", cap or "",
+                                 f"{start}-{end}" if start and end else "", zone or ""])
+                n += 1
+                if n % 1000 == 0:
+                    progress.advance(1000)
+            progress.advance(n % 1000)
     finally:
         if file:
             handle.close()

@@ -19,6 +19,7 @@ from bot.config import Config
 _CACHE_SIZE = 64  # (item, revision, language, kind) builds kept; an alert run needs 2 (fr, en)
 _DIGEST_CACHE_SIZE = 512  # distinct (item list, language) digests kept: topics make few distinct lists
 _MAX_AGE = 300.0  # seconds a build is reused; later retries get a fresh Date header
+PHOTO_PREFIX = "photo:"  # external id of a Telegram photo post: its caption is what a correction edits
 _PLAIN_NONCE = re.compile(r"[A-Za-z0-9_\-]*")  # JSON-encodes as itself between quotes
 
 
@@ -72,17 +73,8 @@ class Composer:
         self._mid_mac = hmac.new(hmac.new(secret_key.encode(), b"message-id", hashlib.sha256).digest(), digestmod=hashlib.sha256)
         self._templates: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._digests: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
-        self._posts: OrderedDict[tuple, str] = OrderedDict()
-        self.dkim = self._dkim(cfg)
-
-    @staticmethod
-    def _dkim(cfg: Config):
-        email = cfg.email
-        if not (email and email.dkim_key and email.dkim_selector):
-            return None
-        pem = cfg.resolve(email.dkim_key).read_bytes()
-        domain = email.dkim_domain or mailbuild.sender_domain(email.sender)
-        return mailbuild.DKIMSigner(pem, email.dkim_selector, domain)
+        self._posts: OrderedDict[tuple, tuple[str, str | None]] = OrderedDict()
+        self.dkim = mailbuild.signer_for(cfg)
 
     def message_id(self, row: dict) -> str:
         """A Message-ID unique per row yet stable across retries (a resent duplicate carries the same id)."""
@@ -142,15 +134,33 @@ class Composer:
         meta = {"message_id": mid, "smtputf8": not address.isascii()}
         return Outgoing(delivery_id=row["id"], recipient=address, body=body, meta=meta)
 
+    def summary(self, row: dict, summary_items: list[dict]) -> Outgoing:
+        """The mail carrying the alerts a subscriber's cap or quiet hours held back (kind 'summary')."""
+        sub = row["subscriber"]
+        language = sub["language"] or self.cfg.bot.language
+        key = ("summary", language, tuple((it["id"], it["revision"], it["content_hash"]) for it in summary_items))
+        template = self._template(
+            key, lambda links: self.renderer.email_summary(summary_items, language, links), language, self._digests)
+        return self._personalize(row, template, b"")
+
     # -- telegram ----------------------------------------------------------------------------------
-    def telegram(self, row: dict, item: dict, edit_id: str | None = None) -> Outgoing:
-        """The channel post (an edit of the original post for an update when its id is known)."""
+    def telegram(self, row: dict, item: dict, edit_id: str | None = None, language: str | None = None) -> Outgoing:
+        """The channel post in the chat's language: a photo with the post as caption when the item has a
+        photo and the post fits, else a text post; for an update, an edit of the original post (its
+        caption when the original is a photo post, `photo:<id>`)."""
         update = row["kind"] == "update"
-        key = (item["id"], item["revision"], item["content_hash"], update)
+        caption = bool(edit_id and edit_id.startswith(PHOTO_PREFIX))
+        photos = bool(self.cfg.telegram and self.cfg.telegram.photos) and not edit_id
+        key = (item["id"], item["revision"], item["content_hash"], update, language, caption, photos)
         post = self._posts.get(key)
         if post is None:
-            post = self.renderer.telegram_post(item, update=update)
+            if caption:
+                post = (self.renderer.telegram_caption(item, update=update, language=language), None)
+            else:
+                post = tuple(self.renderer.telegram_message(item, update=update, language=language, photos=photos))
             self._posts[key] = post
             if len(self._posts) > _CACHE_SIZE:
                 self._posts.popitem(last=False)
-        return Outgoing(delivery_id=row["id"], recipient=row["recipient"], body=post, edit_id=edit_id)
+        text, photo = post
+        meta = {"photo": photo} if photo else {}
+        return Outgoing(delivery_id=row["id"], recipient=row["recipient"], body=text, edit_id=edit_id, meta=meta)

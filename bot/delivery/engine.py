@@ -20,13 +20,13 @@ from bot.config import Config
 from bot.delivery import policy
 from bot.delivery.channels.base import ChannelPaused, DeliveryError, PermanentError, TemporaryError
 from bot.delivery.compose import Composer
-from bot.models import ClaimedRow, DeliveryState, Outcome
+from bot.models import FINAL_STATES, NO_PROGRESS, AlertState, ClaimedRow, DeliveryState, Outcome, Progress
 from bot.store import channels as channel_store
-from bot.store import outbox, retry_locked
+from bot.store import outbox, reports, retry_locked
 from bot.store.db import utcnow
 
 log = logging.getLogger(__name__)
-FLUSH_SECONDS = 0.2  # outcomes wait at most this long (while sends go on) before being written
+FLUSH_SECONDS = 0.2  # outcomes wait at most about this long before being written, even while sends stall
 # Rows queued by another process (`flashbot poll`, an approval from the CLI, a web replica) cannot
 # wake this one: an idle engine looks for due rows this often (one indexed MIN() query).
 IDLE_SECONDS = 1.0
@@ -51,12 +51,14 @@ class DeliveryEngine:
         self._results: list[Outcome] = []
         self._flushing: asyncio.Task | None = None
         self._last_flush = 0.0
+        self._late: asyncio.TimerHandle | None = None  # a flush scheduled for outcomes no later one will carry
         self._paused: set[str] = set()
         self._down: dict[str, float] = {}  # channel → loop time until which it is not tried
         self._suppressed: set[int] = set()
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._stats: Counter = Counter()
+        self._progress: Progress = NO_PROGRESS
         # (item, channel) → lowest item revision any original alert was rendered at by this engine: a
         # correction for a revision every original already showed is pointless.
         self._rendered_rev: dict[tuple[int, str], int] = {}
@@ -74,13 +76,18 @@ class DeliveryEngine:
         if self._wake is not None:
             self._wake.set()
 
-    async def run_due(self, horizon: float = 0.0, stop: asyncio.Event | None = None) -> dict:
+    async def run_due(self, horizon: float = 0.0, stop: asyncio.Event | None = None,
+                      progress: Progress = NO_PROGRESS) -> dict:
         """Send everything due now; with horizon > 0 also wait for retries falling due within that many seconds.
 
         Setting `stop` ends the pass like a shutdown: nothing more is claimed, in-flight sends get
-        `delivery.grace_seconds`, and claimed rows not yet attempted go back to the queue."""
+        `delivery.grace_seconds`, and claimed rows not yet attempted go back to the queue. `progress`
+        counts the rows that reach a final state (the CLI's bar)."""
         if stop is not None:
             self._stop = stop
+        self._progress = progress
+        if progress is not NO_PROGRESS:
+            progress.start("sending", await _db(reports.count_due, self.db, self._active(include_down=True)))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + horizon
         self._stats = stats = Counter()
@@ -168,6 +175,10 @@ class DeliveryEngine:
         try:
             if row["kind"] == "digest":
                 return self.composer.digest(row, ctx["digests"].get(row["id"], []))
+            if row["kind"] == "summary":  # alerts a cap or quiet hours held back, minus cancelled ones
+                kept = [i for i in ctx["digests"].get(row["id"], []) if i["alert_state"] != AlertState.CANCELLED]
+                return self.composer.summary(row, kept) if kept else self._add(row, DeliveryState.CANCELLED,
+                                                                                  error="every alert was cancelled")
             original = None
             if row["kind"] == "update":
                 state, original = ctx["originals"].get((row["item_id"], row["channel"], row["recipient"]), (None, None))
@@ -241,10 +252,16 @@ class DeliveryEngine:
 
     def _add(self, row: ClaimedRow, state: str, **kw) -> None:
         self._stats[state] += state != DeliveryState.SENT  # "sent" is counted by _send
+        if state in FINAL_STATES:
+            self._progress.advance()
         self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "digest_id": row["digest_id"],
                               "channel": row["channel"], "revision": row["revision"], **kw})
         if (self._flushing is None or self._flushing.done()) and self._flush_due():
             self._flushing = asyncio.ensure_future(self._flush())
+        elif self._late is None:
+            # If sends now stall (a slow or held server), no later outcome would trigger the write: what
+            # is already known still reaches the database (and the live dashboard) within FLUSH_SECONDS.
+            self._late = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._late_flush)
         return None
 
     def _flush_due(self) -> bool:
@@ -253,12 +270,18 @@ class DeliveryEngine:
             return True
         return bool(self._results) and asyncio.get_running_loop().time() - self._last_flush >= FLUSH_SECONDS
 
-    async def _flush(self, wait: bool = False) -> None:
+    def _late_flush(self) -> None:
+        self._late = None
+        if self._results and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.ensure_future(self._flush(force=True))
+
+    async def _flush(self, wait: bool = False, force: bool = False) -> None:
         """Write buffered outcomes, a batch per transaction; wait=True (end of a pass) writes them all,
-        also waits for a background flush, and raises."""
+        also waits for a background flush, and raises; force=True writes at least one batch now."""
         if wait and self._flushing is not None and not self._flushing.done():
             await asyncio.wait({self._flushing})
-        while self._results and (wait or self._flush_due()):
+        while self._results and (wait or force or self._flush_due()):
+            force = False
             batch, self._results = self._results, []
             self._last_flush = asyncio.get_running_loop().time()
             limit = self.cfg.delivery.bounce_limit

@@ -143,14 +143,27 @@ def _header(name: str, value: str) -> bytes:
     return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
 
 
+def _alternative(text: str, html: str, slots: dict[str, str], boundary: str) -> list[bytes | str]:
+    """The MIME-Version/Content-Type lines and body of a multipart/alternative: text then HTML, quoted-printable."""
+    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    return [
+        b"MIME-Version: 1.0\r\n", f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+        f"--{boundary}\r\n{part_head.format('plain')}".encode(), *qp.segments(text, slots),
+        f"--{boundary}\r\n{part_head.format('html')}".encode(), *qp.segments(html, slots),
+        f"--{boundary}--\r\n".encode(),
+    ]
+
+
+def _boundary() -> str:
+    return f"=_fb_{_PROCESS_TAG}{next(_BUILDS):016x}"
+
+
 def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> MailTemplate:
     """Serialize multipart/alternative once, with a slot wherever a recipient's value goes."""
-    boundary = f"=_fb_{_PROCESS_TAG}{next(_BUILDS):016x}"
-    subject = clean_header_text(env.subject) or "(no subject)"
     head: list[bytes | str] = [
         _header("From", env.sender),
         b"To: ", TO, b"\r\n",
-        _header("Subject", subject),
+        _header("Subject", clean_header_text(env.subject) or "(no subject)"),
         f"Date: {format_datetime(env.date)}\r\n".encode(),
         b"Message-ID: ", MESSAGE_ID, b"\r\n",
         THREAD,  # In-Reply-To/References lines for corrections, or nothing
@@ -160,17 +173,21 @@ def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> Mai
         # Precedence/Auto-Submitted stop vacation auto-replies; neither is penalized by SpamAssassin.
         b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
         f"Content-Language: {clean_header_text(env.language, 16) or 'fr'}\r\n".encode(),
-        b"MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
     ]
-    slots = {ph.unsub: UNSUB, ph.prefs: PREFS}
-    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    body = [
-        f"--{boundary}\r\n{part_head.format('plain')}".encode(), *qp.segments(text, slots),
-        f"--{boundary}\r\n{part_head.format('html')}".encode(), *qp.segments(html, slots),
-        f"--{boundary}--\r\n".encode(),
+    return MailTemplate.of(head + _alternative(text, html, {ph.unsub: UNSUB, ph.prefs: PREFS}, _boundary()))
+
+
+def build_single(sender: str, to: str, subject: str, language: str, date: datetime, message_id: str,
+                 text: str, html: str) -> bytes:
+    """A one-recipient transactional mail (a sign-up confirmation): the same builder as alerts, no list headers."""
+    head: list[bytes | str] = [
+        _header("From", sender), b"To: " + check_address(to).encode("utf-8") + b"\r\n",
+        _header("Subject", clean_header_text(subject) or "(no subject)"),
+        f"Date: {format_datetime(date)}\r\n".encode(), b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
+        b"Auto-Submitted: auto-generated\r\n",  # vacation responders stay quiet
+        f"Content-Language: {clean_header_text(language, 16) or 'fr'}\r\n".encode(),
     ]
-    return MailTemplate.of(head + body)
+    return MailTemplate.of(head + _alternative(text, html, {}, _boundary())).personalize({})
 
 
 def thread_headers(original_message_id: str | None) -> bytes:
@@ -188,11 +205,21 @@ def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, th
     }
 
 
+def signer_for(cfg) -> "DKIMSigner | None":
+    """The DKIM signer of `[email]` (None without a key): the one signer of every mail Flashbot sends."""
+    email = cfg.email
+    if not (email and email.dkim_key and email.dkim_selector):
+        return None
+    pem = cfg.resolve(email.dkim_key).read_bytes()
+    return DKIMSigner(pem, email.dkim_selector, email.dkim_domain or sender_domain(email.sender))
+
+
 class DKIMSigner:
     """Signs finished messages with dkimpy (RFC 6376), covering the RFC 8058 headers."""
 
     HEADERS = [b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id", b"List-Unsubscribe",
-               b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type", b"In-Reply-To", b"References"]
+               b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type", b"In-Reply-To", b"References",
+               b"Auto-Submitted", b"Content-Language"]
 
     def __init__(self, private_key_pem: bytes, selector: str, domain: str):
         self.key, self.selector, self.domain = private_key_pem, selector.encode(), domain.encode()

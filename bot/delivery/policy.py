@@ -51,7 +51,7 @@ def refusal(row: ClaimedRow, item: dict | None, per_subscriber: bool) -> str | N
     if row["subscriber_id"] is not None or per_subscriber:
         if not sub or sub["status"] != "active" or not sub["email"]:
             return f"subscriber {sub['status'] if sub else 'deleted'}"
-    if row["kind"] != "digest":
+    if row["kind"] not in ("digest", "summary"):  # those carry a list of items, not one
         if item is None:
             return "item deleted"
         if item["alert_state"] == "cancelled":

@@ -37,9 +37,9 @@ from bot.demo.telegram_api import BotAPIStandin
 SAMPLES = Path(__file__).parent / "samples"
 TOPIC = "https://www.redaction-exemple.fr/feed/"  # the samples' rel="self"
 ADMIN_PASSWORD = "demo-admin"
-SUBSCRIBERS = [  # (address, mode, language)
+SUBSCRIBERS = [  # (address, mode, language): French, English, and an Arabic reader (right-to-left mails)
     ("alice@exemple.fr", "both", "fr"), ("bob@example.com", "instant", "en"),
-    ("chloe@exemple.fr", "digest", "fr"), ("david@example.com", "both", "en"),
+    ("chloe@exemple.fr", "digest", "fr"), ("karim@example.com", "both", "ar"),
 ]
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
 console = Console()
@@ -220,7 +220,7 @@ def report(engine, cfg, workdir: Path, tg: BotAPIStandin, smtp: SMTPServer, url:
         table.add_row(it["headline"][:60], str(it["revision"]), _secs(it["detected_at"], it["first_telegram_at"]),
                       _secs(it["detected_at"], it["first_email_at"]), _secs(it["detected_at"], it["last_email_at"]))
     console.print(table)
-    console.print(f"[bold]Telegram[/] (stand-in, channel {cfg.telegram.channel}): "
+    console.print(f"[bold]Telegram[/] (stand-in, channel {', '.join(t.chat for t in cfg.telegram.targets())}): "
                   f"{len(tg.posts)} post(s), {len(tg.edits)} edit(s)")
     for kind, posts in (("post", tg.posts), ("edit", tg.edits)):
         for p in posts:

@@ -1,7 +1,8 @@
 """A local Telegram Bot API stand-in: a real HTTP server on 127.0.0.1 for tests, the demo and bench.
 
 It answers `/bot<token>/<method>` the way api.telegram.org does for the calls Flashbot makes
-(getMe, getChat, sendMessage, editMessageText), validates `parse_mode=HTML` with Telegram's rules
+(getMe, getChat, sendMessage, editMessageText, sendPhoto, editMessageCaption), validates
+`parse_mode=HTML` (and caption lengths) with Telegram's rules
 (see `telegram_entities`), records what was posted and edited, and can be told to misbehave:
 flood control (429 + retry_after), 5xx, hangs, 403 "bot was kicked", arbitrary 400s.
 """
@@ -129,13 +130,13 @@ class BotAPIStandin(BotAPIMethods):
 
     @property
     def posts(self) -> list[Post]:
-        """Accepted sendMessage calls, in order."""
+        """Accepted sendMessage and sendPhoto calls, in order (a photo post has `.photo`)."""
         with self._lock:
             return list(self._posts)
 
     @property
     def edits(self) -> list[Post]:
-        """Accepted editMessageText calls, in order."""
+        """Accepted editMessageText and editMessageCaption calls, in order."""
         with self._lock:
             return list(self._edits)
 
@@ -223,5 +224,6 @@ class BotAPIStandin(BotAPIMethods):
         if params is None:
             return _error(400, "Bad Request: can't parse request body")
         handler = {"getme": self._get_me, "getchat": self._get_chat, "sendmessage": self._send,
-                   "editmessagetext": self._edit}.get(method)
+                   "editmessagetext": self._edit, "sendphoto": self._send_photo,
+                   "editmessagecaption": self._edit_caption}.get(method)
         return handler(params) if handler else _error(404, "Not Found")

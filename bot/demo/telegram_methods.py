@@ -1,4 +1,5 @@
-"""The Bot API methods the stand-in answers (getMe, getChat, sendMessage, editMessageText).
+"""The Bot API methods the stand-in answers (getMe, getChat, sendMessage, editMessageText, sendPhoto,
+editMessageCaption).
 
 Split from `telegram_api` (the HTTP server, records and fault switches): this module is the
 Telegram-side behaviour, with Telegram's checks in Telegram's order and its exact descriptions.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import email.parser
 import json
+import re
 import time
 import zlib
 from collections import deque
@@ -15,7 +17,10 @@ from urllib.parse import parse_qsl
 
 from bot.demo.telegram_entities import MAX_LENGTH, EntityError, parse_html, utf16_len
 
-SEND_METHODS = frozenset({"sendmessage", "editmessagetext"})
+SEND_METHODS = frozenset({"sendmessage", "editmessagetext", "sendphoto", "editmessagecaption"})
+CAPTION_LENGTH = 1024  # UTF-16 code units of a photo caption after entity parsing
+BAD_PHOTO = "Bad Request: wrong file identifier/HTTP URL specified"
+_FILE_ID = re.compile(r"[A-Za-z0-9_\-]{20,}")
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup "
                 "are exactly the same as a current content and reply markup of the message")
 KICKED = "Forbidden: bot was kicked from the channel chat"
@@ -35,6 +40,7 @@ class Post:
     link_preview_options: dict | None
     disable_web_page_preview: bool | None
     time: float
+    photo: str | None = None  # sendPhoto: the photo URL or file id; `text` is then the caption
 
     @property
     def preview(self) -> bool:
@@ -70,6 +76,7 @@ class _Message:
     plain: str
     entities: list[dict]
     preview: dict | None = field(default=None)
+    photo: str | None = None  # a photo message: its text is a caption
 
 
 def _error(status: int, description: str, retry_after: int | None = None) -> _Answer:
@@ -149,9 +156,11 @@ class BotAPIMethods:
                                 "gifts_from_channels"), False)
         return _ok({**chat, "accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": gifts})
 
-    def _parse_text(self, params: dict) -> tuple[_Message | None, _Answer | None]:
-        """Telegram's checks on `text` + `parse_mode`, in Telegram's order."""
-        text = params.get("text")
+    def _parse_text(self, params: dict, caption: bool = False) -> tuple[_Message | None, _Answer | None]:
+        """Telegram's checks on `text` (or a photo's `caption`) + `parse_mode`, in Telegram's order."""
+        text = params.get("caption" if caption else "text")
+        if caption and (text is None or text == ""):
+            return _Message("", []), None  # a photo may go without a caption
         if not isinstance(text, str) or not text.strip():
             return None, _error(400, "Bad Request: message text is empty")
         mode = params.get("parse_mode") or None
@@ -161,6 +170,10 @@ class BotAPIMethods:
             parsed = parse_html(text, self.strict) if mode else parse_html(_escape(text), False)
         except EntityError as exc:
             return None, _error(400, f"Bad Request: can't parse entities: {exc}")
+        if caption:
+            if utf16_len(parsed.text) > CAPTION_LENGTH:
+                return None, _error(400, "Bad Request: message caption is too long")
+            return _Message(parsed.text, parsed.entities), None
         if not parsed.text:
             return None, _error(400, "Bad Request: message text is empty")
         if utf16_len(parsed.text) > MAX_LENGTH:
@@ -180,44 +193,67 @@ class BotAPIMethods:
         return None
 
     def _record(self, method: str, params: dict, key: str, mid: int, msg: _Message) -> dict:
-        post = Post(method, key, params["text"], params.get("parse_mode") or None, mid, msg.plain, msg.entities,
-                    params.get("link_preview_options"), params.get("disable_web_page_preview"), time.time())
-        (self._posts if method == "sendMessage" else self._edits).append(post)
+        text = params.get("caption", "") if msg.photo else params["text"]
+        post = Post(method, key, text, params.get("parse_mode") or None, mid, msg.plain, msg.entities,
+                    params.get("link_preview_options"), params.get("disable_web_page_preview"), time.time(), msg.photo)
+        (self._posts if method.startswith("send") else self._edits).append(post)
         chat = self._chat(key)
-        result = {"message_id": mid, "date": int(post.time), "chat": chat, "sender_chat": chat, "text": msg.plain}
-        if msg.entities:
-            result["entities"] = msg.entities
-        if method == "editMessageText":
+        result = {"message_id": mid, "date": int(post.time), "chat": chat, "sender_chat": chat}
+        if msg.photo:
+            result["photo"] = [{"file_id": f"AgAC{mid:016d}", "file_unique_id": f"AQAD{mid:08d}", "width": w,
+                                "height": w * 2 // 3, "file_size": w * 100} for w in (320, 800, 1280)]
+            if msg.plain:
+                result["caption"] = msg.plain
+            if msg.entities:
+                result["caption_entities"] = msg.entities
+        else:
+            result["text"] = msg.plain
+            if msg.entities:
+                result["entities"] = msg.entities
+        if method.startswith("edit"):
             result["edit_date"] = int(post.time)
         return result
 
-    def _send(self, params: dict) -> _Answer:
+    def _chat_key(self, params: dict) -> tuple[str, _Answer | None]:
         key = str(params.get("chat_id", "")).strip()
         if not key:
-            return _error(400, "Bad Request: chat_id is empty")
-        if self._chat(key) is None:
-            return _error(400, "Bad Request: chat not found")
-        msg, err = self._parse_text(params)
-        if err is not None:
-            return err
+            return key, _error(400, "Bad Request: chat_id is empty")
+        return key, (_error(400, "Bad Request: chat not found") if self._chat(key) is None else None)
+
+    def _post(self, method: str, params: dict, key: str, msg: _Message) -> _Answer:
+        """A new message in the chat (flood control permitting)."""
         limited = self._rate_limited(key)
         if limited is not None:
             return limited
         mid = self._next_id[key] = self._next_id.get(key, 0) + 1
         self._messages[(key, mid)] = msg
-        return _ok(self._record("sendMessage", params, key, mid, msg))
+        return _ok(self._record(method, params, key, mid, msg))
 
-    def _edit(self, params: dict) -> _Answer:
+    def _send(self, params: dict) -> _Answer:
+        key, err = self._chat_key(params)
+        msg, err = (None, err) if err else self._parse_text(params)
+        return err or self._post("sendMessage", params, key, msg)
+
+    def _target(self, params: dict) -> tuple[str, int, _Message | None, _Answer | None]:
+        """The message an edit names: (chat, message_id, message, None) or an error answer."""
         key = str(params.get("chat_id", "")).strip()
         if not key or "message_id" not in params:
-            return _error(400, "Bad Request: message identifier is not specified")
+            return key, 0, None, _error(400, "Bad Request: message identifier is not specified")
         try:
             mid = int(params["message_id"])
         except (TypeError, ValueError):
-            return _error(400, "Bad Request: message identifier is not specified")
+            return key, 0, None, _error(400, "Bad Request: message identifier is not specified")
         old = self._messages.get((key, mid))
         if old is None:
-            return _error(400, "Bad Request: message to edit not found")
+            return key, mid, None, _error(400, "Bad Request: message to edit not found")
+        return key, mid, old, None
+
+    def _edit(self, params: dict) -> _Answer:
+        key, mid, old, err = self._target(params)
+        if err is not None:
+            return err
+        if old.photo is not None:
+            return _error(400, "Bad Request: there is no text in the message to edit")
         msg, err = self._parse_text(params)
         if err is not None:
             return err
@@ -225,6 +261,37 @@ class BotAPIMethods:
             return _error(400, NOT_MODIFIED)
         self._messages[(key, mid)] = msg
         return _ok(self._record("editMessageText", params, key, mid, msg))
+
+    def _send_photo(self, params: dict) -> _Answer:
+        key, err = self._chat_key(params)
+        if err is not None:
+            return err
+        photo = params.get("photo")
+        if not isinstance(photo, str) or not photo.strip():
+            return _error(400, "Bad Request: there is no photo in the request")
+        if not (photo.startswith(("http://", "https://")) and len(photo) <= 2048 and " " not in photo) \
+                and not _FILE_ID.fullmatch(photo):
+            return _error(400, BAD_PHOTO)  # data:, relative and other URLs Telegram cannot fetch
+        msg, err = self._parse_text(params, caption=True)
+        if err is not None:
+            return err
+        msg.photo = photo
+        return self._post("sendPhoto", params, key, msg)
+
+    def _edit_caption(self, params: dict) -> _Answer:
+        key, mid, old, err = self._target(params)
+        if err is not None:
+            return err
+        if old.photo is None:
+            return _error(400, "Bad Request: there is no caption in the message to edit")
+        msg, err = self._parse_text(params, caption=True)
+        if err is not None:
+            return err
+        if (msg.plain, msg.entities) == (old.plain, old.entities):
+            return _error(400, NOT_MODIFIED)
+        msg.photo = old.photo
+        self._messages[(key, mid)] = msg
+        return _ok(self._record("editMessageCaption", params, key, mid, msg))
 
 
 def _escape(text: str) -> str:

@@ -11,7 +11,9 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.urls import resolve_relative_uris
 
+from bot.ingest.images import lead_image
 from bot.models import FeedResult, Item
+from bot.render.html.furniture import repeated_blocks
 
 MAX_ENTRIES = 1000  # a feed with more entries is cut: bounded time and memory per poll
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([^\s>]+)\s+(SYSTEM|PUBLIC|\"[^\"]*\"|'[^']*')", re.I)
@@ -134,11 +136,12 @@ def normalize(entry, base: str | None, feed_language: str | None, late_base: str
             cats.append(term)
     detail = entry.get("title_detail") or entry.get("summary_detail") or {}
     author = _text(entry.get("author")) or None
+    image_url, image_alt = lead_image(entry, content, summary) or (None, None)
     return Item(
         key=key[:2000], title=title, link=link, summary_html=summary, content_html=content,
         categories=cats, author=author, published_at=_when(dict.get(entry, "published_parsed")),
         updated_at=_when(dict.get(entry, "updated_parsed")), language=(detail.get("language") or feed_language or None),
-        content_hash=chash,
+        content_hash=chash, image_url=image_url, image_alt=image_alt,
     )
 
 
@@ -167,6 +170,9 @@ def parse_feed(data: bytes, headers: dict[str, str], url: str | None = None) -> 
     lang = feed.get("language") or hdrs.get("content-language")
     late = None if hdrs.get("content-location") else _link(feed.get("link"), None)
     result.items = [normalize(e, base, lang, late) for e in d.entries[:MAX_ENTRIES]]
+    # Blocks repeated across this feed's items are its furniture: rendering takes them off an article's edges.
+    for item, repeated in zip(result.items, repeated_blocks([i.content_html or i.summary_html for i in result.items])):
+        item.furniture = repeated
     result.feed_title = _text(feed.get("title"), feed.get("title_detail")) or None
     result.ttl_seconds = _ttl(feed.get("ttl"))
     if d.get("bozo"):

@@ -21,7 +21,7 @@ from bot.clock import SYSTEM, Clock, FixedClock
 from bot.config import Config
 from bot.ingest.detect import detect
 from bot.ingest.parse import parse_feed
-from bot.models import Event, FeedResult, Item
+from bot.models import NO_PROGRESS, Event, FeedResult, Item, Progress
 from bot.ingest.fetch import fetch_feed, is_http
 from bot.store import sources as store_sources
 from bot.store.items import store_items
@@ -140,8 +140,10 @@ class _nolock:
 
 
 async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, source_ids: list[int],
-                       clock: Clock | None = None) -> list[PollReport]:
-    """Refresh the given sources concurrently (bounded by fetch.concurrency); reports in the same order."""
+                       clock: Clock | None = None, progress: Progress = NO_PROGRESS) -> list[PollReport]:
+    """Refresh the given sources concurrently (bounded by fetch.concurrency); reports in the same order.
+    `progress` counts the sources as they finish (the CLI's bar)."""
+    progress.start("polling sources", len(source_ids))
     db_lock = asyncio.Lock()  # one writer at a time: SQLite serializes writes anyway
     unchanged = Unchanged(engine, cfg, db_lock)
     rows = await asyncio.to_thread(store_sources.get_sources, engine, source_ids)  # one read per cycle
@@ -152,6 +154,7 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
         # `concurrency` workers sharing one iterator: no task and semaphore wait per source.
         for i, sid in todo:
             reports[i] = await refresh_source(engine, cfg, client, sid, db_lock, rows.get(sid), unchanged, clock)
+            progress.advance()
     try:
         await asyncio.gather(*(worker() for _ in range(min(cfg.fetch.concurrency, len(source_ids)))))
     finally:
@@ -160,21 +163,22 @@ async def poll_sources(engine: Engine, cfg: Config, client: httpx.AsyncClient, s
 
 
 async def poll_due(engine: Engine, cfg: Config, client: httpx.AsyncClient, clock: Clock | None = None, *,
-                   now: datetime | None = None) -> list[PollReport]:
+                   now: datetime | None = None, progress: Progress = NO_PROGRESS) -> list[PollReport]:
     """Poll every active source whose next poll is due at clock.now().
 
     `now=` is shorthand for clock=FixedClock(now): the cycle runs as if at that moment (bench/polling.py).
     """
     clock = FixedClock(now) if now is not None else clock or SYSTEM
     ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, clock.now())
-    return await poll_sources(engine, cfg, client, ids, clock)
+    return await poll_sources(engine, cfg, client, ids, clock, progress)
 
 
-async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient, clock: Clock | None = None) -> list[PollReport]:
+async def poll_all(engine: Engine, cfg: Config, client: httpx.AsyncClient, clock: Clock | None = None,
+                   progress: Progress = NO_PROGRESS) -> list[PollReport]:
     """Poll every active source now (except those a server asked to wait via Retry-After)."""
     clock = clock or SYSTEM
     ids = await asyncio.to_thread(store_sources.claim_due, engine, cfg, clock.now(), True)
-    return await poll_sources(engine, cfg, client, ids, clock)
+    return await poll_sources(engine, cfg, client, ids, clock, progress)
 
 
 def ingest_bytes(engine: Engine, cfg: Config, source_id: int, body: bytes, headers: dict,

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 
-def callback_url(cfg, source_id: int) -> str:
-    """Where the hub calls us back for one source."""
-    return f"{cfg.bot.public_url}/websub/{source_id}"
+def callback_url(cfg, source_id: int, callback: str) -> str:
+    """Where the hub calls us back for one source: the id, then the subscription's secret path segment."""
+    return f"{cfg.bot.public_url}/websub/{source_id}/{callback}"
 
 
 def sign(secret: str, body: bytes, algorithm: str = "sha256") -> str:
@@ -50,9 +50,12 @@ def renewal_margin(cfg) -> timedelta:
 async def subscribe(client: httpx.AsyncClient, engine: Engine, cfg, source: dict, mode: str = "subscribe") -> bool:
     """Ask the source's hub to (un)subscribe us with a fresh secret; True when the hub accepted it."""
     secret = secrets.token_hex(32)  # a new secret per request: an old leaked one dies with the lease
+    # The callback URL stays the same across renewals (the hub identifies a subscription by it);
+    # a new hub or topic gets a new one (store.note_hub).
+    callback = source.get("websub_callback") or store.new_callback()
     now = utcnow()
-    store.start(engine, source["id"], secret, "pending" if mode == "subscribe" else "unsubscribing", now)
-    form = {"hub.mode": mode, "hub.topic": source["topic_url"], "hub.callback": callback_url(cfg, source["id"]),
+    store.start(engine, source["id"], secret, "pending" if mode == "subscribe" else "unsubscribing", now, callback)
+    form = {"hub.mode": mode, "hub.topic": source["topic_url"], "hub.callback": callback_url(cfg, source["id"], callback),
             "hub.lease_seconds": str(cfg.websub.lease_seconds), "hub.secret": secret}
     try:
         resp = await client.post(source["hub_url"], data=form)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import re
 import secrets
-from operator import attrgetter
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
+from operator import attrgetter
 from typing import Any, Callable, NamedTuple
 
 from markupsafe import Markup
 
-from bot.render.strings import STRINGS, format_day
+from bot import i18n
 
 # Templates whose override (bot.templates folder) disables the fragment path: the page must keep
 # the shape the fragments assume (one `body` holding sections and entries, CSS from the base).
@@ -174,7 +174,8 @@ class Digests:
             return hit
         view = self.r.digest_view(item, lang)
         fragment = self._fragment("email_digest_entry", {**self.r._common(lang, None), "v": view})
-        group = None if view["badge"] else (view["categories"] or [view["source"] or STRINGS[lang]["other"]])[0]
+        other = i18n.translator(lang).gettext("other")
+        group = None if view["badge"] else (view["categories"] or [view["source"] or other])[0]
         entry = Entry(view, group, view["sort_key"] or _EPOCH, fragment)
         return self.entries.put(key, entry) if key else entry
 
@@ -196,18 +197,18 @@ class Digests:
             else:
                 groups.setdefault(e.group, []).append(e)
         newest_first = lambda entries: sorted(entries, key=_SORT_KEY, reverse=True)  # noqa: E731
-        return ([(STRINGS[lang]["digest_flash"], newest_first(flash))] if flash else []) + \
+        return ([(i18n.translator(lang).gettext("digest_flash"), newest_first(flash))] if flash else []) + \
             [(name, newest_first(entries)) for name, entries in groups.items()]
 
     def _page(self, lang: str, links: Mapping[str, str], day: date, count: int,
               body: tuple[str, str], sections: list) -> tuple[str, str, str]:
-        t = STRINGS[lang]
-        when = format_day(day, lang)
-        ctx = {**self.r._common(lang, links), "count": count, "title": t["digest_title"].format(date=when),
+        t = i18n.translator(lang)
+        when = i18n.format_day(day, lang)
+        ctx = {**self.r._common(lang, links), "count": count, "title": t.gettext("digest_title", date=when),
                "sections": [(name, [e.view for e in entries]) for name, entries in sections]}
         html = self.r.env.get_template("email_digest.html").render({**ctx, "body": Markup(body[0])})
         text = self.r.env.get_template("email_digest.txt").render({**ctx, "body": body[1]})
-        return html, text, self.clean_subject(t["digest_subject"].format(name=self.r.cfg.bot.name, date=when))
+        return html, text, self.clean_subject(t.gettext("digest_subject", name=self.r.cfg.bot.name, date=when))
 
     def shell(self, lang: str, links: Mapping[str, str], day: date, count: int) -> Shell:
         """The page around the body token, rendered and CSS-inlined once per key (links as tokens

@@ -31,7 +31,20 @@ def check_web(cfg) -> Verdict:
         return ("web", "warn", f"{cfg.web.host}:{cfg.web.port} not free ({exc.strerror}; is flashbot running?); {admin}")
     finally:
         sock.close()
+    if _behind_proxy_untrusted(cfg):
+        return ("web", "warn", f"{cfg.web.host}:{cfg.web.port} free; {admin}; [bot] public_url is not this host but "
+                "[web] trusted_proxies is empty: behind a reverse proxy every visitor shares its address "
+                "for the per-IP limits (see docs/web.md, Security)")
     return ("web", "ok", f"{cfg.web.host}:{cfg.web.port} free; {admin}")
+
+
+def _behind_proxy_untrusted(cfg) -> bool:
+    """Listening on loopback for a public address (so a reverse proxy in front) with no proxy trusted."""
+    from urllib.parse import urlsplit
+
+    local = ("127.0.0.1", "::1", "localhost")
+    public = (urlsplit(cfg.bot.public_url).hostname or "").lower()
+    return cfg.web.host in local and public not in local and not cfg.web.trusted_proxies
 
 
 async def check_channel(name: str, section, make, timeout: float) -> Verdict:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from bot import digest, logs, pipeline
 from bot.ingest import websub
@@ -33,15 +32,24 @@ class _Uvicorn(uvicorn.Server):
 
 
 def build_web(cfg, engine, rt: Runtime, scheduler_alive: Callable[[], bool]) -> Starlette:
-    """The web app with the WebSub callback routes mounted next to it."""
+    """The web app, WebSub callback routes included (one body cap, one set of security headers)."""
     from bot.web import create_app
 
     ctx = websub_routes.WebSubContext(engine, cfg, lambda sid, body, headers: pipeline.push(rt.pipe, sid, body, headers))
-    pages = create_app(cfg, engine, scheduler_alive=scheduler_alive, pipe=rt.pipe)
-    app = Starlette(routes=[*websub_routes.routes(ctx), Mount("/", app=pages)])
-    app.state.websub = ctx
-    app.state.pages = pages  # shutdown lets its confirmation mails in flight finish
+    app = create_app(cfg, engine, scheduler_alive=scheduler_alive, pipe=rt.pipe, websub=ctx)
+    app.state.pages = app  # shutdown lets its confirmation mails in flight finish
     return app
+
+
+def web_server(app: Starlette) -> "_Uvicorn":
+    """The uvicorn server for the web app.
+
+    proxy_headers is off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, letting
+    anyone on the host (or a proxy's clients) pick their address. The app reads that header itself,
+    from `[web] trusted_proxies` only (bot.web.limits.client_ip)."""
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+                            proxy_headers=False)
+    return _Uvicorn(config)
 
 
 def summary(cfg, engine, rt: Runtime, web_url: str | None) -> list[str]:
@@ -55,7 +63,8 @@ def summary(cfg, engine, rt: Runtime, web_url: str | None) -> list[str]:
         elif name == "email":
             lines.append(f"email: on ({section.host}:{section.port}, from {section.sender})")
         else:
-            lines.append(f"telegram: on (channel {section.channel})")
+            chats = [t.chat for t in section.targets()]
+            lines.append(f"telegram: on (channel{'s' if len(chats) > 1 else ''} {', '.join(chats)})")
     subs = {k.removeprefix("subscribers_"): v for k, v in c.items() if k.startswith("subscribers_")}
     lines.append("subscribers: " + (", ".join(f"{v} {k}" for k, v in sorted(subs.items())) or "none"))
     lines.append(f"web: {web_url}" if web_url else "web: off ([web] enabled = false)")
@@ -139,9 +148,7 @@ class Service:
             if self.cfg.web.enabled:
                 sock, self.web_url = _listen(self.cfg)
                 app = build_web(self.cfg, self.engine, self.rt, self.scheduler.alive)
-                config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                        timeout_graceful_shutdown=5)
-                self._server = _Uvicorn(config)
+                self._server = web_server(app)
                 self._tasks["web"] = asyncio.create_task(self._server.serve(sockets=[sock]))
                 while not self._server.started and not self._tasks["web"].done():
                     await asyncio.sleep(0.01)

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from bot import digest, logs, pipeline
+from bot.models import NO_PROGRESS, Progress
 from bot.service import loop
 from bot.service.runtime import housekeeping, install_signals, open_runtime, remove_signals, until_stopped
 from bot.store import maintenance
@@ -16,13 +17,15 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 
-def run_once(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
+def run_once(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0, progress: Progress = NO_PROGRESS) -> dict:
     """`flashbot run --once`: poll everything, queue, deliver all that is due (and soon due), return counts."""
-    return loop.run(run_once_async(cfg, engine, horizon=horizon, lock_wait=lock_wait))
+    return loop.run(run_once_async(cfg, engine, horizon=horizon, lock_wait=lock_wait, progress=progress))
 
 
-async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0) -> dict:
-    """Poll every source once, queue, send the due digest, deliver what is due; safe to run twice at once."""
+async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0,
+                         progress: Progress = NO_PROGRESS) -> dict:
+    """Poll every source once, queue, send the due digest, deliver what is due; safe to run twice at once.
+    `progress` sees the polling, then the sending (the CLI's bars)."""
     started = time.monotonic()
     rt = await open_runtime(cfg, engine, lock_wait, check=False)
     if rt is None:
@@ -34,12 +37,12 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
     sent: dict = {}
     try:
         digest.note_first_start(engine)
-        polled = await until_stopped(pipeline.cycle(rt.pipe), stop) or []
+        polled = await until_stopped(pipeline.cycle(rt.pipe, progress=progress), stop) or []
         reports = [report for report, _ in polled]
         queued = sum(n for _, n in polled)
         if not stop.is_set():
             dig = await asyncio.to_thread(digest.send_due, engine, cfg)
-            sent = await rt.delivery.run_due(horizon, stop=stop)
+            sent = await rt.delivery.run_due(horizon, stop=stop, progress=progress)
         # From cron nothing else compacts or prunes: once an hour, the run that finds it due does.
         if not stop.is_set() and await asyncio.to_thread(maintenance.housekeeping_due, engine, HOUSEKEEPING_EVERY):
             await housekeeping(cfg, engine, stop.is_set)

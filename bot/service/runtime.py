@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot import logs, pipeline
 from bot.delivery import engine as deliver
@@ -16,7 +17,7 @@ from bot.delivery.channels.base import ChannelPaused, PermanentError
 from bot.ingest import poll as ingest
 from bot.render.renderer import Renderer
 from bot.ingest.fetch import make_client
-from bot.store import compaction, maintenance, ratelimit
+from bot.store import compaction, maintenance, ratelimit, signups
 from bot.store.lock import InstanceLock, lock_path
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ async def housekeeping(cfg, engine, stop: Callable[[], bool] | None = None) -> d
         logs.event(log, "housekeeping_interrupted", **counts)
         return counts
     counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
+    # Sign-up requests outlive every confirmation link made from them, then go.
+    keep = timedelta(hours=max(cfg.web.confirm_hours, 7 * 24))
+    counts["signup_requests"] = await asyncio.to_thread(signups.prune, engine, keep)
     # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
     counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
     counts.update(await asyncio.to_thread(maintenance.reclaim, engine, 2048, 30.0,

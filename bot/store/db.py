@@ -5,35 +5,88 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, String, Text, create_engine, event, inspect, select
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn
 
 from bot.store import schema
-from bot.store.schema import SCHEMA_VERSION, meta, metadata
+from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
+                              subscribers)
 
 
-def _v2(conn: Connection) -> None:
-    """The delivery log's summary tables (filled from the rows there are), bounce outcome columns,
-    and the indexes of the failures pages, held alerts, digest items and subscriber counts."""
-    from bot.store import summary
+def _v2_web_hardening(conn: Connection) -> None:
+    """Secret WebSub callback URLs, sign-up requests, server-side admin sessions."""
+    conn.execute(text("ALTER TABLE sources ADD COLUMN websub_callback VARCHAR(64)"))
+    # Subscriptions made at the old guessable callback URL (and states a forged request could set)
+    # start over: the next renewal tick subscribes again at a secret URL.
+    conn.execute(text("UPDATE sources SET websub_state = NULL, websub_lease_until = NULL WHERE hub_url IS NOT NULL"))
+    signup_requests.create(conn, checkfirst=True)
+    admin_sessions.create(conn, checkfirst=True)
 
-    have = {c["name"] for c in inspect(conn).get_columns("deliveries")}
-    # The same columns as the bounce processing's step: whichever step runs first adds them.
-    for name, type_ in (("outcome", String(16)), ("outcome_at", schema.UTCDateTime()), ("diagnostic", Text())):
+
+def _add_column(conn: Connection, table: Table, column: Column) -> None:
+    """ALTER TABLE … ADD COLUMN with the column as the current metadata declares it (default and NOT NULL
+    included), unless the database has it already."""
+    if column.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"))
+
+
+def _v3_items_furniture(conn: Connection) -> None:
+    """Blocks a feed repeats across its items (bot.render.html.furniture); older items have none."""
+    conn.execute(text("ALTER TABLE items ADD COLUMN furniture JSON NOT NULL DEFAULT '[]'"))
+
+
+def add_columns(conn: Connection, table, names: list[str]) -> None:
+    """ALTER TABLE … ADD COLUMN for columns of `table` (as schema.py declares them) the database lacks."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
         if name not in have:
-            conn.exec_driver_sql(f"ALTER TABLE deliveries ADD COLUMN {name} {type_.compile(dialect=conn.dialect)}")
-    for table in (schema.delivery_groups, schema.delivery_counts, schema.delivery_folds, schema.subscriber_counts):
+            ctype = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {ctype}'))
+
+
+def _v4_desk_images_limits(conn: Connection) -> None:
+    """Issue #14: lead images, hand-written alerts (targets, desk_log), subscribers' caps and quiet hours."""
+    add_columns(conn, items, ["image_url", "image_alt", "targets"])
+    add_columns(conn, subscribers, ["max_per_day", "quiet_start", "quiet_end", "timezone"])
+    desk_log.create(conn, checkfirst=True)
+
+
+def _v5_operator_view(conn: Connection) -> None:
+    """The operator's view (issue 15): poll history ring, stats buckets, delivery finish time and bounce
+    flag, an index of the list filters; counts of past deliveries and subscribers go into the buckets."""
+    from bot.store import stats
+
+    _add_column(conn, schema.sources, schema.sources.c.poll_count)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.finished_at)
+    _add_column(conn, schema.deliveries, schema.deliveries.c.bounced)
+    schema.poll_history.create(conn, checkfirst=True)
+    schema.stats.create(conn, checkfirst=True)
+    conn.execute(text("DROP INDEX IF EXISTS ix_subscribers_status"))
+    next(i for i in schema.subscribers.indexes if i.name == "ix_subscribers_filters").create(conn, checkfirst=True)
+    d = schema.deliveries
+    conn.execute(update(d).where(d.c.state == "sent").values(finished_at=d.c.sent_at))
+    stats.backfill(conn)
+
+
+def _v6_delivery_summary(conn: Connection) -> None:
+    """Issue 17: the delivery log's summary tables (filled from the rows there are), and the indexes of
+    the failures pages, held alerts, digest items and summary mails."""
+    from bot.store import summary_rebuild
+
+    for table in (schema.delivery_groups, schema.delivery_counts, schema.subscriber_counts):
         table.create(conn, checkfirst=True)
-    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_subscribers_status")  # (status) is the new index's prefix
-    for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes, *schema.subscribers.indexes):
+    for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes):
         index.create(conn, checkfirst=True)
-    summary.rebuild(conn)
+    summary_rebuild.rebuild(conn)
 
 
 # Numbered migrations: MIGRATIONS[n] upgrades a database from version n-1 to n. A new database is
 # created from the current metadata and stamped with SCHEMA_VERSION (the Alembic "create_all then
 # stamp head" pattern), so these steps only run on databases created by an older release.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_items_furniture,
+                                                        4: _v4_desk_images_limits, 5: _v5_operator_view,
+                                                        6: _v6_delivery_summary}
 
 
 def utcnow() -> datetime:

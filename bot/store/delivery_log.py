@@ -1,5 +1,5 @@
 """Operator reads of the delivery log: counts per alert (from the summary, never a count of the log),
-the failures lists (small partial indexes) and the per-alert view."""
+the failures lists (small partial indexes) and the per-alert view (/admin/items/{id})."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -16,21 +16,53 @@ RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)
 PERCENTILES = (50, 90, 99)
 
 
+def _chats(conn, where: list) -> list:
+    """(item_id, revision, channel, chat, state, n) of the rows addressed to a chat, not a subscriber (one per
+    alert, correction and Telegram chat, never compacted before retention), through the subscriber index."""
+    q = (select(D.item_id, D.revision, D.channel, D.recipient, D.state, func.count())
+         .where(D.subscriber_id.is_(None), D.digest_id.is_(None), D.item_id.is_not(None), *where)
+         .group_by(D.item_id, D.revision, D.channel, D.recipient, D.state))
+    return conn.execute(q).all()
+
+
 def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
     """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count.
 
-    `since` keeps the alerts, corrections and digest runs queued since then."""
+    `since` keeps the alerts, corrections and digest runs queued since then. A broadcast channel's rows
+    are counted per chat, "telegram @chat"."""
     q = (select(G.item_id, G.digest_id, items.c.title, G.channel, C.state, func.sum(C.n).label("count"))
          .select_from(delivery_groups.join(delivery_counts, C.group_id == G.id).outerjoin(items, items.c.id == G.item_id))
-         .where(C.n > 0)
-         .group_by(G.item_id, G.digest_id, items.c.title, G.channel, C.state)
-         .order_by(G.item_id.desc(), G.digest_id.desc(), G.channel, C.state))
+         .where(C.n > 0).group_by(G.item_id, G.digest_id, items.c.title, G.channel, C.state))
+    where = []
     if since is not None:
-        q = q.where(G.created_at >= since)
+        q, where = q.where(G.created_at >= since), [D.created_at >= since]
     if item_id is not None:
-        q = q.where(G.item_id == item_id)
+        q, where = q.where(G.item_id == item_id), where + [D.item_id == item_id]
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
+        rows = {(r["item_id"], r["digest_id"], r["channel"], r["state"]): dict(r) for r in conn.execute(q).mappings()}
+        for item, _rev, channel, chat, state, n in _chats(conn, where):  # corrections of a post add up per chat
+            whole = rows.get((item, None, channel, state))
+            if whole is not None:
+                whole["count"] -= n
+                label = f"{channel} {chat}"
+                rows.setdefault((item, None, label, state), {**whole, "channel": label, "count": 0})["count"] += n
+    out = [r for r in rows.values() if r["count"] > 0]
+    return sorted(out, key=lambda r: (-(r["item_id"] or 0), -(r["digest_id"] or 0), r["channel"], r["state"]))
+
+
+def item_counts(conn, item_id: int) -> list[dict]:
+    """One item's deliveries per channel, chat (broadcast channels), revision and state: channel, chat,
+    revision, state, n (from the summary; the chats' split from their own rows)."""
+    q = (select(G.channel, G.revision, C.state, func.sum(C.n)).join(delivery_counts, C.group_id == G.id)
+         .where(G.item_id == item_id, C.n > 0).group_by(G.channel, G.revision, C.state))
+    rows = {(channel, "", rev, state): {"channel": channel, "chat": "", "revision": rev, "state": state, "n": int(n)}
+            for channel, rev, state, n in conn.execute(q)}
+    for _item, rev, channel, chat, state, n in _chats(conn, [D.item_id == item_id]):
+        whole = rows.get((channel, "", rev, state))
+        if whole is not None:
+            whole["n"] -= n
+            rows[(channel, chat, rev, state)] = {**whole, "chat": chat, "n": n}
+    return [r for _, r in sorted(rows.items()) if r["n"] > 0]
 
 
 def by_channel(engine: Engine, since: datetime | None = None) -> dict[str, dict[str, int]]:
@@ -83,7 +115,7 @@ def failures(engine: Engine, limit: int = 50, offset: int = 0, item_id: int | No
 
 def live_in_states(engine: Engine, states: Iterable[str], item_id: int | None = None) -> int:
     """How many rows are in `states` now (compacted ones excluded): the failures page's total."""
-    q = (select(func.coalesce(func.sum(C.n - C.folded), 0)).join(delivery_groups, G.id == C.group_id)
+    q = (select(func.coalesce(func.sum(C.n - C.compacted), 0)).join(delivery_groups, G.id == C.group_id)
          .where(C.state.in_([str(s) for s in states])))
     if item_id is not None:
         q = q.where(G.item_id == item_id)
@@ -119,14 +151,15 @@ def alert(engine: Engine, item_id: int) -> dict | None:
             .where(G.item_id == item_id).order_by(G.channel, G.revision)).mappings()]
         per = {}
         if groups:
-            for gid, state, n, folded in conn.execute(select(C.group_id, C.state, C.n, C.folded)
-                                                      .where(C.group_id.in_([g["id"] for g in groups]))):
-                per.setdefault(gid, {})[state] = (n, folded)
+            for gid, state, n, compacted in conn.execute(select(C.group_id, C.state, C.n, C.compacted)
+                                                         .where(C.group_id.in_([g["id"] for g in groups]))):
+                was = per.setdefault(gid, {}).get(state, (0, 0))
+                per[gid][state] = (was[0] + n, was[1] + compacted)
     for g in groups:
         states = per.get(g["id"], {})
         g["counts"] = {s: n for s, (n, _) in states.items() if n}
         g["total"] = sum(n for n, _ in states.values())
-        g["folded"] = sum(f for _, f in states.values())
+        g["compacted"] = sum(f for _, f in states.values())
         g["percentiles"] = {p: percentile(g["latency"], p) for p in PERCENTILES}
         g["first_s"] = (g["first_at"] - g["created_at"]).total_seconds() if g["first_at"] and g["created_at"] else None
         g["last_s"] = (g["last_at"] - g["created_at"]).total_seconds() if g["last_at"] and g["created_at"] else None

@@ -24,7 +24,7 @@ def candidate_items(conn: Connection, since: datetime, limit: int = 5000) -> lis
     """Items newer than `since` fit for a digest (no baseline, duplicate, held or cancelled one)."""
     q = (
         select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
-               item_time().label("known_at"))
+               sources.c.origin.label("source_origin"), item_time().label("known_at"))
         .join(sources, sources.c.id == items.c.source_id)
         .where(item_time() > since, items.c.baseline.is_(False), items.c.duplicate_of.is_(None),
                items.c.alert_state.notin_(_EXCLUDED_ALERT_STATES))
@@ -67,7 +67,7 @@ def already_digested(conn: Connection, subscriber_ids: list[int], item_ids: list
         return set()
     q = select(digest_items.c.subscriber_id, digest_items.c.item_id).where(
         digest_items.c.subscriber_id.in_(subscriber_ids), digest_items.c.item_id.in_(item_ids))
-    return set(conn.execute(q).tuples().all())  # all() fetches in one call: far cheaper per row than iterating
+    return set(map(tuple, conn.execute(q).all()))  # all() fetches in one call: far cheaper per row than iterating
 
 
 def digest_exists(engine: Engine, run_key: str) -> bool:

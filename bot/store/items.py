@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.engine import RowMapping
@@ -21,6 +22,7 @@ from bot.store.db import retry_locked, utcnow
 from bot.store.schema import items, sources
 
 _CHUNK = 400  # keys per IN (...) query, under SQLite's variable limit
+DESK_ORIGIN = "desk"  # sources.origin of the newsroom desk's source (hand-written alerts, bot.store.desk)
 
 
 def _values(item: Item) -> dict:
@@ -29,7 +31,8 @@ def _values(item: Item) -> dict:
         "summary_html": item.summary_html, "content_html": item.content_html, "categories": list(item.categories),
         "author": item.author, "language": item.language, "published_at": item.published_at,
         "updated_at": item.updated_at, "content_hash": item.content_hash,
-        "norm_title": norm_title(item.headline or item.title),
+        "norm_title": norm_title(item.headline or item.title), "image_url": item.image_url, "image_alt": item.image_alt,
+        "furniture": list(item.furniture),
     }
 
 
@@ -41,40 +44,98 @@ def _existing(conn: Connection, source_id: int, keys: list[str]) -> dict[str, Ro
     return found
 
 
-def find_duplicate(conn: Connection, cfg: Config, source_id: int, ntitle: str, now: datetime) -> RowMapping | None:
-    """An alerted/held flash item from another source within the window with a similar title."""
-    if not ntitle or cfg.flash.dedupe_window_hours <= 0:
-        return None
+def link_key(url: str | None) -> str:
+    """A link in comparable form: no fragment, no utm_* parameters, no trailing slash, host lower-cased."""
+    if not url:
+        return ""
+    try:
+        p = urlsplit(url.strip())
+    except ValueError:
+        return ""
+    query = "&".join(q for q in p.query.split("&") if q and not q.lower().startswith("utm_"))
+    return urlunsplit((p.scheme.lower(), p.netloc.lower(), p.path.rstrip("/"), query, ""))
+
+
+def _similar(row: RowMapping, ntitle: str, lkey: str, threshold: float) -> float:
+    """1.0 for the same link, else the title similarity when it reaches the threshold, else 0."""
+    if lkey and link_key(row["link"]) == lkey:
+        return 1.0
+    if not ntitle:
+        return 0.0
+    m = difflib.SequenceMatcher(None, ntitle, row["norm_title"], autojunk=False)
+    if m.real_quick_ratio() < threshold or m.quick_ratio() < threshold:
+        return 0.0
+    ratio = m.ratio()
+    return ratio if ratio >= threshold else 0.0
+
+
+def _candidates(conn: Connection, cfg: Config, source_id: int, now: datetime, desk_only: bool = False) -> list[RowMapping]:
+    """Alerted/held flash items of other sources within the dedupe window (desk_only: hand-written ones)."""
     since = now - timedelta(hours=cfg.flash.dedupe_window_hours)
     q = select(items).where(and_(
         items.c.source_id != source_id, items.c.is_flash.is_(True), items.c.duplicate_of.is_(None),
         items.c.alert_state.in_((*ALERTED, AlertState.HELD)), items.c.detected_at >= since,
     )).order_by(items.c.detected_at)
-    best, best_ratio = None, 0.0
-    for row in conn.execute(q).mappings():
-        m = difflib.SequenceMatcher(None, ntitle, row["norm_title"], autojunk=False)
-        if m.real_quick_ratio() < cfg.flash.similarity or m.quick_ratio() < cfg.flash.similarity:
-            continue
-        ratio = m.ratio()
-        if ratio >= cfg.flash.similarity and ratio > best_ratio:
+    if desk_only:
+        q = q.where(items.c.source_id.in_(select(sources.c.id).where(sources.c.origin == DESK_ORIGIN)))
+    return list(conn.execute(q).mappings())
+
+
+def _best(rows: list[RowMapping], ntitle: str, link: str | None, threshold: float) -> RowMapping | None:
+    best, best_ratio, lkey = None, 0.0, link_key(link)
+    for row in rows:
+        ratio = _similar(row, ntitle, lkey, threshold)
+        if ratio > best_ratio:
             best, best_ratio = row, ratio
     return best
+
+
+def find_duplicate(conn: Connection, cfg: Config, source_id: int, ntitle: str, now: datetime,
+                   link: str | None = None) -> RowMapping | None:
+    """An alerted/held flash item from another source within the window with the same link or a similar title."""
+    if (not ntitle and not link) or cfg.flash.dedupe_window_hours <= 0:
+        return None
+    return _best(_candidates(conn, cfg, source_id, now), ntitle, link, cfg.flash.similarity)
+
+
+def _attach(conn: Connection, dup: RowMapping, source_name: str, item_id: int, link: str | None) -> None:
+    """Record the item as a duplicate of `dup`; a hand-written alert without a link gets the article's."""
+    also = list(dup["also_sources"] or [])
+    if source_name not in also:
+        also.append(source_name)
+    values: dict = {"also_sources": also}
+    if not dup["link"] and link:
+        values["link"] = link
+    conn.execute(update(items).where(items.c.id == dup["id"]).values(**values))
+    conn.execute(update(items).where(items.c.id == item_id).values(duplicate_of=dup["id"]))
 
 
 def _alert(conn: Connection, cfg: Config, source: RowMapping, item_id: int, item: Item, now: datetime) -> Event:
     """Turn a stored flash item into an alert, a held alert, or a duplicate of an earlier one."""
     ev = lambda kind: Event(item_id, kind, source["name"], item.headline or item.title, True)  # noqa: E731
-    dup = find_duplicate(conn, cfg, source["id"], norm_title(item.headline or item.title), now)
+    dup = find_duplicate(conn, cfg, source["id"], norm_title(item.headline or item.title), now, item.link)
     if dup is not None:
-        also = list(dup["also_sources"] or [])
-        if source["name"] not in also:
-            also.append(source["name"])
-        conn.execute(update(items).where(items.c.id == dup["id"]).values(also_sources=also))
-        conn.execute(update(items).where(items.c.id == item_id).values(duplicate_of=dup["id"]))
+        _attach(conn, dup, source["name"], item_id, item.link)
         return ev(EventKind.DUPLICATE)
     state = AlertState.HELD if cfg.flash.require_approval else AlertState.DETECTED
     conn.execute(update(items).where(items.c.id == item_id).values(alert_state=state, detected_at=now))
     return ev(EventKind.HELD if state == AlertState.HELD else EventKind.FLASH)
+
+
+def _article(conn: Connection, cfg: Config, source: RowMapping, item_id: int, item: Item, now: datetime,
+             desk: dict) -> Event:
+    """A new ordinary item: the article a hand-written alert announced attaches to it, else it is news.
+    `desk` caches the hand-written alerts in the window for the whole store run (one query, not one per item)."""
+    headline = item.headline or item.title
+    if source["origin"] != DESK_ORIGIN and cfg.flash.dedupe_window_hours > 0:
+        if "rows" not in desk:
+            desk["rows"] = _candidates(conn, cfg, source["id"], now, desk_only=True)
+        dup = _best(desk["rows"], norm_title(headline), item.link, cfg.flash.similarity)
+        if dup is not None:
+            _attach(conn, dup, source["name"], item_id, item.link)
+            desk.pop("rows")  # _attach changed the row (also_sources, link): read it again if needed
+            return Event(item_id, EventKind.DUPLICATE, source["name"], headline, False)
+    return Event(item_id, EventKind.NEW, source["name"], headline, False)
 
 
 def _insert_new(conn: Connection, source: RowMapping, new: list[Item], baseline: bool, now: datetime) -> dict[str, int]:
@@ -91,14 +152,14 @@ def _insert_new(conn: Connection, source: RowMapping, new: list[Item], baseline:
 
 
 def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, old: RowMapping | None,
-               baseline: bool, now: datetime, new_id: int | None) -> Event | None:
+               baseline: bool, now: datetime, new_id: int | None, desk: dict) -> Event | None:
     if old is None:  # inserted just before by _insert_new
         headline = item.headline or item.title
         if baseline:
             return Event(new_id, EventKind.BASELINE, source["name"], headline, item.is_flash)
         if item.is_flash:
             return _alert(conn, cfg, source, new_id, item, now)
-        return Event(new_id, EventKind.NEW, source["name"], headline, False)
+        return _article(conn, cfg, source, new_id, item, now, desk)
     vals = _values(item)
     if old["content_hash"] == item.content_hash and old["is_flash"] == (item.is_flash or old["alert_state"] != AlertState.NONE):
         return None
@@ -115,23 +176,28 @@ def _store_one(conn: Connection, cfg: Config, source: RowMapping, item: Item, ol
     return None
 
 
-def store_items(engine: Engine, cfg: Config, source: RowMapping, parsed: list[Item],
-                now: datetime | None = None) -> list[Event]:
-    """Save a poll's items for a source; return one Event per new or meaningfully changed item."""
-    now = now or utcnow()
+def store_in(conn: Connection, cfg: Config, source: RowMapping, parsed: list[Item], now: datetime) -> list[Event]:
+    """Save items for a source inside the caller's transaction; one Event per new or meaningfully changed item."""
     baseline = not source["baselined"] and not source["alert_on_first_poll"]
     unique: dict[str, Item] = {}
     for it in parsed:  # a feed listing one key twice: the first (newest) entry wins
         unique.setdefault(it.key, it)
+    old = _existing(conn, source["id"], list(unique))
+    new = [it for k, it in unique.items() if k not in old]
+    ids = _insert_new(conn, source, new, baseline, now)
+    desk: dict = {}
+    events = [_store_one(conn, cfg, source, it, old.get(k), baseline, now, ids.get(k), desk) for k, it in unique.items()]
+    return [e for e in events if e is not None]
+
+
+def store_items(engine: Engine, cfg: Config, source: RowMapping, parsed: list[Item],
+                now: datetime | None = None) -> list[Event]:
+    """Save a poll's items for a source; return one Event per new or meaningfully changed item."""
+    now = now or utcnow()
 
     def run() -> list[Event]:
         with engine.begin() as conn:
-            old = _existing(conn, source["id"], list(unique))
-            new = [it for k, it in unique.items() if k not in old]
-            ids = _insert_new(conn, source, new, baseline, now)
-            events = [_store_one(conn, cfg, source, it, old.get(k), baseline, now, ids.get(k))
-                      for k, it in unique.items()]
-            return [e for e in events if e is not None]
+            return store_in(conn, cfg, source, parsed, now)
     return retry_locked(run)
 
 

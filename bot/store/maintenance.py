@@ -1,5 +1,5 @@
 """Housekeeping: compact the delivery log after `[delivery] detail_days`, prune old items, deliveries and
-digest runs after `[bot] retention_days`, and hand freed pages back to the file system."""
+digest runs after `[bot] retention_days`, fold old stats buckets, and hand freed pages back to the file system."""
 from __future__ import annotations
 
 import time
@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
 from bot.models import AWAITING_FANOUT, UNFINISHED_STATES, AlertState
+from bot.store import dashboard, stats
 from bot.store.compaction import Pacer, fold_old
 from bot.store.db import retry_locked, utcnow
-from bot.store.schema import deliveries, delivery_counts, delivery_groups, digests, items
+from bot.store.schema import delivery_counts, delivery_groups, digests, items
 
 G, C = delivery_groups.c, delivery_counts.c
 _BATCH = 500  # items or digest runs deleted per transaction
@@ -22,19 +23,16 @@ def _unfinished(subject):
                           C.state.in_([str(s) for s in UNFINISHED_STATES]), C.n > 0)
 
 
-def _newest_owner(column):
-    # The item or digest of the newest delivery row, which is never deleted (see compaction.sweep).
-    newest = select(func.max(deliveries.c.id)).scalar_subquery()
-    return func.coalesce(select(column).where(deliveries.c.id == newest).scalar_subquery(), -1)
-
-
-def _delete_batched(engine: Engine, table, where, pacer: Pacer) -> int:
-    """DELETE … WHERE where, _BATCH ids per transaction (each holds the write lock briefly)."""
+def _delete_batched(engine: Engine, table, where, pacer: Pacer, before=None) -> int:
+    """DELETE … WHERE where, _BATCH ids per transaction (each holds the write lock briefly); `before(conn,
+    ids)` runs first in the same transaction."""
     total = 0
     while True:
         def one() -> int:
             with engine.begin() as conn:
                 ids = conn.execute(select(table.c.id).where(where).order_by(table.c.id).limit(_BATCH)).scalars().all()
+                if ids and before is not None:
+                    before(conn, ids)
                 return conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount if ids else 0
         t0 = time.monotonic()
         n = retry_locked(one)
@@ -45,7 +43,8 @@ def _delete_batched(engine: Engine, table, where, pacer: Pacer) -> int:
 
 
 def prune(engine: Engine, retention_days: int, now: datetime | None = None, pacer: Pacer | None = None) -> dict[str, int]:
-    """Fold finished deliveries older than the retention, then delete such items and digest runs; return counts."""
+    """Fold finished deliveries older than the retention, then delete such items and digest runs, and fold
+    stats buckets older than 35 days into one (totals kept); return counts."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     pacer = pacer or Pacer()
     n_del = fold_old(engine, cutoff, pacer)
@@ -53,13 +52,15 @@ def prune(engine: Engine, retention_days: int, now: datetime | None = None, pace
     # was both detected and published before the cutoff: a feed that still lists an old item keeps it
     # recent through its publication date, so it is not re-alerted.
     old_item = and_(func.coalesce(items.c.detected_at, items.c.published_at) < cutoff,
-                    or_(items.c.published_at.is_(None), items.c.published_at < cutoff),
-                    ~_unfinished(items.c.id), items.c.id != _newest_owner(deliveries.c.item_id))
-    n_items = _delete_batched(engine, items, old_item, pacer)
-    old_digest = and_(digests.c.created_at < cutoff, ~_unfinished(-digests.c.id),
-                      digests.c.id != _newest_owner(deliveries.c.digest_id))
+                    or_(items.c.published_at.is_(None), items.c.published_at < cutoff), ~_unfinished(items.c.id))
+    # The latency histogram keeps counting the alerts deleted here (same transaction).
+    n_items = _delete_batched(engine, items, old_item, pacer,
+                              lambda conn, ids: dashboard.fold_latencies(conn, items.c.id.in_(ids)))
+    old_digest = and_(digests.c.created_at < cutoff, ~_unfinished(-digests.c.id))
     n_dig = _delete_batched(engine, digests, old_digest, pacer)
-    return {"deliveries": n_del, "items": n_items, "digests": n_dig}
+    counts = {"deliveries": n_del, "items": n_items, "digests": n_dig}
+    counts["stats_buckets"] = retry_locked(lambda: stats.fold(engine, now or utcnow()))
+    return counts
 
 
 def summary_counts(engine: Engine) -> dict[str, int]:

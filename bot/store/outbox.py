@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Engine, String, and_, bindparam, case, cast, func, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.models import DUE_STATES, AlertState, ClaimedRow, DeliveryState, Outcome
-from bot.store import summary
+from bot.models import DUE_STATES, FINAL_STATES, AlertState, ClaimedRow, DeliveryState, Outcome, SendOutcome, SubscriberEvent
+from bot.store import stats, summary, summary_rebuild
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
+from bot.store.limits import limited
 from bot.store.schema import UTCDateTime, deliveries, delivery_groups, digest_items, items, sources, subscribers
 
 D, S = deliveries.c, subscribers.c
@@ -32,30 +33,16 @@ def _no_topics():
 
 
 def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: datetime) -> int:
-    """INSERT…SELECT one email row per active instant/both subscriber without topics; rows inserted."""
+    """INSERT…SELECT one email row per active instant/both subscriber without topics or limits; rows inserted."""
     src = select(
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
         literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
-    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics()).order_by(S.id)
+    ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics(), ~limited()).order_by(S.id)
     cols = ["item_id", "channel", "recipient", "subscriber_id", "revision", "kind", "state", "attempts", "created_at", "next_attempt_at"]
     stmt = _insert(conn).from_select(cols, src).on_conflict_do_nothing()
     n = conn.execute(stmt).rowcount or 0
     summary.queued(conn, (item_id, None, "email", revision), n, now)
     return n
-
-
-def topic_subscribers(conn, batch: int) -> Iterator[list[tuple[int, list]]]:
-    """Active instant/both subscribers WITH topics, as (id, topics) batches (keyset paging: flat memory)."""
-    last = 0
-    while True:
-        rows = conn.execute(
-            select(S.id, S.topics).where(S.status == "active", S.mode.in_(INSTANT_MODES), ~_no_topics(), S.id > last)
-            .order_by(S.id).limit(batch)
-        ).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield [(r[0], r[1]) for r in rows]
 
 
 def insert_rows(conn, rows: list[dict]) -> int:
@@ -91,7 +78,8 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
                    literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
             .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
             .where(orig.c.item_id == item_id, orig.c.channel == channel, orig.c.revision == 0,
-                   orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED]), active_or_channel)
+                   orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED, DeliveryState.FOLDED]),
+                   active_or_channel)
             .order_by(orig.c.id)
         )
         n = conn.execute(_insert(conn).from_select(cols, src).on_conflict_do_nothing()).rowcount or 0
@@ -101,9 +89,10 @@ def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int
 
 
 def load_item(conn, item_id: int) -> dict | None:
-    """The item row as a dict, plus source_name and source_category (what the renderer and topics need)."""
+    """The item row as a dict, plus source_name, source_category and source_origin (renderer and topics)."""
     row = conn.execute(
-        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+               sources.c.origin.label("source_origin"))
         .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id == item_id)
     ).mappings().first()
     return dict(row) if row else None
@@ -134,7 +123,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
                 due = due.with_for_update(skip_locked=True)
             stmt = update(deliveries).where(D.id.in_(due.scalar_subquery())).values(state=DeliveryState.SENDING).returning(*_RETURNED)
             got = [dict(r) for r in conn.execute(stmt).mappings()]
-            moves.update((summary.key_of(r), state, DeliveryState.SENDING) for r in got)
+            moves.update((summary.key_of(r), summary.part_of(state), summary.part_of(DeliveryState.SENDING)) for r in got)
             claimed.extend(got)
         summary.moved(conn, moves)
         _attach_subscribers(conn, claimed)
@@ -156,7 +145,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
     """What composing a claimed batch needs, in one connection: items, originals of updates, digest items.
 
     Returns {"items": {item_id: item}, "originals": {(item_id, channel, recipient): (state, external_id)},
-    "digests": {delivery_id: [item, ...]}}.
+    "digests": {delivery_id: [item, ...]}} (digest and summary rows).
     """
     ctx: dict = {"items": {}, "originals": {}, "digests": {}}
     with engine.connect() as conn:
@@ -172,7 +161,7 @@ def batch_context(engine: Engine, rows: list[ClaimedRow]) -> dict:
                     D.item_id == item_id, D.channel == channel, D.revision == 0, D.recipient.in_(recipients[i:i + 900]))
                 for o in conn.execute(q):
                     ctx["originals"][(item_id, channel, o.recipient)] = (o.state, o.external_id)
-        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] == "digest"])
+        ctx["digests"] = _digest_items(conn, [r["id"] for r in rows if r["kind"] in ("digest", "summary")])
     return ctx
 
 
@@ -187,7 +176,8 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     wanted = sorted({i for ids in lists.values() for i in ids})
     found: dict[int, dict] = {}
     for i in range(0, len(wanted), 900):
-        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"))
+        q = (select(items, sources.c.name.label("source_name"), sources.c.category.label("source_category"),
+                    sources.c.origin.label("source_origin"))
              .select_from(items.join(sources, sources.c.id == items.c.source_id)).where(items.c.id.in_(wanted[i:i + 900])))
         found.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
     return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}
@@ -196,29 +186,46 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
 _SET = update(deliveries).where(D.id == bindparam("_id"), D.state == DeliveryState.SENDING).values(
     state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"),
     next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
+    finished_at=bindparam("_fin", type_=UTCDateTime()), bounced=bindparam("_bounced"),
     external_id=func.coalesce(bindparam("_ext", type_=String()), D.external_id),
     # An earlier attempt's error stays visible on a row that is merely released or later sent.
     last_error=func.coalesce(bindparam("_error", type_=String()), D.last_error),
 )
 
 
-def record(engine: Engine, results: list[Outcome], bounce_limit: int) -> list[int]:
+def record(engine: Engine, results: list[Outcome], bounce_limit: int, now: datetime | None = None) -> list[int]:
     """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
 
     Each result: id, state, inc (attempts to add), error, next, sent, ext, its group (item_id, digest_id,
     channel, revision: the summary and the latency trail) and optionally bounce_subscriber (a hard
-    bounce to count). Only rows still `sending` (claimed) change.
+    bounce to count). Only rows still `sending` (claimed) change. Final rows get finished_at (their
+    sent time, else `now`), and sends, failures and bounces are counted in the stats table.
     """
     if not results:
         return []
+    now = now or utcnow()
     params = [{"_id": r["id"], "_state": r["state"], "_inc": r.get("inc", 0), "_error": r.get("error"),
-               "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext")} for r in results]
+               "_next": r.get("next"), "_sent": r.get("sent"), "_ext": r.get("ext"),
+               "_fin": (r.get("sent") or now) if r["state"] in FINAL_STATES else None,
+               "_bounced": bool(r.get("bounce_subscriber"))} for r in results]
     with engine.begin() as conn:
         changed = conn.execute(_SET, params).rowcount
-        summary.recorded(conn, results, changed)
+        keys = summary.keys_of(conn, [r["id"] for r in results])
+        if changed == len(results) == len(keys):
+            summary.recorded(conn, results, keys, [p["_fin"] for p in params])
+        else:  # one of them was not `sending` (another process changed it meanwhile): recount their groups
+            summary_rebuild.rebuild(conn, {summary.subject(k[0], k[1]) for k in keys.values()})
+        stats.bump(conn, stats.DELIVERY, ((p["_fin"], r["channel"], _outcome(r)) for p, r in zip(params, results)
+                                          if r["state"] in (DeliveryState.SENT, DeliveryState.FAILED)))
         _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
         bounced = [r for r in results if r.get("bounce_subscriber")]
-        return _bounces(conn, bounced, bounce_limit) if bounced else []
+        return _bounces(conn, bounced, bounce_limit, now) if bounced else []
+
+
+def _outcome(r: Outcome) -> SendOutcome:
+    if r["state"] == DeliveryState.SENT:
+        return SendOutcome.SENT
+    return SendOutcome.BOUNCED if r.get("bounce_subscriber") else SendOutcome.FAILED
 
 
 def _latency(conn, sent: list[dict]) -> None:
@@ -236,14 +243,15 @@ def _latency(conn, sent: list[dict]) -> None:
         conn.execute(update(items).where(items.c.id == item_id).values(**values))
 
 
-def _bounces(conn, bounced: list[dict], limit: int) -> list[int]:
+def _bounces(conn, bounced: list[dict], limit: int, now: datetime) -> list[int]:
     for r in bounced:
         conn.execute(update(subscribers).where(S.id == r["bounce_subscriber"]).values(bounces=S.bounces + 1, last_error=r.get("error")))
     ids = sorted({r["bounce_subscriber"] for r in bounced})
     over = [row[0] for row in conn.execute(select(S.id).where(S.id.in_(ids), S.bounces >= limit, S.status == "active"))]
     if over:
         conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
-        summary.move(conn, D.subscriber_id.in_(over), DUE_STATES, state=DeliveryState.CANCELLED,
+        stats.bump(conn, stats.SUBSCRIBER, [(now, "", SubscriberEvent.SUPPRESS)], n=len(over))
+        summary.move(conn, D.subscriber_id.in_(over), DUE_STATES, state=DeliveryState.CANCELLED, finished_at=now,
                      last_error="subscriber suppressed after hard bounces")
     return over
 
@@ -268,7 +276,7 @@ def cancel_item(engine: Engine, item_id: int) -> int:
     """Stop an alert: the item is marked cancelled and its unsent rows cancelled; returns rows cancelled."""
     with engine.begin() as conn:
         set_alert_state(conn, item_id, AlertState.CANCELLED)
-        return summary.move(conn, D.item_id == item_id, DUE_STATES, state=DeliveryState.CANCELLED,
+        return summary.move(conn, D.item_id == item_id, DUE_STATES, state=DeliveryState.CANCELLED, finished_at=utcnow(),
                             last_error="alert cancelled by an operator")
 
 
@@ -284,4 +292,5 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
     left = select(S.id).where(S.status != "active")
     with engine.begin() as conn:
         return summary.move(conn, and_(D.id.in_(ids), or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left))),
-                            RETRYABLE, state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow())
+                            RETRYABLE, state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(), finished_at=None,
+                            bounced=False)

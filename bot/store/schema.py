@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, literal_column,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    UniqueConstraint, false, literal_column, text,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
-# Bump with every migration step in bot/store/db.py.
-SCHEMA_VERSION = 2
+# Bump with every numbered migration step in bot/store/db.py.
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator):
@@ -74,9 +74,13 @@ sources = Table(
     Column("hub_url", Text),
     Column("topic_url", Text),
     Column("websub_secret", String(128)),
-    Column("websub_state", String(16)),  # pending | active | denied
+    # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
+    Column("websub_callback", String(64)),
+    Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
     _ts("websub_lease_until"),
     _ts("created_at"),
+    # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
+    Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 items = Table(
@@ -104,6 +108,13 @@ items = Table(
     Column("duplicate_of", Integer, ForeignKey("items.id", ondelete="SET NULL")),
     Column("also_sources", JSON, nullable=False, default=list),
     Column("norm_title", Text, nullable=False, default=""),
+    Column("image_url", Text),  # the lead photo (bot.ingest.images)
+    Column("image_alt", Text),
+    # Hand-written alerts: the channels the editor chose ({"email": bool, "telegram": [chat, ...]});
+    # NULL = every channel (feed items).
+    Column("targets", JSON),
+    # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
+    Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
     _ts("detected_at"),
     _ts("first_telegram_at"),
@@ -111,7 +122,7 @@ items = Table(
     _ts("last_email_at"),
     UniqueConstraint("source_id", "key", name="uq_items_source_key"),
     Index("ix_items_detected", "detected_at"),
-    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v2)
+    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v6)
     Index("ix_items_norm_title", "norm_title"),
 )
 
@@ -132,8 +143,14 @@ subscribers = Table(
     _ts("confirmed_at"),
     _ts("unsubscribed_at"),
     _ts("last_digest_at"),
-    # The list filters and the counts by status and mode (/metrics, stats) read this index alone (v2;
-    # the same index as the operator-view branch's, by name and columns).
+    # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
+    # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
+    Column("max_per_day", Integer),
+    Column("quiet_start", String(5)),
+    Column("quiet_end", String(5)),
+    Column("timezone", String(64)),
+    # The list filters (status, mode, language, origin) and the status × mode counts read this index
+    # alone, never the rows: an index-only scan at a million subscribers.
     Index("ix_subscribers_filters", "status", "mode", "language", "origin"),
 )
 
@@ -154,8 +171,8 @@ deliveries = Table(
     Column("recipient", String(320), nullable=False),  # subscriber id as text, or the channel name
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("revision", Integer, nullable=False, default=0),  # 0 = alert, n = nth update/correction
-    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | confirm
-    # pending | sending | sent | retry | failed | cancelled
+    Column("kind", String(16), nullable=False, default="alert"),  # alert | update | digest | summary | confirm
+    # pending | sending | sent | retry | failed | cancelled | folded
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
@@ -163,41 +180,42 @@ deliveries = Table(
     _ts("created_at"),
     _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
-    # What happened after the hand-off: bounced | soft-bounced | complained, with when and why (v2; the
-    # bounce processing fills them). A row with an outcome is never compacted before retention_days.
-    Column("outcome", String(16)),
-    _ts("outcome_at"),
-    Column("diagnostic", Text),
+    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    # Failed because the address was refused (a hard bounce counted against the subscriber).
+    Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
-    # The failures pages, newest first, overall and per alert: only failed rows are in them (v2).
+    # The failures pages, newest first, overall and per alert: only failed rows are in them (v6).
     Index("ix_deliveries_failed", "state", "id", sqlite_where=literal_column("state = 'failed'"),
           postgresql_where=literal_column("state = 'failed'")),
     Index("ix_deliveries_failed_item", "item_id", "state", "id", sqlite_where=literal_column("state = 'failed'"),
           postgresql_where=literal_column("state = 'failed'")),
+    # Summary mails (bot/store/limits.py) in queueing order: what compaction sweeps of them (v6).
+    Index("ix_deliveries_summary", "id", sqlite_where=literal_column("kind = 'summary'"),
+          postgresql_where=literal_column("kind = 'summary'")),
 )
 
-# Which items went into which subscriber's digest: an item at most once per subscriber.
+# Which items went into which subscriber's digest or summary mail: an item at most once per subscriber.
 digest_items = Table(
     "digest_items", metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
-    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v2).
+    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v6).
     Index("ix_digest_items_delivery", "delivery_id"),
 )
 
-# The delivery log's numbers, kept in step with every state change in the same transaction (v2), so
-# that no page counts the log and compaction, which deletes finished rows, changes no number.
-# One group per alert (or correction, or digest run) and channel: when it was queued, its sends, and
-# the latency histogram of its sends; delivery_counts holds how many of its rows are in each state.
+# The delivery log's numbers, kept in step with every write in the same transaction (v6), so that no
+# page counts the log and compaction, which deletes finished rows, changes no number. One group per
+# alert (or correction, or digest run, or all summary mails) and channel: when it was queued, its
+# sends and latency histogram, its latest finish and the finishes of its last minute (live rate).
 delivery_groups = Table(
     "delivery_groups", metadata,
     Column("id", Integer, primary_key=True),
-    Column("subject", Integer, nullable=False),  # the item id, or minus the digest id
+    Column("subject", Integer, nullable=False),  # the item id, minus the digest id, or 0 (summary mails)
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE")),
     Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE")),
     Column("channel", String(32), nullable=False),
@@ -206,7 +224,9 @@ delivery_groups = Table(
     _ts("last_row_at"),  # its latest row was queued
     _ts("first_at"),  # first send
     _ts("last_at"),  # latest send
+    _ts("finished_at"),  # latest row to become sent, failed or cancelled
     Column("latency", JSON),  # {"<bucket upper bound in s>": sends}: queued → sent
+    Column("recent", JSON),  # {"<unix second>": rows finished}: the last RECENT_SECONDS of finishes
     _ts("compacted_at"),  # when compaction last swept its rows
     UniqueConstraint("subject", "channel", "revision", name="uq_delivery_groups"),
     Index("ix_delivery_groups_item", "item_id"),
@@ -214,28 +234,16 @@ delivery_groups = Table(
     Index("ix_delivery_groups_created", "created_at"),
 )
 
+# How many rows of a group are in each state and outcome ("" none; "bounced": the address was
+# refused), `compacted` of them with no row left.
 delivery_counts = Table(
     "delivery_counts", metadata,
     Column("group_id", Integer, ForeignKey("delivery_groups.id", ondelete="CASCADE"), primary_key=True),
     Column("state", String(16), primary_key=True, autoincrement=False),
+    Column("outcome", String(16), primary_key=True, autoincrement=False, default=""),
     Column("n", Integer, nullable=False, default=0),  # rows in this state, compacted ones included
-    Column("folded", Integer, nullable=False, default=0),  # of which compacted: counted, no row left
+    Column("compacted", Integer, nullable=False, default=0),  # of which compacted: counted, no row left
     sqlite_with_rowid=False,
-)
-
-# Who got the compacted rows of a group in one state: (delivery id, subscriber id) pairs sorted by
-# delivery id, as zlib-compressed varint deltas (a bounce naming a compacted delivery id is still
-# attributed to its subscriber and alert). A chunk spans at most FOLD_SPAN delivery ids.
-delivery_folds = Table(
-    "delivery_folds", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("group_id", Integer, ForeignKey("delivery_groups.id", ondelete="CASCADE"), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("first_id", Integer, nullable=False),
-    Column("last_id", Integer, nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("data", LargeBinary, nullable=False),
-    Index("ix_delivery_folds_first", "first_id"),
 )
 
 # Per subscriber and state: compacted deliveries (their rows are gone; `subscribers show` adds them).
@@ -246,6 +254,19 @@ subscriber_counts = Table(
     Column("state", String(16), primary_key=True),
     Column("n", Integer, nullable=False, default=0),
     sqlite_with_rowid=False,
+)
+
+# Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.
+desk_log = Table(
+    "desk_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(16), nullable=False),  # sent | edited
+    Column("revision", Integer, nullable=False, default=0),
+    Column("editor", String(200), nullable=False),
+    Column("via", String(16), nullable=False),  # web | cli
+    _ts("at", nullable=False),
+    Index("ix_desk_log_item", "item_id"),
 )
 
 # Per-channel operational state (a Telegram 403 pauses the channel until an operator resumes it).
@@ -264,4 +285,57 @@ rate_events = Table(
     Column("bucket", String(400), nullable=False),
     _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
+)
+
+# One row per web sign-up: the choices its confirmation link activates (a later sign-up of the
+# same address adds a row and never changes what an earlier link confirms).
+signup_requests = Table(
+    "signup_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("topics", JSON, nullable=False, default=list),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
+    UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
+)
+
+# Server-side admin sessions: the cookie carries a random id, the database its SHA-256; logging
+# out deletes the row, so the old cookie opens nothing.
+admin_sessions = Table(
+    "admin_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+)
+
+# The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
+# n % HISTORY_SLOTS, so the table never grows past sources × HISTORY_SLOTS rows, with or without
+# housekeeping (`run --once` from cron never prunes).
+HISTORY_SLOTS = 48
+poll_history = Table(
+    "poll_history", metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
+    _ts("at", nullable=False),
+    Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
+    Column("status", Integer),  # HTTP status, when there was one
+    Column("duration_ms", Integer),
+    Column("error", Text),  # the poll's error, cut to 300 characters
+)
+
+# Counts per 15-minute bucket (UTC; every time zone's hours and days are made of whole quarters):
+# delivery outcomes per channel, poll outcomes, subscriber events. Written in the same transaction
+# as the change they count, so the charts and the Prometheus counters never miss or double one; old
+# buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
+stats = Table(
+    "stats", metadata,
+    _ts("bucket", primary_key=True),
+    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber
+    Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
+    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent
+    Column("n", Integer, nullable=False),
 )

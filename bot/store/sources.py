@@ -8,7 +8,9 @@ from sqlalchemy.engine import RowMapping
 
 from bot.config import Config, SourceConfig
 from bot.models import FeedResult
+from bot.store import polls
 from bot.store.db import retry_locked, utcnow
+from bot.store.items import DESK_ORIGIN
 from bot.store.schema import sources
 
 REMOVED_FROM_CONFIG = "no longer in config.toml"
@@ -102,6 +104,8 @@ def get_source(engine: Engine, name_or_id: str | int) -> RowMapping:
 def remove_source(engine: Engine, name: str) -> None:
     """Delete a source and its items (a config source comes back at the next sync: edit config.toml)."""
     row = get_source(engine, name)
+    if row["origin"] == DESK_ORIGIN:
+        raise SourceError(f"{name!r} holds the hand-written alerts; it cannot be removed")
     with engine.begin() as conn:
         conn.execute(delete(sources).where(sources.c.id == row["id"]))
 
@@ -113,6 +117,7 @@ def set_paused(engine: Engine, source: int | str, paused: bool) -> bool:
     unsets next_poll_at, so the source is due at once. False when there is no such source.
     """
     cond = sources.c.id == source if isinstance(source, int) else sources.c.name == source
+    cond = and_(cond, sources.c.origin != DESK_ORIGIN)  # the desk's source is never polled
     values: dict = {"paused": paused, "pause_reason": PAUSED_BY_OPERATOR if paused else None}
     if not paused:
         values.update(consecutive_failures=0, next_poll_at=None, retry_after_until=None)
@@ -126,7 +131,7 @@ def set_paused(engine: Engine, source: int | str, paused: bool) -> bool:
 def list_sources(engine: Engine) -> list[RowMapping]:
     """All sources, by name."""
     with engine.connect() as conn:
-        return list(conn.execute(select(sources).order_by(sources.c.name)).mappings())
+        return list(conn.execute(select(sources).where(sources.c.origin != DESK_ORIGIN).order_by(sources.c.name)).mappings())
 
 
 def due_condition(now: datetime, slack: float = 0.0, force: bool = False) -> ColumnElement[bool]:
@@ -138,7 +143,7 @@ def due_condition(now: datetime, slack: float = 0.0, force: bool = False) -> Col
     (backoff and push fallback are skipped, Retry-After is not). The batch poll (claim_due,
     due_source_ids) and the scheduler's per-source check (is_due) all use it.
     """
-    cond = [sources.c.paused.is_(False),
+    cond = [sources.c.paused.is_(False), sources.c.origin != DESK_ORIGIN,  # the desk is no feed
             or_(sources.c.retry_after_until.is_(None), sources.c.retry_after_until <= now)]
     if not force:
         cond.append(or_(sources.c.next_poll_at.is_(None), sources.c.next_poll_at <= now + timedelta(seconds=slack)))
@@ -206,12 +211,13 @@ def get_sources(engine: Engine, ids: list[int]) -> dict[int, RowMapping]:
 
 def record_success(engine: Engine, row: RowMapping, result: FeedResult, cfg: Config, now: datetime) -> None:
     """Store the fetch state of a successful poll (200 or 304) and schedule the next one."""
-    _update(engine, row["id"], success_values(row, result, cfg, now))
+    _update(engine, row["id"], success_values(row, result, cfg, now), polls.entry(row, result, now))
 
 
 def record_successes(engine: Engine, entries: list[tuple[RowMapping, FeedResult, datetime]], cfg: Config) -> None:
     """record_success for many sources in one transaction (a cycle's unchanged feeds)."""
     groups: dict[tuple[str, ...], list[dict]] = {}
+    history = [polls.entry(row, result, now) for row, result, now in entries]
     for row, result, now in entries:
         values = success_values(row, result, cfg, now)
         groups.setdefault(tuple(sorted(values)), []).append({"b_id": row["id"], **{f"v_{k}": v for k, v in values.items()}})
@@ -220,8 +226,9 @@ def record_successes(engine: Engine, entries: list[tuple[RowMapping, FeedResult,
         with engine.begin() as conn:
             for keys, params in groups.items():
                 stmt = update(sources).where(sources.c.id == bindparam("b_id")).values(
-                    {k: bindparam(f"v_{k}") for k in keys})
+                    {**{k: bindparam(f"v_{k}") for k in keys}, "poll_count": sources.c.poll_count + 1})
                 conn.execute(stmt, params)  # executemany: one statement, one transaction
+            polls.record(conn, history)
     if groups:
         retry_locked(run)
 
@@ -262,11 +269,14 @@ def record_failure(engine: Engine, row: RowMapping, result: FeedResult, cfg: Con
         values.update(paused=True, pause_reason=f"the feed is gone (HTTP 410): {result.error}")
     elif failures >= cfg.fetch.max_failures:
         values.update(paused=True, pause_reason=f"{failures} consecutive failures; last error: {result.error}")
-    _update(engine, row["id"], values)
+    _update(engine, row["id"], values, polls.entry(row, result, now))
 
 
-def _update(engine: Engine, source_id: int, values: dict) -> None:
+def _update(engine: Engine, source_id: int, values: dict, poll: dict) -> None:
+    """Write a poll's fetch state and its poll_history row in one transaction."""
     def run() -> None:
         with engine.begin() as conn:
-            conn.execute(update(sources).where(sources.c.id == source_id).values(**values))
+            conn.execute(update(sources).where(sources.c.id == source_id)
+                         .values(**values, poll_count=sources.c.poll_count + 1))
+            polls.record(conn, [poll])
     retry_locked(run)

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, func, insert, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, func, insert, select, update
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
-from bot.store import summary
+from bot.i18n import available
+from bot.models import SubscriberEvent
+from bot.store import signups, stats, summary
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, items, subscriber_counts, subscribers
+from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
-LANGUAGES = ("fr", "en")
+LANGUAGES = available()  # the compiled catalogs in bot/locale; adding one needs a restart
 STATUSES = ("pending", "active", "unsubscribed", "suppressed", "deleted")
 
 
@@ -39,58 +41,15 @@ def by_email(engine: Engine, email: str) -> dict | None:
     return _one(engine, subscribers.c.email == email.strip().lower())
 
 
-def signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-           now: datetime | None = None) -> tuple[dict, str]:
-    """Record a web sign-up; return (row, outcome) with outcome new|pending|unsubscribed|active|suppressed.
-
-    Only new/pending/unsubscribed rows get the submitted preferences (they still need the
-    confirmation click); an active or suppressed subscriber is left exactly as it was.
-    """
-    now = now or utcnow()
-    try:
-        return _signup(engine, email, mode, language, topics, now)
-    except IntegrityError:
-        # Two sign-ups of one new address at the same moment: the other one inserted it first,
-        # so this one now finds the row (a pending sign-up, not a crash).
-        return _signup(engine, email, mode, language, topics, now)
-
-
-def _signup(engine: Engine, email: str, mode: str, language: str, topics: list[str],
-            now: datetime) -> tuple[dict, str]:
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
-        if row is None:
-            values = dict(email=email, status="pending", mode=mode, language=language, topics=topics,
-                          origin="web", token_nonce=new_nonce(), created_at=now)
-            sid = conn.execute(insert(subscribers).values(**values)).inserted_primary_key[0]
-            return {**values, "id": sid, "bounces": 0}, "new"
-        row = dict(row)
-        if row["status"] in ("pending", "unsubscribed"):
-            conn.execute(update(subscribers).where(subscribers.c.id == row["id"])
-                         .values(mode=mode, language=language, topics=topics))
-            row.update(mode=mode, language=language, topics=topics)
-        return row, row["status"]
-
-
-def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None = None) -> str | None:
-    """Activate a pending/unsubscribed subscriber: 'confirmed', 'already' (active), or None (stale)."""
-    now = now or utcnow()
-    with engine.begin() as conn:
-        row = conn.execute(select(subscribers.c.status, subscribers.c.token_nonce)
-                           .where(subscribers.c.id == subscriber_id)).first()
-        if row is None or row.token_nonce != nonce or row.status in ("deleted", "suppressed"):
-            return None
-        if row.status == "active":
-            return "already"
-        conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
-                     .values(status="active", confirmed_at=now, unsubscribed_at=None))
-        return "confirmed"
+def _event(conn, now: datetime, event: SubscriberEvent, n: int = 1) -> None:
+    """Count a list change in the stats table (the subscribers chart), in the caller's transaction."""
+    stats.bump(conn, stats.SUBSCRIBER, [(now, "", event)], n=n)
 
 
 def _cancel_deliveries(conn, subscriber_id: int) -> int:
     # Queued and retrying messages must never go out after an unsubscription.
     return summary.move(conn, deliveries.c.subscriber_id == subscriber_id, ("pending", "retry"),
-                        state="cancelled", last_error="subscriber left", next_attempt_at=None)
+                        state="cancelled", last_error="subscriber left", next_attempt_at=None, finished_at=utcnow())
 
 
 def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
@@ -112,7 +71,10 @@ def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
             return None
         conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id)
                      .values(status="unsubscribed", unsubscribed_at=now, token_nonce=new_nonce()))
+        if row.status == "active":
+            _event(conn, now, SubscriberEvent.UNSUBSCRIBE)
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # confirmation links mailed before no longer re-subscribe
         return "unsubscribed"
 
 
@@ -131,13 +93,17 @@ def erase(engine: Engine, subscriber_id: int, now: datetime | None = None) -> bo
     """Erase personal data (address, topics, errors) but keep anonymous delivery rows for counts."""
     now = now or utcnow()
     with engine.begin() as conn:
+        was = conn.execute(select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar()
         res = conn.execute(update(subscribers)
                            .where(subscribers.c.id == subscriber_id, subscribers.c.status != "deleted")
                            .values(email=None, status="deleted", topics=[], last_error=None,
                                    token_nonce=new_nonce(), unsubscribed_at=now))
         if res.rowcount != 1:
             return False
+        if was == "active":
+            _event(conn, now, SubscriberEvent.UNSUBSCRIBE)
         _cancel_deliveries(conn, subscriber_id)
+        signups.forget(conn, subscriber_id)  # their topics are personal data too
         # Error texts may quote the address; the recipient column is made anonymous but unique.
         conn.execute(update(deliveries).where(deliveries.c.subscriber_id == subscriber_id)
                      .values(recipient=f"deleted:{subscriber_id}", last_error=None))
@@ -161,7 +127,8 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
     row.pop("token_nonce", None)
     # Deliveries older than `delivery.detail_days` are compacted: only their number per state is kept.
     return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows],
-            "compacted_deliveries": compacted}
+            "compacted_deliveries": compacted,
+            "signups": [_jsonable(r) for r in signups.requests_of(engine, subscriber_id)]}
 
 
 def _jsonable(d: dict) -> dict:
@@ -183,6 +150,9 @@ def add(engine: Engine, emails: Sequence[str], mode: str = "both", language: str
                 email=email, status="active", mode=mode, language=language, topics=topics or [],
                 origin=origin, token_nonce=new_nonce(), created_at=now, confirmed_at=now))
             result[email] = "added"
+        added = sum(1 for v in result.values() if v == "added")
+        _event(conn, now, SubscriberEvent.SIGNUP, added)
+        _event(conn, now, SubscriberEvent.CONFIRM, added)
     return result
 
 
@@ -213,49 +183,12 @@ def reactivate(engine: Engine, email: str) -> str | None:
             return None
         if row.status == "active":
             return "already"
+        now = utcnow()
         conn.execute(update(subscribers).where(subscribers.c.id == row.id)
                      .values(status="active", bounces=0, last_error=None, unsubscribed_at=None,
-                             confirmed_at=utcnow()))
+                             confirmed_at=now))
+        _event(conn, now, SubscriberEvent.CONFIRM)
         return "reactivated"
-
-
-def _filters(status: str | None, mode: str | None, search: str | None) -> list:
-    conds = []
-    if status:
-        conds.append(subscribers.c.status == status)
-    if mode:
-        conds.append(subscribers.c.mode == mode)
-    if search:
-        # Bound parameter + escaped wildcards: search text is data, never SQL or a pattern.
-        pattern = "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conds.append(subscribers.c.email.like(pattern, escape="\\"))
-    return conds
-
-
-def list_page(engine: Engine, status: str | None = None, mode: str | None = None, search: str | None = None,
-              limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
-    """One page of subscribers (newest first) and the total matching the filters."""
-    conds = _filters(status, mode, search)
-    where = and_(true(), *conds)
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(subscribers).where(where)).scalar_one()
-        rows = conn.execute(select(subscribers).where(where).order_by(subscribers.c.id.desc())
-                            .limit(max(1, min(limit, 1000))).offset(max(0, offset))).mappings().all()
-    return [dict(r) for r in rows], total
-
-
-def iter_all(engine: Engine, status: str | None = None, chunk: int = 5000) -> Iterable[dict]:
-    """Every subscriber with an address, in id order, fetched in keyset chunks (bounded memory)."""
-    last = 0
-    while True:
-        conds = [subscribers.c.id > last, subscribers.c.email.is_not(None)] + _filters(status, None, None)
-        with engine.connect() as conn:
-            rows = conn.execute(select(subscribers).where(*conds).order_by(subscribers.c.id)
-                                .limit(chunk)).mappings().all()
-        if not rows:
-            return
-        yield from (dict(r) for r in rows)
-        last = rows[-1]["id"]
 
 
 def counts(engine: Engine) -> dict[str, dict[str, int]]:

@@ -1,6 +1,7 @@
 """WebSub subscription state, kept on the `sources` row (hub, topic, secret, state, lease)."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, or_, select, update
@@ -25,30 +26,45 @@ def note_hub(engine: Engine, source_id: int, hub_url: str, topic_url: str) -> bo
         row = conn.execute(select(sources.c.hub_url, sources.c.topic_url).where(sources.c.id == source_id)).first()
         if row is None or (row.hub_url, row.topic_url) == (hub_url, topic_url):
             return False
+        # A new subscription gets a new secret callback URL.
         conn.execute(update(sources).where(sources.c.id == source_id).values(
-            hub_url=hub_url, topic_url=topic_url, websub_state=None, websub_lease_until=None))
+            hub_url=hub_url, topic_url=topic_url, websub_state=None, websub_lease_until=None,
+            websub_callback=new_callback()))
         return True
 
 
-def start(engine: Engine, source_id: int, secret: str, state: str, now: datetime) -> None:
-    """A (un)subscription request is being sent: store its secret and wait for verification."""
+def new_callback() -> str:
+    """A fresh unguessable callback path segment (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def start(engine: Engine, source_id: int, secret: str, state: str, now: datetime, callback: str) -> None:
+    """A (un)subscription request is being sent: store its secrets and wait for verification."""
     with engine.begin() as conn:
         conn.execute(update(sources).where(sources.c.id == source_id).values(
-            websub_secret=secret, websub_state=state, websub_lease_until=now + PENDING_TIMEOUT))
+            websub_secret=secret, websub_callback=callback, websub_state=state,
+            websub_lease_until=now + PENDING_TIMEOUT))
 
 
-def verified(engine: Engine, source_id: int, state: str, lease_until: datetime | None) -> None:
-    """The hub verified our intent (state 'active' or 'unsubscribed')."""
+def verified(engine: Engine, source_id: int, state: str, lease_until: datetime | None,
+             expected: str | None = None) -> bool:
+    """The hub verified our intent (state 'active' or 'unsubscribed'); with `expected`, only from that state."""
+    q = update(sources).where(sources.c.id == source_id)
+    if expected is not None:
+        q = q.where(sources.c.websub_state == expected)  # two racing verifications: one wins
     with engine.begin() as conn:
-        conn.execute(update(sources).where(sources.c.id == source_id).values(
-            websub_state=state, websub_lease_until=lease_until))
+        return conn.execute(q.values(websub_state=state, websub_lease_until=lease_until)).rowcount == 1
 
 
-def denied(engine: Engine, source_id: int, reason: str | None) -> None:
-    """The hub refused the subscription; polling goes on at the normal interval."""
+def denied(engine: Engine, source_id: int, reason: str | None, states: tuple[str, ...] = ("pending", "active")) -> bool:
+    """The hub refused (or revoked) the subscription; polling goes on at the normal interval.
+
+    Only from `states`: a subscription we never asked for, or are leaving, cannot be "denied"."""
     with engine.begin() as conn:
-        conn.execute(update(sources).where(sources.c.id == source_id).values(
-            websub_state="denied", websub_lease_until=None, last_error=f"WebSub hub denied: {reason or 'no reason'}"))
+        res = conn.execute(update(sources).where(sources.c.id == source_id, sources.c.websub_state.in_(states))
+                           .values(websub_state="denied", websub_lease_until=None,
+                                   last_error=f"WebSub hub denied: {reason or 'no reason'}"))
+    return res.rowcount == 1
 
 
 def failed(engine: Engine, source_id: int, now: datetime, retry_in: timedelta) -> None:

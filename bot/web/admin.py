@@ -1,4 +1,5 @@
-"""The /admin dashboard: login, overview, editorial hold, sources, subscribers and failures."""
+"""The /admin dashboard: login, overview (live fan-out and charts), editorial hold, failures, and the
+actions; the subscriber and source lists are bot.web.lists, the live section bot.web.live."""
 from __future__ import annotations
 
 import logging
@@ -14,31 +15,36 @@ from starlette.routing import Route
 from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
-from bot.store import dashboard, delivery_log, outbox, ratelimit, utcnow
-from bot.store import subscribers as subs
-from bot.web.context import web
+from bot.store import dashboard, delivery_log, outbox, ratelimit, sessions, utcnow
+from bot.web import charts, live
+from bot.web.context import Web, web
 from bot.web.public import read_form
-from bot.web.security import CSRF_FIELD, client_ip
+from bot.web.security import CSRF_FIELD, SESSION_HOURS
 
 log = logging.getLogger(__name__)
 PAGE = 50
-LOGIN_LIMIT = 10  # failed logins per IP per 15 minutes
+TABLES_TTL = 10
+LOGIN_LIMIT = 10  # failed logins per client address (IPv6: per /64) per 15 minutes
+LOGIN_GLOBAL_LIMIT = 100  # failed logins from everywhere per 15 minutes: a botnet's ceiling
 LOGIN_WINDOW = 900
+LOGIN_DELAY = 0.5  # seconds before answering the first failure; doubles with each one, up to LOGIN_DELAY_MAX
+LOGIN_DELAY_MAX = 8.0
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def protected(handler: Handler) -> Handler:
-    """Disabled page without a password, login redirect without a session, CSRF on every POST."""
+    """Disabled page without a password, login redirect without an open session, session CSRF on every POST."""
 
     async def wrapper(request: Request) -> Response:
         w = web(request)
         if not w.admin.enabled:
             return w.render(request, "admin/disabled.html", status=503)
-        if not w.admin.logged_in(request):
+        sid = await w.session(request)
+        if sid is None:
             return RedirectResponse("/admin/login", status_code=303)
         if request.method == "POST":
             request.state.form = form = await read_form(request)
-            if not w.csrf.valid(request, form.get(CSRF_FIELD)):
+            if not w.session_csrf.valid(sid, form.get(CSRF_FIELD)):
                 return w.message(request, "csrf_title", "csrf_body", status=403)
         return await handler(request)
 
@@ -54,76 +60,86 @@ def _page(request: Request) -> int:
         return 1
 
 
+def login_delay(failures: int) -> float:
+    """Seconds to wait before answering the n-th recent failed login of one address."""
+    return min(LOGIN_DELAY_MAX, LOGIN_DELAY * 2 ** max(0, failures - 1))
+
+
+async def _reserve_attempt(w: Web, client: str) -> tuple[list[int], int] | None:
+    """Count this attempt in the per-address and the global bucket, atomically: (event ids, this
+    attempt's rank for the address), or None when either bucket is full."""
+    mine = await w.take(w.bucket("login-ip", client), LOGIN_LIMIT, LOGIN_WINDOW)
+    if mine is None:
+        return None
+    everyone = await w.take(w.bucket("login-all", "*"), LOGIN_GLOBAL_LIMIT, LOGIN_WINDOW)
+    if everyone is None:
+        await w.db(ratelimit.give_back, w.engine, [mine[0]])
+        log.warning("admin login refused: %d failed logins from all addresses in %d s", LOGIN_GLOBAL_LIMIT,
+                    LOGIN_WINDOW)
+        return None
+    return [mine[0], everyone[0]], mine[1]
+
+
 async def login(request: Request) -> Response:
-    """GET shows the login form; POST checks the password (rate-limited per IP)."""
+    """GET shows the login form; POST checks the password (limited per address and globally, failures slowed)."""
     w = web(request)
     if not w.admin.enabled:
         return w.render(request, "admin/disabled.html", status=503)
     if request.method == "GET":
         return w.render(request, "admin/login.html")
     form = await read_form(request)
-    if not w.csrf.valid(request, form.get(CSRF_FIELD)):
+    if not w.login_csrf.valid(request, form.get(CSRF_FIELD)):
         return w.message(request, "csrf_title", "csrf_body", status=403)
-    bucket = ratelimit.bucket("login-ip", client_ip(request))
-    if await w.db(ratelimit.count, w.engine, bucket, LOGIN_WINDOW) >= LOGIN_LIMIT:
-        return w.render(request, "admin/login.html", {"error": "adm_login_limited"},
-                        status=429)
+    client = w.client(request)
+    # Every attempt is counted BEFORE the password is looked at, in one atomic step: 100 parallel
+    # guesses get exactly LOGIN_LIMIT checks. A right password gives its count back.
+    attempt = await _reserve_attempt(w, client)
+    if attempt is None:
+        return w.render(request, "admin/login.html", {"error": "adm_login_limited"}, status=429)
+    events, rank = attempt
     if not w.admin.check_password(str(form.get("password", ""))):
-        await w.db(ratelimit.hit, w.engine, bucket)
-        log.warning("failed admin login from %s", client_ip(request))
+        log.warning("failed admin login from %s (%d in %d s)", client, rank, LOGIN_WINDOW)
+        await w.sleep(login_delay(rank))
         return w.render(request, "admin/login.html", {"error": "adm_login_wrong"}, status=401)
+    await w.db(ratelimit.give_back, w.engine, events)
+    sid = w.admin.new_id()
+    await w.db(sessions.create, w.engine, sid, timedelta(hours=SESSION_HOURS))
     response = RedirectResponse("/admin", status_code=303)
-    w.admin.start(response)
+    w.admin.start(response, sid)
     return response
 
 
+@protected
 async def logout(request: Request) -> Response:
-    """POST /admin/logout."""
+    """POST /admin/logout (with the session's CSRF token): the session is deleted server-side."""
+    w = web(request)
+    await w.db(sessions.end, w.engine, request.state.admin_session)
     response = RedirectResponse("/admin/login", status_code=303)
-    web(request).admin.end(response)
+    w.admin.end(response)
     return response
 
 
 @protected
 async def overview(request: Request) -> Response:
-    """Held alerts, recent items with delivery counts, channel states and latency."""
+    """Held alerts, the live fan-out, charts, recent items with delivery counts, channel states and latency."""
     w = web(request)
-    day_ago = utcnow() - timedelta(days=1)
+    now = utcnow()
+    day_ago = now - timedelta(days=1)
     ctx = {
+        **await live.fanout_state(request),
+        "charts": await w.db(charts.overview, w.engine, w.cfg, w.lang(request), now),
         "held": await w.db(dashboard.held_items, w.engine),
-        "items": await w.db(dashboard.recent_items, w.engine, 50),
-        "counts": await w.db(dashboard.delivery_counts, w.engine, day_ago),
-        "counts_all": await w.db(dashboard.delivery_counts, w.engine),
+        # Summary tables below the live section: grouped counts over every delivery row, shared for
+        # TABLES_TTL seconds (the live section and the charts are the up-to-the-second view).
+        "items": await w.cached("recent-items", TABLES_TTL, dashboard.recent_items, w.engine, 50),
+        "counts": await w.cached("counts-day", TABLES_TTL, dashboard.delivery_counts, w.engine, day_ago),
+        "counts_all": await w.cached("counts-all", TABLES_TTL, dashboard.delivery_counts, w.engine),
         "latency": await w.db(dashboard.latency, w.engine, day_ago),
         "channels": await w.db(channel_store.channel_states, w.engine),
+        "per_chat": await w.db(dashboard.broadcast_counts, w.engine),
         "require_approval": w.cfg.flash.require_approval,
     }
     return w.render(request, "admin/overview.html", ctx)
-
-
-@protected
-async def sources_page(request: Request) -> Response:
-    """Every source: status, last error, next poll, pause/resume."""
-    w = web(request)
-    return w.render(request, "admin/sources.html", {"sources": await w.db(dashboard.source_list, w.engine),
-                                                    "now": utcnow()})
-
-
-@protected
-async def subscribers_page(request: Request) -> Response:
-    """Subscribers by status with search and pagination."""
-    w = web(request)
-    status = request.query_params.get("status") or None
-    mode = request.query_params.get("mode") or None
-    status = status if status in subs.STATUSES else None
-    mode = mode if mode in subs.MODES else None
-    q = request.query_params.get("q", "")[:320]
-    page = _page(request)
-    rows, total = await w.db(subs.list_page, w.engine, status, mode, q or None, PAGE, (page - 1) * PAGE)
-    ctx = {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE)), "q": q,
-           "status": status or "", "mode": mode or "", "statuses": subs.STATUSES, "modes": subs.MODES,
-           "counts": await w.db(subs.counts, w.engine)}
-    return w.render(request, "admin/subscribers.html", ctx)
 
 
 @protected
@@ -163,6 +179,7 @@ def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
 async def retry(request: Request) -> Response:
     """POST: failed deliveries back to pending, due now."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
     n = await w.db(outbox.retry_deliveries, w.engine, ids)
     return _back("/admin/failures", "retried", n=n)
@@ -174,6 +191,7 @@ async def source_action(request: Request) -> Response:
     from bot.store.sources import set_paused
 
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     if request.path_params["action"] not in ("pause", "resume"):
         raise HTTPException(404)
     paused = request.path_params["action"] == "pause"
@@ -185,6 +203,7 @@ async def source_action(request: Request) -> Response:
 async def item_action(request: Request) -> Response:
     """POST /admin/items/{id}/approve|cancel: editorial control over an alert."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     item_id, action = request.path_params["id"], request.path_params["action"]
     if action not in ("approve", "cancel"):
         raise HTTPException(404)
@@ -201,6 +220,7 @@ async def item_action(request: Request) -> Response:
 async def channel_action(request: Request) -> Response:
     """POST /admin/channels/{name}/resume."""
     w = web(request)
+    w.cache.clear()  # an action changes what the summaries show: read them afresh
     ok = await w.db(channel_store.resume_channel, w.engine, request.path_params["name"])
     return _back("/admin", "channel_resumed" if ok else "unknown_channel")
 
@@ -211,12 +231,10 @@ def routes() -> list[Route]:
         Route("/admin", overview, methods=["GET"]),
         Route("/admin/login", login, methods=["GET", "POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
-        Route("/admin/sources", sources_page, methods=["GET"]),
-        Route("/admin/sources/{id:int}/{action:str}", source_action, methods=["POST"]),
-        Route("/admin/subscribers", subscribers_page, methods=["GET"]),
+        Route("/admin/sources/{id:rowid}/{action:str}", source_action, methods=["POST"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
-        Route("/admin/items/{id:int}", item_page, methods=["GET"]),
-        Route("/admin/items/{id:int}/{action:str}", item_action, methods=["POST"]),
+        Route("/admin/items/{id:rowid}", item_page, methods=["GET"]),
+        Route("/admin/items/{id:rowid}/{action:str}", item_action, methods=["POST"]),
         Route("/admin/channels/{name:str}/resume", channel_action, methods=["POST"]),
     ]

@@ -13,12 +13,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bot.config import Config
+from bot.delivery import mime
 from bot.pipeline import Pipeline
 from bot.tokens import secret_key
-from bot.web import admin, metrics, public
+from bot.web import admin, desk, lists, live, metrics, public
+from bot.web import websub as websub_routes
 from bot.web.context import BUNDLED_TEMPLATES, Web, make_env, web
+from bot.web.limits import BodyLimit, parse_networks
 from bot.web.mailer import Mailer, MailJobs, SMTPMailer
-from bot.web.security import AdminSession, Csrf, SecurityHeaders
+from bot.web.security import LOGIN_CSRF_COOKIE, SESSION_HOURS, AdminSession, Csrf, SecurityHeaders, SessionCsrf
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,10 @@ async def drain_mail(app: Starlette, timeout: float = 5) -> int:
 
 
 def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], bool] | None = None,
-               mailer: Mailer | None = None, pipe: Pipeline | None = None) -> Starlette:
-    """The web app: sign-up, confirm, unsubscribe, preferences, /admin, /healthz and /metrics.
+               mailer: Mailer | None = None, pipe: Pipeline | None = None,
+               websub: websub_routes.WebSubContext | None = None) -> Starlette:
+    """The web app: sign-up, confirm, unsubscribe, preferences, /admin, /healthz, /metrics and, given
+    `websub`, the WebSub callbacks (behind the same body cap and security headers).
 
     `pipe` is the process's pipeline (the service passes its own, whose wake() reaches its delivery
     engine); a web-only app gets one whose rows a delivery engine elsewhere picks up."""
@@ -71,12 +76,24 @@ def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], boo
         mailer = SMTPMailer(cfg.email)
     if cfg.email is None:
         log.warning("[email] is off: the sign-up page cannot send confirmation mails")
-    state = Web(cfg=cfg, engine=engine, key=key, env=make_env(cfg), csrf=Csrf(key, secure),
-                admin=AdminSession(key, cfg.web.admin_password, secure), mailer=mailer, mail_jobs=MailJobs(),
-                scheduler_alive=scheduler_alive, pipe=pipe or Pipeline(cfg, engine))
-    routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *metrics.routes(state)]
+    if not cfg.web.metrics_token:
+        log.info("/metrics is off: set [web] metrics_token (or FLASHBOT_METRICS_TOKEN) to scrape it")
+    login_csrf = Csrf(key, secure, scope="admin-login", cookie=LOGIN_CSRF_COOKIE, path="/admin",
+                      max_age=SESSION_HOURS * 3600, samesite="strict")
+    state = Web(cfg=cfg, engine=engine, key=key, env=make_env(cfg), csrf=Csrf(key, secure), login_csrf=login_csrf,
+                session_csrf=SessionCsrf(key), admin=AdminSession(key, cfg.web.admin_password, secure),
+                mailer=mailer, mail_jobs=MailJobs(), scheduler_alive=scheduler_alive,
+                pipe=pipe or Pipeline(cfg, engine), trusted=parse_networks(cfg.web.trusted_proxies),
+                dkim=mime.signer_for(cfg))
+    routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *desk.routes(),
+              *lists.routes(), *live.routes(), *metrics.routes(state)]
+    if websub is not None:
+        routes += websub_routes.routes(websub)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash},
                     lifespan=_lifespan)
     app.state.web = state
+    app.state.websub = websub
+    # Outermost first: every answer (413s included) gets the headers; every body is capped while it streams.
+    app.add_middleware(BodyLimit, caps={"/websub/": cfg.fetch.max_bytes})
     app.add_middleware(SecurityHeaders)
     return app

@@ -1,26 +1,38 @@
-"""Confirmation and "already subscribed" mails: built from templates/confirm.*, sent after the response."""
+"""Confirmation and "already subscribed" mails: built from templates/confirm.* by the delivery mail
+builder (bot.delivery.mime), DKIM-signed like every other mail, sent after the response."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import make_msgid, parseaddr
 from typing import Protocol
 
 import aiosmtplib
 from jinja2 import Environment
 
+from bot import i18n
 from bot.config import Config, EmailConfig
-from bot.web.i18n import translator
+from bot.delivery import mime
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One finished message: envelope sender, recipient and the exact (signed) bytes."""
+
+    sender: str
+    to: str
+    data: bytes
 
 
 class Mailer(Protocol):
     """Anything that can send one ready-made message."""
 
-    async def send_message(self, message: EmailMessage) -> None:
+    async def send_message(self, message: Mail) -> None:
         """Send or raise."""
 
 
@@ -40,41 +52,44 @@ class SMTPMailer:
             return {"start_tls": False}
         return {"start_tls": None}  # auto: upgrade when the server offers STARTTLS
 
-    async def send_message(self, message: EmailMessage) -> None:
+    async def send_message(self, message: Mail) -> None:
         """Deliver one message to the configured relay (raises aiosmtplib errors)."""
-        await aiosmtplib.send(message, hostname=self.cfg.host, port=self.cfg.port, username=self.cfg.username,
+        options = [] if message.to.isascii() else ["SMTPUTF8"]
+        await aiosmtplib.send(message.data, sender=message.sender, recipients=[message.to], mail_options=options,
+                              hostname=self.cfg.host, port=self.cfg.port, username=self.cfg.username,
                               password=self.cfg.password, timeout=self.cfg.timeout, **self._tls())
 
 
-def build_message(cfg: Config, env: Environment, to: str, language: str, kind: str, link: str) -> EmailMessage:
-    """The confirmation ('confirm') or 'already' mail for one address, text + HTML, in its language."""
+def build_message(cfg: Config, env: Environment, to: str, language: str, kind: str, link: str,
+                  dkim: mime.DKIMSigner | None = None) -> Mail:
+    """The confirmation ('confirm') or 'already' mail for one address, text + HTML, in its language.
+
+    Built by the same code as alerts (bot.delivery.mime) and signed by the same DKIM signer, so a
+    strict DMARC policy treats every mail of the domain alike."""
     assert cfg.email is not None
-    _ = translator(language)
+    language = i18n.pick_language(language, cfg.bot.language)
+    t = i18n.translator(language)
     name = cfg.bot.name
     hours = int(cfg.web.confirm_hours) if float(cfg.web.confirm_hours).is_integer() else cfg.web.confirm_hours
-    ctx = {"_": _, "lang": language, "kind": kind, "link": link, "name": name, "hours": hours, "email": to}
-    msg = EmailMessage()
-    msg["Subject"] = _(f"mail_{kind}_subject", name=name)
-    msg["From"] = cfg.email.sender
-    msg["To"] = to
-    msg["Date"] = formatdate(localtime=False)
-    domain = parseaddr(cfg.email.sender)[1].rpartition("@")[2] or "flashbot.local"
-    msg["Message-ID"] = make_msgid(domain=domain)
-    # A transactional mail: mark it so vacation responders stay quiet.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["Content-Language"] = language
-    msg.set_content(env.get_template("confirm.txt").render(ctx))
-    msg.add_alternative(env.get_template("confirm.html").render(ctx), subtype="html")
-    return msg
+    subject = t.gettext("mail_confirm_subject", name=name) if kind == "confirm" else \
+        t.gettext("mail_already_subject", name=name)
+    ctx = {"lang": language, "dir": i18n.direction(language), "kind": kind, "link": link, "name": name,
+           "hours": hours, "email": to, "subject": subject}
+    data = mime.build_single(cfg.email.sender, to, subject, language,
+                             datetime.now(timezone.utc), make_msgid(domain=mime.sender_domain(cfg.email.sender)),
+                             env.get_template("confirm.txt").render(ctx), env.get_template("confirm.html").render(ctx))
+    if dkim is not None:
+        data = dkim.sign(data)
+    return Mail(parseaddr(cfg.email.sender)[1], mime.check_address(to), data)
 
 
-async def send(mailer: Mailer, message: EmailMessage) -> bool:
+async def send(mailer: Mailer, message: Mail) -> bool:
     """Send; log the failure and return False (nobody waits for the answer: the page is already shown)."""
     try:
         await mailer.send_message(message)
     except Exception as exc:  # noqa: BLE001 - SMTP, DNS, TLS, timeouts: all mean "not sent"
         # SMTP refusals often quote the recipient: the log names the error, not the person.
-        detail = str(exc).replace(str(message["To"]), "<recipient>")[:200]
+        detail = str(exc).replace(message.to, "<recipient>")[:200]
         log.error("confirmation mail not sent: %s: %s", type(exc).__name__, detail)
         return False
     return True

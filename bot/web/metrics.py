@@ -1,12 +1,14 @@
-"""GET /healthz (database + scheduler liveness) and GET /metrics (Prometheus, computed at scrape time)."""
+"""GET /healthz (database + scheduler liveness) and GET /metrics (Prometheus, computed at scrape time,
+only with the `[web] metrics_token` bearer token: its subscriber counts move when a sign-up is new)."""
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import text
@@ -15,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.store import channels as channel_store
-from bot.store import dashboard
+from bot.store import dashboard, stats
 from bot.store import subscribers as subs
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ class StoreCollector(Collector):
         for is_flash, n in sorted(dashboard.item_counts(self.engine).items()):
             items.add_metric(["true" if is_flash else "false"], n)
         yield items
-        dels = GaugeMetricFamily("flashbot_deliveries", "Delivery rows by channel and state", labels=["channel", "state"])
+        dels = GaugeMetricFamily("flashbot_deliveries", "Deliveries by channel and state (compacted ones included)", labels=["channel", "state"])
         for channel, states in sorted(dashboard.delivery_counts(self.engine).items()):
             for state, n in sorted(states.items()):
                 dels.add_metric([channel, state], n)
@@ -55,11 +57,40 @@ class StoreCollector(Collector):
             buckets, total = histogram(values)
             lat.add_metric([channel], buckets, total)
         yield lat
+        yield self._alert_latency()
+        yield from self._totals()
         yield from self._sources()
         people = GaugeMetricFamily("flashbot_subscribers", "Subscribers by status", labels=["status"])
         for status, modes in sorted(subs.counts(self.engine).items()):
             people.add_metric([status], sum(modes.values()))
         yield people
+
+    def _alert_latency(self) -> Metric:
+        """Every alert's first send per channel, from publication and from detection (all time)."""
+        lat = HistogramMetricFamily("flashbot_alert_latency_seconds",
+                                    "Publication or detection to the first send of each alert, per channel",
+                                    labels=["channel", "origin"])
+        for (channel, origin), h in sorted(dashboard.alert_latency_histogram(self.engine).items()):
+            buckets = [(floatToGoString(b), float(n)) for b, n in zip(dashboard.ALERT_BUCKETS, h["buckets"])]
+            lat.add_metric([channel, origin], buckets + [("+Inf", float(h["count"]))], float(h["sum"]))
+        return lat
+
+    def _totals(self) -> Iterator[Metric]:
+        """Counters kept by the stats table: they only grow, whatever housekeeping prunes."""
+        families = [
+            (stats.DELIVERY, CounterMetricFamily("flashbot_delivery_outcomes",
+                                                 "Deliveries that ended, by channel and outcome (sent, failed, bounced)",
+                                                 labels=["channel", "outcome"]), lambda label, o: [label, o]),
+            (stats.POLL, CounterMetricFamily("flashbot_polls", "Source polls by outcome (ok, not_modified, error)",
+                                             labels=["outcome"]), lambda label, o: [o]),
+            (stats.SUBSCRIBER, CounterMetricFamily("flashbot_subscriber_events",
+                                                   "Sign-ups, confirmations, unsubscribes and suppressions",
+                                                   labels=["event"]), lambda label, o: [o]),
+        ]
+        for metric, family, labels in families:
+            for (label, outcome), n in sorted(stats.totals(self.engine, metric).items()):
+                family.add_metric(labels(label, outcome), n)
+            yield family
 
     def _sources(self) -> Iterator[Metric]:
         failing = GaugeMetricFamily("flashbot_source_consecutive_failures", "Consecutive failed polls", labels=["source"])
@@ -86,7 +117,16 @@ def routes(w: Web) -> list[Route]:
     def _scrape() -> bytes:
         return generate_latest(registry)
 
+    token = (w.cfg.web.metrics_token or "").encode()
+
     async def metrics(request: Request) -> Response:
+        if not token:
+            # Off without a token: it would tell anyone whether a signed-up address was new.
+            return Response("Not Found\n", status_code=404, media_type="text/plain")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"), token):
+            return Response("Unauthorized\n", status_code=401, media_type="text/plain",
+                            headers={"www-authenticate": 'Bearer realm="flashbot-metrics"'})
         try:
             body = await w.db(_scrape)
         except Exception:  # noqa: BLE001 - a scrape must answer, not crash

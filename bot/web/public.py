@@ -11,11 +11,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot import tokens
-from bot.store import dashboard, ratelimit
+from bot.addresses import mailbox_key
+from bot.store import dashboard, signups
 from bot.store import subscribers as subs
+from bot.web import pace
 from bot.web.context import Web, web
 from bot.web.mailer import build_message, send
-from bot.web.security import CSRF_FIELD, client_ip
+from bot.web.security import CSRF_FIELD
 
 log = logging.getLogger(__name__)
 HONEYPOT = "website"
@@ -23,7 +25,9 @@ MAX_TOKEN = 400
 
 
 async def read_form(request: Request) -> FormData:
-    """The posted form; a body without a form content type is read as urlencoded (one-click clients)."""
+    """The posted form; a body without a form content type is read as urlencoded (one-click clients).
+
+    Bodies are capped while they stream in (bot.web.limits.BodyLimit), whatever their type."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         return await request.form()
@@ -40,8 +44,9 @@ def _token(w: Web, purpose: str, token: str, max_age: float | None = None) -> tu
         return None
 
 
-def _link(w: Web, purpose: str, row: dict) -> str:
-    return tokens.link(w.cfg.bot.public_url, purpose, tokens.make_token(w.key, purpose, row["id"], row["token_nonce"]))
+def _link(w: Web, purpose: str, row: dict, nonce: str | None = None) -> str:
+    token = tokens.make_token(w.key, purpose, row["id"], nonce or row["token_nonce"])
+    return tokens.link(w.cfg.bot.public_url, purpose, token)
 
 
 async def signup_page(request: Request) -> Response:
@@ -87,8 +92,7 @@ async def subscribe(request: Request) -> Response:
         email = subs.normalize_email(values["email"])
     except subs.InvalidAddress:
         return await _signup_form(w, request, values, "invalid_email", status=400)
-    ip_bucket = ratelimit.bucket("signup-ip", client_ip(request))
-    if not await w.allow(ip_bucket, w.cfg.web.signup_limit_per_ip, 3600):
+    if not await w.allow(w.bucket("signup-ip", w.client(request)), w.cfg.web.signup_limit_per_ip, 3600):
         return w.message(request, "rate_title", "rate_body", status=429)
     topics = subs.normalize_topics([values["topics"], *values["categories"]])
     row, outcome = await w.db(subs.signup, w.engine, email, values["mode"], values["language"], topics)
@@ -100,16 +104,20 @@ async def subscribe(request: Request) -> Response:
 async def _mail_subscriber(w: Web, row: dict, outcome: str) -> None:
     """Send the confirmation (or 'already subscribed') mail unless limits say no (background job)."""
     if outcome in ("new", "pending", "unsubscribed"):
-        kind, link = "confirm", _link(w, tokens.CONFIRM, row)
+        # The link names this sign-up's own request: it confirms these choices and no later ones.
+        kind, link = "confirm", _link(w, tokens.CONFIRM, row, row["confirm_nonce"])
     elif outcome == "active":
         kind, link = "already", _link(w, tokens.PREFERENCES, row)
     else:
         return  # suppressed (hard bounces): mailing it again would only bounce
-    addr_bucket = ratelimit.bucket("signup-addr", row["email"])
+    # Counted per mailbox (IDNA domain, no +tag, no dots where the provider ignores them), so
+    # aliases of one person share the limit; the mail still goes to the address as typed.
+    addr_bucket = w.bucket("signup-addr", mailbox_key(row["email"]))
     if not await w.allow(addr_bucket, w.cfg.web.signup_limit_per_address, 86400):
         log.info("sign-up mail skipped: per-address daily limit reached")
         return
-    await send(w.mailer, build_message(w.cfg, w.env, row["email"], row["language"], kind, link))
+    language = row.get("confirm_language") or row["language"]
+    await send(w.mailer, build_message(w.cfg, w.env, row["email"], language, kind, link, w.dkim))
 
 
 async def confirm(request: Request) -> Response:
@@ -117,9 +125,11 @@ async def confirm(request: Request) -> Response:
     w = web(request)
     data = _token(w, tokens.CONFIRM, request.path_params["token"], max_age=w.cfg.web.confirm_hours * 3600)
     row = await w.db(subs.get, w.engine, data[0]) if data else None
-    if row is None or row["token_nonce"] != data[1] or row["status"] in ("deleted", "suppressed"):
+    chosen = await w.db(signups.pending_choices, w.engine, data[0], data[1]) if row else None
+    # A link names its sign-up request (or, mailed before requests existed, the subscriber's nonce).
+    if row is None or (chosen is None and row["token_nonce"] != data[1]) or row["status"] in ("deleted", "suppressed"):
         return w.message(request, "bad_link_title", "bad_link_body", status=400)
-    lang = w.lang(request, row["language"])
+    lang = w.lang(request, (chosen or row)["language"])
     if request.method == "GET":
         if row["status"] == "active":
             return w.render(request, "confirmed.html", {"already": True, "prefs": _link(w, tokens.PREFERENCES, row)},
@@ -172,19 +182,24 @@ async def _prefs_subscriber(w: Web, token: str) -> dict | None:
 
 
 async def preferences(request: Request) -> Response:
-    """GET/POST /preferences/{token}: mode, language and topics."""
+    """GET/POST /preferences/{token}: mode, language, topics and the alert pace (cap, quiet hours, zone)."""
     w = web(request)
     row = await _prefs_subscriber(w, request.path_params["token"])
     if row is None:
         return w.message(request, "bad_link_title", "bad_link_body", status=400)
     categories = await w.db(dashboard.source_categories, w.engine)
-    saved, error, status = False, None, 200
+    saved, error, status, posted = False, None, 200, None
     if request.method == "POST":
         form = await read_form(request)
         if not w.csrf.valid(request, form.get(CSRF_FIELD)):
             return w.message(request, "csrf_title", "csrf_body", status=403, lang=row["language"])
         values = _choices(form, categories)
-        if values["mode"] in subs.MODES and values["language"] in subs.LANGUAGES:
+        posted, chosen_pace, error = pace.read(form)
+        if error:
+            status = 400
+        elif values["mode"] in subs.MODES and values["language"] in subs.LANGUAGES:
+            await pace.save(w, row["id"], chosen_pace)
+            posted = None
             topics = subs.normalize_topics([values["topics"], *values["categories"]])
             await w.db(subs.update_preferences, w.engine, row["id"], values["mode"], values["language"], topics)
             row = await w.db(subs.get, w.engine, row["id"])
@@ -197,7 +212,8 @@ async def preferences(request: Request) -> Response:
     return w.render(request, "preferences.html",
                     {"row": row, "values": values, "categories": categories, "modes": subs.MODES,
                      "languages": subs.LANGUAGES, "saved": saved, "error": error,
-                     "token": request.path_params["token"], "unsubscribe": _link(w, tokens.UNSUBSCRIBE, row)},
+                     "token": request.path_params["token"], "unsubscribe": _link(w, tokens.UNSUBSCRIBE, row),
+                     **pace.context(row, w.cfg, posted)},
                     status=status, lang=w.lang(request, row["language"]))
 
 

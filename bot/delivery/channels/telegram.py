@@ -1,4 +1,6 @@
-"""The Telegram channel: one post per item in `[telegram] channel`, edits for updates.
+"""The Telegram channel: one post per item in each chat of `[telegram] channel` / `[[telegram.channels]]`
+(rows carry the chat as recipient), in that chat's language; a photo post (sendPhoto, the post as
+caption) when the item has a photo; edits (of the text, or of the caption) for updates.
 
 Built on python-telegram-bot's `telegram.Bot`. The channel sends each message exactly once and
 maps every failure onto the outbox's vocabulary; waiting and retrying belong to the outbox
@@ -18,6 +20,7 @@ from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, N
 from telegram.request import HTTPXRequest
 
 from bot.delivery.channels.base import ChannelPaused, Outgoing, PermanentError, Sent, TemporaryError
+from bot.delivery.compose import PHOTO_PREFIX
 from bot.config import TelegramConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,13 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _photo_problem(message: str) -> bool:
+    """A sendPhoto refusal about the photo itself (unreachable URL, not an image, too big), not the chat or text."""
+    text = message.lower()
+    return not any(w in text for w in ("chat not found", "can't parse entities",
+                                       "not enough rights", "have no rights"))
+
+
 def _chat_id(recipient: str) -> int | str:
     """Numeric chat ids as int (the Bot API accepts both), `@channel` names unchanged."""
     text = recipient.strip()
@@ -81,11 +91,13 @@ class TelegramChannel:
         self._bot: Bot | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
+        # A chat's own language, else [telegram] language (None: the renderer's [bot] language).
+        self.languages = {t.chat.strip(): t.language or cfg.language for t in cfg.targets()}
         _guard_logs(cfg.token)
 
     def compose(self, composer, row: dict, item: dict, original: str | None) -> Outgoing:
-        """The channel post, or an edit of the original post for a correction."""
-        return composer.telegram(row, item, edit_id=original)
+        """The chat's post in its language, or an edit of the original post for a correction."""
+        return composer.telegram(row, item, edit_id=original, language=self.languages.get(row["recipient"].strip()))
 
     def _redact(self, text: str) -> str:
         return text.replace(self.cfg.token, "<token>")
@@ -119,33 +131,53 @@ class TelegramChannel:
     async def send(self, msg: Outgoing) -> Sent:
         """Post `msg.body` (Telegram HTML) to `msg.recipient`, or edit message `msg.edit_id`."""
         text = msg.body.decode("utf-8") if isinstance(msg.body, bytes) else msg.body
-        chat = _chat_id(msg.recipient or self.cfg.channel)
+        chat = _chat_id(msg.recipient)
         preview = LinkPreviewOptions(is_disabled=not self.cfg.link_preview)
         try:
             bot = await self._ready()
             if msg.edit_id:
                 return await self._edit(bot, chat, msg.edit_id, text, preview)
+            if msg.meta.get("photo"):
+                return await self._photo(bot, chat, msg.meta["photo"], text, preview)
             sent = await bot.send_message(chat, text, parse_mode=ParseMode.HTML, link_preview_options=preview)
             return Sent(external_id=str(sent.message_id))
         except TelegramError as exc:
-            raise self._map(exc) from None
+            raise self._map(exc, chat) from None
+
+    async def _photo(self, bot: Bot, chat: int | str, photo: str, caption: str, preview: LinkPreviewOptions) -> Sent:
+        """sendPhoto with the post as caption; a photo Telegram cannot fetch or use falls back to the text post."""
+        try:
+            sent = await bot.send_photo(chat, photo, caption=caption, parse_mode=ParseMode.HTML)
+        except BadRequest as exc:
+            if not _photo_problem(exc.message):
+                raise
+            log.warning("Telegram refused the photo %s (%s); posting the text instead", photo, exc.message)
+            sent = await bot.send_message(chat, caption, parse_mode=ParseMode.HTML, link_preview_options=preview)
+            return Sent(external_id=str(sent.message_id))
+        return Sent(external_id=f"{PHOTO_PREFIX}{sent.message_id}")
 
     async def _edit(self, bot: Bot, chat: int | str, edit_id: str, text: str, preview: LinkPreviewOptions) -> Sent:
-        """Edit a posted message; "message is not modified" means the post already says this."""
+        """Edit a posted message (the caption of a photo post); "message is not modified" means it already says this."""
+        caption = edit_id.startswith(PHOTO_PREFIX)
         try:
-            message_id = int(edit_id)
+            message_id = int(edit_id.removeprefix(PHOTO_PREFIX))
         except ValueError:
             raise PermanentError(f"invalid Telegram message id {edit_id!r} to edit") from None
         try:
-            result = await bot.edit_message_text(text, chat_id=chat, message_id=message_id,
-                                                 parse_mode=ParseMode.HTML, link_preview_options=preview)
+            if caption:
+                result = await bot.edit_message_caption(chat_id=chat, message_id=message_id, caption=text,
+                                                        parse_mode=ParseMode.HTML)
+            else:
+                result = await bot.edit_message_text(text, chat_id=chat, message_id=message_id,
+                                                     parse_mode=ParseMode.HTML, link_preview_options=preview)
         except BadRequest as exc:
             if NOT_MODIFIED in exc.message.lower():
-                return Sent(external_id=str(message_id))
+                return Sent(external_id=edit_id)
             raise
-        return Sent(external_id=str(result.message_id if isinstance(result, Message) else message_id))
+        mid = result.message_id if isinstance(result, Message) else message_id
+        return Sent(external_id=f"{PHOTO_PREFIX}{mid}" if caption else str(mid))
 
-    def _map(self, exc: TelegramError) -> Exception:
+    def _map(self, exc: TelegramError, chat: int | str | None = None) -> Exception:
         """Translate a python-telegram-bot error into the outbox's Temporary/Permanent/Paused."""
         text = self._redact(exc.message)
         if isinstance(exc, RetryAfter):
@@ -158,12 +190,13 @@ class TelegramChannel:
             # PTB strips "Bad Request: " and capitalizes; give back Telegram's own description.
             return PermanentError(f"Bad Request: {text[:1].lower()}{text[1:]}")
         if isinstance(exc, Forbidden):
-            return ChannelPaused(f"Telegram 403: {text} — add the bot back to {self.cfg.channel} as an "
+            where = chat if chat is not None else ", ".join(self.languages)
+            return ChannelPaused(f"Telegram 403: {text} — add the bot back to {where} as an "
                                  "administrator allowed to post, then resume the channel")
         if isinstance(exc, InvalidToken):
             return ChannelPaused(f"Telegram rejected the bot token ({text}); check [telegram] token")
         if isinstance(exc, ChatMigrated):
-            return PermanentError(f"Telegram chat moved to id {exc.new_chat_id}; set [telegram] channel to it")
+            return PermanentError(f"Telegram chat {chat} moved to id {exc.new_chat_id}; use that id in [telegram]")
         if isinstance(exc, NetworkError):
             return TemporaryError(f"Telegram network error: {text}")
         return TemporaryError(f"Telegram error: {text}")

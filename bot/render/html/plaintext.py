@@ -3,29 +3,16 @@ from __future__ import annotations
 
 import re
 import textwrap
-from functools import lru_cache
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-import nh3
-
-from bot.render.html.chrome import remove_chrome
+from bot.render.html.allowlist import final_pass, first_pass
+from bot.render.html.chrome import Removal, log_removals, remove_chrome
 from bot.render.html.dom import BLOCK, Node, parse, serialize
+from bot.text import unspaced
 
-TEXT_TAGS = {"p", "br", "a", "b", "strong", "i", "em", "u", "s", "strike", "del", "ins", "code",
-             "pre", "blockquote", "q", "cite", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
-             "img", "figure", "figcaption", "hr", "sub", "sup", "small", "mark", "abbr", "span",
-             "div", "table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption", "dl", "dt",
-             "dd", "time"}
-# Containers kept in the first pass only so that chrome can be recognised by class.
-CHROME_CONTAINERS = {"section", "article", "aside", "header", "footer", "nav", "main", "center"}
-# Dropped together with everything inside them (never shown as text either).
-DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "applet", "form", "svg",
-                     "math", "noscript", "template", "textarea", "select", "button", "canvas",
-                     "audio", "video", "head", "title", "frameset", "frame", "noembed", "noframes"}
-_ATTRS_FINAL = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height", "title"},
-                "ol": {"start"}, "td": {"colspan"}, "th": {"colspan"}, "abbr": {"title"}}
-SCHEMES = {"http", "https", "mailto"}
 # Longer feed HTML is cut before cleaning (nh3 repairs the cut markup): no message shows more,
 # and a hostile multi-megabyte item must not stall rendering.
 MAX_HTML = 200_000
@@ -39,35 +26,31 @@ def _base(url: str | None) -> str | None:
     return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def _dims(tag: str, attr: str, value: str) -> str | None:
-    # Only plain numbers survive as width/height/start (no CSS smuggled through them).
-    if attr in ("width", "height", "start", "colspan"):
-        v = value.strip().removesuffix("px")
-        return v if v.isdigit() and len(v) <= 5 else None
-    return value
+def sanitize(html: str | None, base_url: str | None = None, furniture: Iterable[str] = ()) -> str:
+    """Allowlist-clean feed HTML: no active content, absolute http(s) URLs, no page chrome.
+
+    furniture: the texts of blocks the item's feed repeats in most items (items.furniture).
+    """
+    clean, removed = explain(html, base_url, furniture)
+    log_removals(removed, base_url)
+    return clean
 
 
-def sanitize(html: str | None, base_url: str | None = None) -> str:
-    """Allowlist-clean feed HTML: no active content, absolute http(s) URLs, no page chrome."""
+def explain(html: str | None, base_url: str | None = None,
+            furniture: Iterable[str] = ()) -> tuple[str, list[Removal]]:
+    """sanitize()'s result and what it removed as page chrome, in document order, with the rule for each."""
     if not html or not html.strip():
-        return ""
-    return _sanitize(html[:MAX_HTML], _base(base_url))
+        return "", []
+    clean, removed = _sanitize(html[:MAX_HTML], _base(base_url), frozenset(furniture or ()))
+    return clean, list(removed)
 
 
 # Digests render the same items for every subscriber: clean each article once.
 @lru_cache(maxsize=128)
-def _sanitize(html: str, base: str | None) -> str:
-    relative = ("rewrite_with_base", base) if base else "deny"
-    attrs = {k: set(v) for k, v in _ATTRS_FINAL.items()}
-    attrs["*"] = {"class", "id"}
-    first = nh3.clean(html, tags=TEXT_TAGS | CHROME_CONTAINERS, clean_content_tags=DROP_WITH_CONTENT,
-                      attributes=attrs, attribute_filter=_dims, url_schemes=SCHEMES,
-                      url_relative=relative, strip_comments=True, link_rel=None)
-    tree = remove_chrome(parse(first))
-    # Second pass: the final allowlist (no class/id/containers), whatever the tree step did.
-    return nh3.clean(serialize(tree), tags=TEXT_TAGS, clean_content_tags=DROP_WITH_CONTENT,
-                     attributes=_ATTRS_FINAL, attribute_filter=_dims, url_schemes=SCHEMES,
-                     url_relative="deny", link_rel="noopener noreferrer").strip()
+def _sanitize(html: str, base: str | None, furniture: frozenset[str]) -> tuple[str, tuple[Removal, ...]]:
+    tree = parse(first_pass(html, base))
+    removed = remove_chrome(tree, furniture, base)
+    return final_pass(serialize(tree)), tuple(removed)
 
 
 @dataclass
@@ -107,6 +90,7 @@ class _Conv:
 
     @staticmethod
     def _para(text: str, pre: bool) -> Para | None:
+        text = _place_refs(text)
         if pre:
             lines = text.strip("\n").split("\n")
             return Para(lines, pre=True) if text.strip() else None
@@ -138,7 +122,7 @@ class _Conv:
         if shown.rstrip("/") in (href.rstrip("/"), bare):
             return ""  # the link text is the URL already
         n = self.refs.setdefault(href, len(self.refs) + 1)
-        return f" [{n}]"
+        return f"{_REF_OPEN}[{n}]{_REF_CLOSE}"
 
     def block(self, c: Node, pre: bool) -> list[Para]:
         tag = c.tag
@@ -147,10 +131,12 @@ class _Conv:
         if tag in ("ul", "ol"):
             return self._list(c, pre)
         if tag == "tr":
-            cells = [" ".join(self.inline(k, pre).split()) for k in c.children if isinstance(k, Node)]
+            cells = [" ".join(_place_refs(self.inline(k, pre)).split()) for k in c.children if isinstance(k, Node)]
             cells = [x for x in cells if x]
             return [Para([" | ".join(cells)], tight=True)] if cells else []
         paras = self.blocks(c, pre or tag == "pre")
+        if tag == "table" and paras:
+            paras[0].tight = False  # rows are lines of one paragraph, apart from the text before
         if tag == "blockquote":
             for p in paras:
                 p.first, p.rest = "> " + p.first, "> " + p.rest
@@ -184,13 +170,41 @@ class _Conv:
 # French spacing: never wrap between « and the word after it, or before » : ; ? !
 _GLUE = re.compile(r"(?<=«) | (?=[»:;?!])")
 _GLUE_CHAR = "\ue000"  # a private-use stand-in for the glued space while wrapping
+# A link reference while a paragraph is assembled: where it attaches to its word, and where it ends.
+_REF_OPEN, _REF_CLOSE = "\ue001", "\ue002"
+_REFS = f"((?:{_REF_OPEN}\\[\\d+\\]{_REF_CLOSE})+)"
+_SPACED_WORD = r"[^\W_]"  # a letter or digit of a script written with spaces (checked against unspaced())
+
+
+def _starts_spaced_word(text: str) -> bool:
+    return bool(text) and re.match(_SPACED_WORD, text) is not None and not unspaced(text[0])
+
+
+def _place_refs(text: str) -> str:
+    """References on the word they belong to, glued to it, and followed by a space before a word."""
+    if _REF_OPEN not in text:
+        return text
+    # Spaces ending the link text go after its reference: "Tumblr [5] for", not "Tumblr  [5]for".
+    text = re.sub(r"(\s+)" + _REFS, r"\2\1", text)
+
+    # A link that ends inside a word (alternativ<a>e</a>… or R<a>elay</a>) refers from the word's end.
+    def after_word(m: re.Match) -> str:
+        rest = m.group(2)
+        if unspaced(rest[0]) or (m.start() > 0 and unspaced(text[m.start() - 1])):
+            return m.group(0)
+        return rest + m.group(1)
+
+    text = re.sub(r"(?<=[^\W_])" + _REFS + r"([^\W_]+)", after_word, text).replace(_REF_OPEN, _GLUE_CHAR)
+    # A reference is followed by a space (or punctuation), never glued to the next word.
+    pieces = text.split(_REF_CLOSE)
+    return "".join(p + (" " if i < len(pieces) - 1 and _starts_spaced_word(pieces[i + 1]) else "")
+                   for i, p in enumerate(pieces))
 
 
 def _wrap(p: Para, width: int) -> str:
     if not p.pre and width > 0:
         p = Para([_GLUE.sub(_GLUE_CHAR, x) for x in p.lines], p.first, p.rest, p.pre, p.tight)
-        return _wrap_lines(p, width).replace(_GLUE_CHAR, " ")
-    return _wrap_lines(p, width)
+    return _wrap_lines(p, width).replace(_GLUE_CHAR, " ")
 
 
 def _wrap_lines(p: Para, width: int) -> str:
@@ -222,10 +236,11 @@ def _join(paras: list[Para], width: int) -> str:
     return "".join(out)
 
 
-def to_text(html: str | None, base_url: str | None = None, width: int = 72, refs: bool = True) -> str:
+def to_text(html: str | None, base_url: str | None = None, width: int = 72, refs: bool = True,
+            furniture: Iterable[str] = ()) -> str:
     """Plain text keeping every word (link text stays; URLs listed as [n] references at the end)."""
     conv = _Conv(with_refs=refs)
-    body = _join(conv.blocks(parse(sanitize(html, base_url))), width)
+    body = _join(conv.blocks(parse(sanitize(html, base_url, furniture))), width)
     if conv.refs:
         body += "\n\n" + "\n".join(f"[{n}] {url}" for url, n in conv.refs.items())
     return body.strip("\n")

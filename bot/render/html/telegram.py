@@ -257,6 +257,8 @@ class _Conv:
             inner = _join(paras)
             return [(f"<blockquote>{inner}</blockquote>", False)] if inner else []
         paras = self.blocks(c, stack)
+        if c.tag == "table" and paras:
+            paras[0] = (paras[0][0], False)  # rows are lines of one paragraph, apart from the text before
         if c.tag in ("h1", "h2", "h3", "h4", "h5", "h6") and "b" not in stack:
             paras = [(f"<b>{p}</b>", tight) for p, tight in paras]
         return paras
