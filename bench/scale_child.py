@@ -80,7 +80,7 @@ def sent_alert(engine, item_id: int, at, failed: int = 0) -> dict:
     with its summary; returns rows per state."""
     from sqlalchemy import String, case, cast, func, literal, select
 
-    from bot.store import schema, summary
+    from bot.store import schema, schema_summary, summary
     from bot.store.schema import UTCDateTime
 
     S, D = schema.subscribers.c, schema.deliveries
@@ -98,7 +98,7 @@ def sent_alert(engine, item_id: int, at, failed: int = 0) -> dict:
             summary.queued(conn, key, n, at, st)
         gid = summary.group_ids(conn, [key])[key]
         sent = counts.get("sent", 0)
-        conn.execute(schema.delivery_groups.update().where(schema.delivery_groups.c.id == gid).values(
+        conn.execute(schema_summary.delivery_groups.update().where(schema_summary.delivery_groups.c.id == gid).values(
             first_at=at + timedelta(seconds=1), last_at=at + timedelta(seconds=120),
             latency={"2": sent // 10, "30": sent // 2, "60": sent - sent // 10 - sent // 2}))
     return counts

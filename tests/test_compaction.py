@@ -17,7 +17,8 @@ from bot.cli import app as cli_app
 from bot.delivery import fanout
 from bot.models import Event
 from bot.store import compaction, dashboard, delivery_log, desk, maintenance, summary_rebuild, utcnow
-from bot.store.schema import deliveries, delivery_counts, items, subscriber_counts, subscribers
+from bot.store.schema import deliveries, items, subscribers
+from bot.store.schema_summary import delivery_counts, subscriber_counts
 from bot.web import create_app
 from fixtures_delivery import add_item, add_subscribers, assert_summary_in_step, make_delivery_config, rows_of
 from fixtures_web import ADMIN_PASSWORD, METRICS_AUTH, METRICS_TOKEN, csrf_of

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.store import compaction, delivery_log, open_db, outbox, summary, summary_rebuild, utcnow
-from bot.store.schema import deliveries, delivery_counts, subscriber_counts
+from bot.store import compaction, delivery_log, open_db, outbox, summary_rebuild, utcnow
+from bot.store.schema import deliveries
+from bot.store.schema_summary import delivery_counts, subscriber_counts
 from fixtures_delivery import add_item, add_subscribers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from bot.store import delivery_log, open_db, outbox, summary, summary_rebuild, utcnow
 from bot.store import subscribers as subs
-from bot.store.schema import SCHEMA_VERSION, deliveries, delivery_groups, meta
+from bot.store.schema import SCHEMA_VERSION, deliveries, meta
+from bot.store.schema_summary import delivery_groups
 from fixtures_delivery import add_item, add_subscribers
 
 V1 = Path(__file__).parent / "schema" / "v1.sql"

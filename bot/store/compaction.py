@@ -21,7 +21,8 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from bot.models import FINAL_STATES, DeliveryState
 from bot.store import summary
 from bot.store.db import retry_locked, utcnow
-from bot.store.schema import deliveries, delivery_counts, delivery_groups, subscriber_counts
+from bot.store.schema import deliveries
+from bot.store.schema_summary import delivery_counts, delivery_groups, subscriber_counts
 
 D, G, C, SC = deliveries.c, delivery_groups.c, delivery_counts.c, subscriber_counts.c
 # What detail_days folds; failures and bounces keep their rows until retention_days.

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateColumn
 
-from bot.store import schema
+from bot.store import schema, schema_summary  # the summary's tables join the metadata here
 from bot.store.schema import (SCHEMA_VERSION, admin_sessions, desk_log, items, meta, metadata, signup_requests,
                               subscribers)
 
@@ -74,7 +74,7 @@ def _v6_delivery_summary(conn: Connection) -> None:
     the failures pages, held alerts, digest items and summary mails."""
     from bot.store import summary_rebuild
 
-    for table in (schema.delivery_groups, schema.delivery_counts, schema.subscriber_counts):
+    for table in (schema_summary.delivery_groups, schema_summary.delivery_counts, schema_summary.subscriber_counts):
         table.create(conn, checkfirst=True)
     for index in (*schema.items.indexes, *schema.deliveries.indexes, *schema.digest_items.indexes):
         index.create(conn, checkfirst=True)

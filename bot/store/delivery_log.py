@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from bot.models import DeliveryState
-from bot.store.schema import deliveries, delivery_counts, delivery_groups, items, sources, subscribers
+from bot.store.schema import deliveries, items, sources, subscribers
+from bot.store.schema_summary import delivery_counts, delivery_groups
 from bot.store.summary import LATENCY_BOUNDS
 
 D, G, C, S = deliveries.c, delivery_groups.c, delivery_counts.c, subscribers.c

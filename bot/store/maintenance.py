@@ -11,7 +11,8 @@ from bot.models import AWAITING_FANOUT, UNFINISHED_STATES, AlertState
 from bot.store import dashboard, stats
 from bot.store.compaction import Pacer, fold_old
 from bot.store.db import retry_locked, utcnow
-from bot.store.schema import delivery_counts, delivery_groups, digests, items
+from bot.store.schema import digests, items
+from bot.store.schema_summary import delivery_counts, delivery_groups
 
 G, C = delivery_groups.c, delivery_counts.c
 _BATCH = 500  # items or digest runs deleted per transaction

@@ -13,7 +13,8 @@ from bot.store import stats, summary, summary_rebuild
 from bot.store.db import utcnow
 from bot.store.items import set_alert_state
 from bot.store.limits import limited
-from bot.store.schema import UTCDateTime, deliveries, delivery_groups, digest_items, items, sources, subscribers
+from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
+from bot.store.schema_summary import delivery_groups
 
 D, S = deliveries.c, subscribers.c
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, func, select
 from bot.models import DUE_STATES, UNFINISHED_STATES, DeliveryState
 from bot.store import summary
 from bot.store.db import utcnow
-from bot.store.schema import deliveries, delivery_counts, delivery_groups, digests, items, sources
+from bot.store.schema import deliveries, digests, items, sources
+from bot.store.schema_summary import delivery_counts, delivery_groups
 from bot.store.summary import BOUNCED
 
 D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c

@@ -31,7 +31,8 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value is not None else None
 
 
-def _ts(name: str, **kw) -> Column:
+def ts(name: str, **kw) -> Column:
+    """A UTC timestamp column."""
     return Column(name, UTCDateTime(), **kw)
 
 
@@ -64,12 +65,12 @@ sources = Table(
     Column("ttl_seconds", Integer),  # RSS <ttl>, in seconds
     Column("max_age", Integer),  # Cache-Control: max-age
     Column("last_status", Integer),
-    _ts("last_polled_at"),
-    _ts("last_success_at"),
+    ts("last_polled_at"),
+    ts("last_success_at"),
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
-    _ts("next_poll_at"),
-    _ts("retry_after_until"),
+    ts("next_poll_at"),
+    ts("retry_after_until"),
     # WebSub push.
     Column("hub_url", Text),
     Column("topic_url", Text),
@@ -77,8 +78,8 @@ sources = Table(
     # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
     Column("websub_callback", String(64)),
     Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
-    _ts("websub_lease_until"),
-    _ts("created_at"),
+    ts("websub_lease_until"),
+    ts("created_at"),
     # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
     Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
@@ -97,8 +98,8 @@ items = Table(
     Column("categories", JSON, nullable=False, default=list),
     Column("author", Text),
     Column("language", String(16)),
-    _ts("published_at"),
-    _ts("updated_at"),
+    ts("published_at"),
+    ts("updated_at"),
     Column("content_hash", String(64), nullable=False),
     Column("revision", Integer, nullable=False, default=0),  # bumped by each update of a flash item
     Column("is_flash", Boolean, nullable=False, default=False),
@@ -116,10 +117,10 @@ items = Table(
     # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
     Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
-    _ts("detected_at"),
-    _ts("first_telegram_at"),
-    _ts("first_email_at"),
-    _ts("last_email_at"),
+    ts("detected_at"),
+    ts("first_telegram_at"),
+    ts("first_email_at"),
+    ts("last_email_at"),
     UniqueConstraint("source_id", "key", name="uq_items_source_key"),
     Index("ix_items_detected", "detected_at"),
     Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v6)
@@ -139,10 +140,10 @@ subscribers = Table(
     Column("bounces", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
-    _ts("created_at"),
-    _ts("confirmed_at"),
-    _ts("unsubscribed_at"),
-    _ts("last_digest_at"),
+    ts("created_at"),
+    ts("confirmed_at"),
+    ts("unsubscribed_at"),
+    ts("last_digest_at"),
     # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
     # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
     Column("max_per_day", Integer),
@@ -158,7 +159,7 @@ digests = Table(
     "digests", metadata,
     Column("id", Integer, primary_key=True),
     Column("run_key", String(64), nullable=False, unique=True),  # e.g. "2026-11-29"
-    _ts("created_at"),
+    ts("created_at"),
 )
 
 # One row per message to one recipient on one channel: the outbox.
@@ -176,11 +177,11 @@ deliveries = Table(
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
-    _ts("next_attempt_at"),
-    _ts("created_at"),
-    _ts("sent_at"),
+    ts("next_attempt_at"),
+    ts("created_at"),
+    ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
-    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
     # Failed because the address was refused (a hard bounce counted against the subscriber).
     Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
@@ -208,54 +209,6 @@ digest_items = Table(
     Index("ix_digest_items_delivery", "delivery_id"),
 )
 
-# The delivery log's numbers, kept in step with every write in the same transaction (v6), so that no
-# page counts the log and compaction, which deletes finished rows, changes no number. One group per
-# alert (or correction, or digest run, or all summary mails) and channel: when it was queued, its
-# sends and latency histogram, its latest finish and the finishes of its last minute (live rate).
-delivery_groups = Table(
-    "delivery_groups", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("subject", Integer, nullable=False),  # the item id, minus the digest id, or 0 (summary mails)
-    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE")),
-    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE")),
-    Column("channel", String(32), nullable=False),
-    Column("revision", Integer, nullable=False, default=0),
-    _ts("created_at"),  # its first row was queued
-    _ts("last_row_at"),  # its latest row was queued
-    _ts("first_at"),  # first send
-    _ts("last_at"),  # latest send
-    _ts("finished_at"),  # latest row to become sent, failed or cancelled
-    Column("latency", JSON),  # {"<bucket upper bound in s>": sends}: queued → sent
-    Column("recent", JSON),  # {"<unix second>": rows finished}: the last RECENT_SECONDS of finishes
-    _ts("compacted_at"),  # when compaction last swept its rows
-    UniqueConstraint("subject", "channel", "revision", name="uq_delivery_groups"),
-    Index("ix_delivery_groups_item", "item_id"),
-    Index("ix_delivery_groups_digest", "digest_id"),
-    Index("ix_delivery_groups_created", "created_at"),
-)
-
-# How many rows of a group are in each state and outcome ("" none; "bounced": the address was
-# refused), `compacted` of them with no row left.
-delivery_counts = Table(
-    "delivery_counts", metadata,
-    Column("group_id", Integer, ForeignKey("delivery_groups.id", ondelete="CASCADE"), primary_key=True),
-    Column("state", String(16), primary_key=True, autoincrement=False),
-    Column("outcome", String(16), primary_key=True, autoincrement=False, default=""),
-    Column("n", Integer, nullable=False, default=0),  # rows in this state, compacted ones included
-    Column("compacted", Integer, nullable=False, default=0),  # of which compacted: counted, no row left
-    sqlite_with_rowid=False,
-)
-
-# Per subscriber and state: compacted deliveries (their rows are gone; `subscribers show` adds them).
-subscriber_counts = Table(
-    "subscriber_counts", metadata,
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True,
-           autoincrement=False),
-    Column("state", String(16), primary_key=True),
-    Column("n", Integer, nullable=False, default=0),
-    sqlite_with_rowid=False,
-)
-
 # Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.
 desk_log = Table(
     "desk_log", metadata,
@@ -265,7 +218,7 @@ desk_log = Table(
     Column("revision", Integer, nullable=False, default=0),
     Column("editor", String(200), nullable=False),
     Column("via", String(16), nullable=False),  # web | cli
-    _ts("at", nullable=False),
+    ts("at", nullable=False),
     Index("ix_desk_log_item", "item_id"),
 )
 
@@ -275,7 +228,7 @@ channel_state = Table(
     Column("channel", String(32), primary_key=True),
     Column("paused", Boolean, nullable=False, default=False),
     Column("last_error", Text),
-    _ts("updated_at"),
+    ts("updated_at"),
 )
 
 # Sliding-window counters for web abuse limits (per IP, per address).
@@ -283,7 +236,7 @@ rate_events = Table(
     "rate_events", metadata,
     Column("id", Integer, primary_key=True),
     Column("bucket", String(400), nullable=False),
-    _ts("at", nullable=False),
+    ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
 )
 
@@ -297,8 +250,8 @@ signup_requests = Table(
     Column("mode", String(8), nullable=False),
     Column("language", String(8), nullable=False),
     Column("topics", JSON, nullable=False, default=list),
-    _ts("created_at", nullable=False),
-    _ts("used_at"),
+    ts("created_at", nullable=False),
+    ts("used_at"),
     UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
 )
 
@@ -307,8 +260,8 @@ signup_requests = Table(
 admin_sessions = Table(
     "admin_sessions", metadata,
     Column("id", String(64), primary_key=True),
-    _ts("created_at", nullable=False),
-    _ts("expires_at", nullable=False),
+    ts("created_at", nullable=False),
+    ts("expires_at", nullable=False),
 )
 
 # The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
@@ -320,7 +273,7 @@ poll_history = Table(
     Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("slot", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
-    _ts("at", nullable=False),
+    ts("at", nullable=False),
     Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
     Column("status", Integer),  # HTTP status, when there was one
     Column("duration_ms", Integer),
@@ -333,7 +286,7 @@ poll_history = Table(
 # buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
 stats = Table(
     "stats", metadata,
-    _ts("bucket", primary_key=True),
+    ts("bucket", primary_key=True),
     Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber
     Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
     Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent

@@ -12,7 +12,8 @@ from bot.i18n import available
 from bot.models import SubscriberEvent
 from bot.store import signups, stats, summary
 from bot.store.db import utcnow
-from bot.store.schema import deliveries, items, subscriber_counts, subscribers
+from bot.store.schema import deliveries, items, subscribers
+from bot.store.schema_summary import subscriber_counts
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Row, bindparam, case, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import UNFINISHED_STATES, DeliveryState
-from bot.store.schema import deliveries, delivery_counts, delivery_groups
+from bot.store.schema import deliveries
+from bot.store.schema_summary import delivery_counts, delivery_groups
 
 D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c
 Key = tuple  # (item_id, digest_id, channel, revision): one group

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select, update
 
 from bot.models import DeliveryState
-from bot.store.schema import deliveries, delivery_counts, delivery_groups
+from bot.store.schema import deliveries
+from bot.store.schema_summary import delivery_counts, delivery_groups
 from bot.store.summary import KEY_COLUMNS, RECENT_SECONDS, Key, add, bucket, earliest, group_ids, latest, part_of
 
 D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c
