@@ -22,6 +22,7 @@ from .harness import run_child
 
 N = 2_000 if SMOKE else 1_000_000  # the issues' scale, in quick and full mode alike
 FANOUT = 500 if SMOKE else 100_000  # rows of the alert whose fan-out is running during the overview timings
+DEEP = 20 if SMOKE else 5000  # the deep page reached by its keyset cursor ("page 5,000")
 ALERTS = 10  # earlier alerts, each sent to every subscriber: ALERTS × N delivery rows (building them takes minutes)
 PAGE = 50
 TARGET_MS = 200
@@ -59,7 +60,7 @@ def prepare(p: dict) -> dict:
 
     with engine.connect() as conn:
         s = schema.subscribers.c
-        cursor = conn.execute(select(s.id).order_by(s.id.desc()).limit(1).offset(PAGE * 4999 - 1)).scalar()
+        cursor = conn.execute(select(s.id).order_by(s.id.desc()).limit(1).offset(PAGE * (DEEP - 1) - 1)).scalar()
         address = conn.execute(select(s.email).where(s.id == N // 3)).scalar()
         rows = conn.execute(select(func.count()).select_from(schema.deliveries)).scalar()
     engine.dispose()
@@ -177,7 +178,7 @@ def run(p: dict) -> dict:
     from bot.store.schema import subscribers
 
     newest = select(subscribers).order_by(subscribers.c.id.desc()).limit(PAGE)
-    queries = {"offset": newest.offset(PAGE * 4999), "keyset": newest.where(subscribers.c.id < p["cursor"])}
+    queries = {"offset": newest.offset(PAGE * (DEEP - 1)), "keyset": newest.where(subscribers.c.id < p["cursor"])}
     best = {}
     with engine.connect() as conn:
         for name, q in queries.items():
