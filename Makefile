@@ -55,12 +55,16 @@ $(AXE): tests/axe/package.json tests/axe/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/axe --no-audit --no-fund --silent && touch $@; \
 	else echo "WARNING: npm missing; the accessibility checks will be skipped"; fi
 
-## make test-deps: Debian's chromium (the real-browser tests), spamassassin (mail scoring) and npm (axe-core);
-## their tests are skipped loudly if they cannot be installed (not root, no apt).
+## make test-deps: Debian's chromium (the real-browser tests), spamassassin (mail scoring), npm (axe-core),
+## postfix (the bounce round trip), dovecot-imapd (IMAP bounce polling) and openssl (test certificates:
+## SMTP STARTTLS, IMAP over TLS); their tests are skipped loudly if they cannot be installed (not root, no apt).
 test-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v spamassassin >/dev/null 2>&1 || missing="$$missing spamassassin"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
+	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-imapd"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \

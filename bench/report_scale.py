@@ -1,4 +1,4 @@
-"""The Scale part of BENCHMARKS.md (section 6) and its target rows (section 5's pages have theirs in
+"""The Scale part of BENCHMARKS.md (section 7) and its target rows (section 5's pages have theirs in
 report_sections.py)."""
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def _digest_ratio(dig: dict) -> float | None:
 
 
 def scale(res: dict | None, digest: dict | None) -> list[str]:
-    """Section 6: the tables."""
-    out = ["## 6. Scale", ""]
+    """Section 7: the tables."""
+    out = ["## 7. Scale", ""]
     if not res or "error" in res or "skipped" in res:
         return out + [f"not measured: {(res or {}).get('error') or (res or {}).get('skipped') or 'not run'}"]
     fan = res.get("fanout") or {}

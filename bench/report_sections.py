@@ -76,6 +76,10 @@ def targets(results: dict) -> list[str]:
     for name in PAGE_TARGETS:
         v = ((res.get("pages") or {}).get(name) or {}).get("median_ms")
         rows.append((f"Operator page at {at}: {name}", "< 200 ms", fmt(v, " ms", 1), _cmp(v, 200, le=True)))
+    bnc = results.get("bounces") or {}
+    if bnc.get("service_per_s") is not None:
+        rows.append(("DSNs processed through the SMTP receiver (`flashbot run`'s path)", "≥ 500/s",
+                     fmt(bnc.get("service_per_s"), "/s"), _cmp(bnc.get("service_per_s"), bnc.get("target_per_s", 500))))
     from .report_scale import targets as scale_targets
 
     rows += scale_targets(results)
@@ -270,3 +274,25 @@ def pages(res: dict | None) -> list[str]:
             "The status × mode table at the top of the page is an index-only scan of "
             "`ix_subscribers_filters` (status, mode, language, origin), as are the filters."]
     return out
+
+
+def bounces(res: dict | None) -> list[str]:
+    """Section 6: DSNs per second through the SMTP bounce receiver, and the CPU each costs."""
+    out = ["## 6. Bounces", ""]
+    if why := _skip(res):
+        return out + [why]
+    if "service_per_s" not in res:  # a result written before the three measurements existed
+        return out + [res.get("method", ""), "", f"received + processed: {fmt(res.get('processed_per_s'))}/s"]
+    met = "met" if res["service_per_s"] >= res.get("target_per_s", 500) else "NOT met"
+    load = res.get("load_avg") or ["?", "?"]
+    return out + [res.get("method", ""), "",
+                  f"| {fmt(res.get('n'))} DSNs, {res.get('connections')} connections | DSNs/s | CPU per DSN, Flashbot | "
+                  "classifier process | sending MTA |",
+                  "|---|---:|---:|---:|---:|",
+                  f"| receive only (250 after commit) | {fmt(res.get('received_per_s'))} | {fmt(res.get('receive_cpu_ms'), ' ms', 2)} | – | – |",
+                  f"| process only | {fmt(res.get('processed_alone_per_s'))} | {fmt(res.get('process_cpu_ms'), ' ms', 2)} | – | – |",
+                  f"| **service** (receive + process, as `flashbot run`) | **{fmt(res.get('service_per_s'))}** | "
+                  f"{fmt(res.get('service_cpu_ms'), ' ms', 2)} | {fmt(res.get('classifier_cpu_ms'), ' ms', 2)} | "
+                  f"{fmt(res.get('mta_cpu_ms'), ' ms', 2)} |", "",
+                  f"Target ≥ {res.get('target_per_s', 500)}/s through the service: **{met}** here. Load average of "
+                  f"the {res.get('cores', '?')}-core machine when the section started and ended: {load[0]} and {load[1]}."]

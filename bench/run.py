@@ -18,7 +18,8 @@ SECTIONS = [
     ("latency", "bench.latency", "3. Latency"),
     ("digest", "bench.digest", "4. Digest"),
     ("pages", "bench.pages", "5. Operator pages at 1,000,000 subscribers and 10,000,000 delivery rows"),
-    ("scale", "bench.scale", "6. Scale"),
+    ("bounces", "bench.bounces", "6. Bounces"),
+    ("scale", "bench.scale", "7. Scale"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Benchmark 6: a million subscribers on one node. The real CLI in its own process for the fan-out
+"""Benchmark 7: a million subscribers on one node. The real CLI in its own process for the fan-out
 (`flashbot run --once` to smtp-sink, 100k and 1M in the same session) and for import/export; the
 delivery log's bytes per recipient before and after compaction. Quick mode runs a tenth of each, smoke
 mode (BENCH_SMOKE=1) a few hundred rows. The operator pages over ten million rows are section 5

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.bounce_config import BouncesConfig
 from bot.i18n import check_language
 
 DEFAULT_PATH = "config.toml"
@@ -19,6 +20,9 @@ SECRET_ENV = {
     "FLASHBOT_ADMIN_PASSWORD": ("web", "admin_password"),
     "FLASHBOT_SECRET_KEY": ("web", "secret_key"),
     "FLASHBOT_METRICS_TOKEN": ("web", "metrics_token"),
+    "FLASHBOT_IMAP_PASSWORD": ("bounces", "imap_password"),
+    "FLASHBOT_MAILGUN_SIGNING_KEY": ("bounces", "mailgun_signing_key"),
+    "FLASHBOT_POSTMARK_PASSWORD": ("bounces", "postmark_password"),
 }
 
 
@@ -247,6 +251,7 @@ class Config(Section):
     web: WebConfig = WebConfig()
     digest: DigestConfig = DigestConfig()
     websub: WebSubConfig = WebSubConfig()
+    bounces: BouncesConfig | None = None
     # Folder of the config file: relative paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

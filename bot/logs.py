@@ -17,7 +17,7 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mes
 
 
 def config_secrets(cfg) -> list[str]:
-    """The secret values of a Config: SMTP password, Telegram token, admin password, secret key."""
+    """The secret values of a Config: SMTP password, Telegram token, admin password, secret key, bounce secrets."""
     values = []
     if cfg.email is not None:
         values.append(cfg.email.password)
@@ -26,6 +26,9 @@ def config_secrets(cfg) -> list[str]:
         # The token's secret half appears alone in some error messages.
         values.append(cfg.telegram.token.partition(":")[2])
     values += [cfg.web.admin_password, cfg.web.secret_key]
+    if getattr(cfg, "bounces", None) is not None:
+        b = cfg.bounces
+        values += [b.imap_password, b.mailgun_signing_key, b.postmark_password]
     return [v for v in values if v and len(v) >= MIN_SECRET_LEN]
 
 

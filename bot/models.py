@@ -84,6 +84,39 @@ class _NoProgress:
 NO_PROGRESS: Progress = _NoProgress()
 
 
+class DeliveryOutcome(StrEnum):
+    """deliveries.outcome: what a `sent` message met after the hand-off (a DSN, an ARF report, a webhook)."""
+
+    SOFT_BOUNCED = "soft-bounced"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# A delivery's outcome only ever moves up this order: the same report twice changes nothing.
+OUTCOME_RANK = {None: 0, DeliveryOutcome.SOFT_BOUNCED: 1, DeliveryOutcome.BOUNCED: 2, DeliveryOutcome.COMPLAINED: 3}
+
+
+class BounceKind(StrEnum):
+    """What a received bounce mail or provider event reports."""
+
+    HARD = "hard"  # permanent failure (5.x.x): the address is dead
+    SOFT = "soft"  # temporary failure (4.x.x, mailbox full, policy block)
+    COMPLAINT = "complaint"  # the person marked the mail as spam (ARF abuse, provider complaint)
+    AUTOREPLY = "autoreply"  # out-of-office and other RFC 3834 auto-replies: ignored
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe mailto address
+    OTHER = "other"  # a report that needs nothing done (delivered, relayed, not-spam)
+
+
+class InboundState(StrEnum):
+    """bounce_mails.state: new → processed | unparsed | ignored | rejected."""
+
+    NEW = "new"  # stored, not processed yet (a crash leaves it here; it is processed at the next pass)
+    PROCESSED = "processed"  # its effect (if any) is committed
+    UNPARSED = "unparsed"  # could not be classified: kept for an operator, never dropped
+    IGNORED = "ignored"  # an auto-reply or a report needing nothing
+    REJECTED = "rejected"  # no valid token, or it names another address: nobody was touched
+
+
 DUE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY)
 UNFINISHED_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING)
 # Rows that never change again (what retention may delete and compaction may fold).

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-_AREAS = ["ingest", "delivery", "telegram", "web", "service", "render"]
+_AREAS = ["ingest", "delivery", "telegram", "web", "service", "render", "bounces"]
 pytest_plugins = [f"fixtures_{a}" for a in _AREAS if importlib.util.find_spec(f"fixtures_{a}") is not None]
 
 

@@ -15,6 +15,7 @@ from test_browser import ARGS, CHROMIUM
 from test_web_admin import seed
 
 from bot import tokens
+from bot.bounce_config import BouncesConfig
 from bot.store import open_db
 from bot.store import subscribers as subs
 from bot.web import create_app
@@ -76,6 +77,7 @@ def test_pages_pass_axe_core(tmp_path, smtp_inbox, live_socket, lang):
 
     cfg = make_web_config(tmp_path, smtp_inbox.port)
     cfg.bot.public_url = live_socket.url
+    cfg.bounces = BouncesConfig(domain="bounces.example.org")  # the bounces page with its chart and tables
     engine = open_db(cfg.database_url)
     app = create_app(cfg, engine)
     live_socket.start(app)
@@ -114,7 +116,7 @@ def test_pages_pass_axe_core(tmp_path, smtp_inbox, live_socket, lang):
             found["login"] = violations(page)
             page.fill("#password", ADMIN_PASSWORD)
             page.click("button[type=submit]")
-            for name in ("", "/sources", "/subscribers", "/failures"):
+            for name in ("", "/sources", "/subscribers", "/failures", "/bounces"):
                 page.goto(f"{live_socket.url}/admin{name}")
                 assert page.get_attribute("html", "lang") == lang
                 found[f"dashboard{name}"] = violations(page)

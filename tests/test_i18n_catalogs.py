@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po, write_po
 
 from bot import catalogs, i18n
 from bot.config import ConfigError, parse_config
-from bot.models import AlertState, DeliveryState
+from bot.models import AlertState, BounceKind, DeliveryState, InboundState
 from bot.store import subscribers as subs
 from bot.web.i18n import LABEL_KEYS
 
@@ -134,7 +134,8 @@ def test_compiled_catalogs_match_their_sources():
 
 def test_every_stored_code_has_a_label():
     codes = ([f"alert_{s}" for s in AlertState] + [f"state_{s}" for s in DeliveryState]
-             + [f"status_{s}" for s in subs.STATUSES] + [f"smode_{m}" for m in subs.MODES])
+             + [f"status_{s}" for s in subs.STATUSES] + [f"smode_{m}" for m in subs.MODES]
+             + [f"bkind_{k}" for k in BounceKind] + [f"bstate_{s}" for s in InboundState])
     assert [c for c in codes if c not in LABEL_KEYS] == []
 
 

@@ -6,11 +6,11 @@ The import graph is read from the source with `ast` (nothing is imported): `impo
 
 Layers, low to high (a module may import its own layer and the layers below it):
 
-    L0  bot (the package), bot.config, bot.models, bot.text, bot.clock, bot.logs, bot.topics, bot.addresses,
-        bot.i18n, bot.catalogs
+    L0  bot (the package), bot.config, bot.bounce_config, bot.models, bot.text, bot.clock, bot.logs, bot.topics,
+        bot.addresses, bot.i18n, bot.catalogs
     L1  bot.store.*, bot.tokens
     L2  bot.ingest.*, bot.render.*
-    L3  bot.delivery.*
+    L3  bot.delivery.*, bot.bounces.*
     L4  bot.pipeline, bot.digest
     L5  bot.web.*
     L6  bot.service.*
@@ -32,11 +32,11 @@ PACKAGE = ROOT / "bot"
 
 # (layer, exact module names, package prefixes: the package itself and everything under it)
 LAYERS: list[tuple[int, set[str], set[str]]] = [
-    (0, {"bot", "bot.config", "bot.models", "bot.text", "bot.clock", "bot.logs", "bot.topics", "bot.addresses",
-         "bot.i18n", "bot.catalogs"}, set()),
+    (0, {"bot", "bot.config", "bot.bounce_config", "bot.models", "bot.text", "bot.clock", "bot.logs", "bot.topics",
+         "bot.addresses", "bot.i18n", "bot.catalogs"}, set()),
     (1, {"bot.tokens"}, {"bot.store"}),
     (2, set(), {"bot.ingest", "bot.render"}),
-    (3, set(), {"bot.delivery"}),
+    (3, set(), {"bot.delivery", "bot.bounces"}),
     (4, {"bot.pipeline", "bot.digest"}, set()),
     (5, set(), {"bot.web"}),
     (6, set(), {"bot.service"}),

@@ -24,7 +24,7 @@ def test_check_all_good(svc_stack):
     run = svc_stack.cli("check")
     verdicts = _verdicts(run.stdout)
     assert run.returncode == 0, run.stdout
-    assert verdicts == {"config": "ok", "database": "ok", "web": "ok", "email": "ok", "telegram": "ok",
+    assert verdicts == {"config": "ok", "database": "ok", "web": "ok", "bounces": "off", "email": "ok", "telegram": "ok",
                         "source quotidien": "ok"}
     assert "all good" in run.stdout and "flashbot_test_bot" in run.stdout.replace("\n", "")
 
@@ -61,7 +61,7 @@ def test_check_offline_and_channels_off(tmp_path):
     run = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg), "check", "--offline"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
-    assert _verdicts(run.stdout) == {"config": "ok", "database": "ok", "web": "ok"}
+    assert _verdicts(run.stdout) == {"config": "ok", "database": "ok", "web": "ok", "bounces": "off"}
     assert "channels off: email, telegram" in run.stdout.replace("\n", " ")
 
 

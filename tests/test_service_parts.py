@@ -20,7 +20,7 @@ from bot.service.scheduler import Jobs, Scheduler
 from bot.store import maintenance, outbox
 from bot.store.db import utcnow
 from bot.store.lock import InstanceLock, lock_path
-from bot.store.schema import deliveries, digests, items, sources
+from bot.store.schema import bounce_mails, deliveries, digests, items, sources
 from fixtures_service import add_item, add_source, add_subscriber
 
 
@@ -95,13 +95,19 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
             outbox.insert_rows(conn, [dict(item_id=item_id, channel="email", recipient=str(sub),
                                            subscriber_id=sub, state=state, created_at=old)])
         conn.execute(digests.insert().values(run_key="2026-01-01", created_at=old))
+        conn.execute(bounce_mails.insert(), [  # an old processed one goes; an old unprocessed one and a fresh one stay
+            {"source": "smtp", "dedupe": key, "raw": b"x", "received_at": at, "state": state}
+            for key, at, state in (("a", old, "processed"), ("b", old, "new"), ("c", now, "processed"))])
     counts = maintenance.prune(svc_engine, 90, now)
     with svc_engine.connect() as conn:
         left = {r.key for r in conn.execute(select(items.c.key))}
         states = sorted(r.state for r in conn.execute(select(deliveries.c.state)))
     assert left == {"old-pending", "fresh", "relisted"}
     assert states == ["retry"]  # old finished rows go, a waiting one stays
-    assert counts == {"deliveries": 2, "items": 1, "digests": 1, "stats_buckets": 0}  # no bucket is 35 days old
+    assert counts == {"deliveries": 2, "items": 1, "digests": 1, "bounce_mails": 1,
+                      "stats_buckets": 0}  # no bucket is 35 days old
+    with svc_engine.connect() as conn:
+        assert sorted(conn.execute(select(bounce_mails.c.dedupe)).scalars()) == ["b", "c"]
 
 
 async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, svc_engine):

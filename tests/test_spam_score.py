@@ -126,6 +126,33 @@ def test_arabic_story_and_confirmation_mails_are_clean(tmp_path):
         assert not rules & BAD_RULES, (kind, sorted(rules & BAD_RULES))
 
 
+@pytest.fixture(scope="module")
+def bounces_mail(tmp_path_factory) -> bytes:
+    """An alert sent by the delivery engine with [bounces] configured, as the reader's mailbox stores it:
+    the VERP envelope sender as Return-Path and the mailto URI in List-Unsubscribe."""
+    import asyncio
+
+    from bot.demo.smtpserver import SMTPServer
+    from fixtures_bounces import World, bounce_config, send_alert
+
+    folder = tmp_path_factory.mktemp("bounces")
+    with SMTPServer() as mx:
+        world = World(bounce_config(folder, smtp_port=mx.port))
+        world.subscriber("lecteur@example.net")
+        asyncio.run(send_alert(world.cfg, world.engine, world.item))
+        [sent] = mx.messages
+    world.engine.dispose()
+    return f"Return-Path: <{sent.mail_from}>\r\n".encode() + sent.data
+
+
+def test_a_mail_with_bounces_configured_is_clean(bounces_mail):
+    msg = email.message_from_bytes(bounces_mail, policy=email.policy.default)
+    assert msg["Return-Path"].startswith("<b-") and "mailto:u-" in msg["List-Unsubscribe"]
+    total, rules = score(bounces_mail)
+    assert total <= 0, (total, sorted(rules))
+    assert not rules & BAD_RULES, sorted(rules & BAD_RULES)
+
+
 def test_the_check_can_fail_html_only_mail_is_caught(demo_mails):
     # Control: the same alert without its text part trips MIME_HTML_ONLY, so the test above is real.
     msg = email.message_from_bytes(demo_mails[0].read_bytes(), policy=email.policy.default)

@@ -60,14 +60,14 @@ def state_of(engine, table, row_id, col="state"):
         return conn.execute(select(table.c[col]).where(table.c.id == row_id)).scalar_one()
 
 
-@pytest.mark.parametrize("url", ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures"])
+@pytest.mark.parametrize("url", ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures", "/admin/bounces"])
 async def test_no_access_without_login(web_client, url):
     r = await web_client.get(url)
     assert r.status_code == 303 and r.headers["location"] == "/admin/login"
 
 
 @pytest.mark.parametrize("url", ["/admin/deliveries/retry", "/admin/items/1/approve", "/admin/sources/1/pause",
-                                 "/admin/channels/telegram/resume"])
+                                 "/admin/channels/telegram/resume", "/admin/bounces/reprocess"])
 async def test_actions_refused_without_login(web_client, web_engine, url):
     ids = seed(web_engine)
     r = await web_client.post(url, data={"id": str(ids["failed"])})

@@ -16,7 +16,7 @@ from bot.store import subscribers as subs
 from bot.store.schema import items, sources
 from bot.web import create_app
 
-PAGES = ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures"]
+PAGES = ["/admin", "/admin/sources", "/admin/subscribers", "/admin/failures", "/admin/bounces"]
 FIXED = datetime(2026, 11, 29, 6, 10, 5, tzinfo=timezone.utc)  # 07:10:05 in Paris, 01:10:05 in New York
 
 # Words an English-only leftover would show on a French page (whole words, case-insensitive).
@@ -90,6 +90,7 @@ async def all_pages(client: httpx.AsyncClient, ids: dict, lang: str | None = Non
     out = {}
     for url in [*PAGES, f"/admin?notice=cancelled&item={ids['held']}&n=2", "/admin?notice=approved&item=1&n=3",
                 "/admin/failures?notice=retried&n=4", "/admin/sources?notice=unknown_source",
+                "/admin/bounces?notice=reprocessed&n=2",
                 "/admin/subscribers?status=pending&q=example"]:
         r = await client.get(url + ("&" if "?" in url else "?") + suffix if suffix else url)
         assert r.status_code == 200, url

@@ -14,7 +14,7 @@ err = Console(stderr=True)
 out = Console()
 
 # Command modules, each with register(app). Missing ones are skipped so the CLI stays usable.
-COMMAND_MODULES = ["sources", "subscribers", "delivery", "alerts", "alert", "service"]
+COMMAND_MODULES = ["sources", "subscribers", "delivery", "alerts", "alert", "service", "bounces"]
 
 
 @dataclass

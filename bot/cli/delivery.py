@@ -43,7 +43,7 @@ def deliveries(
     if retry or retry_failed:
         asked, queued = _retry(ctx, engine, retry or [], retry_failed, item)
         out.print(f"{queued} of {asked} deliveries queued again", highlight=False)
-    _counts_table(delivery_log.counts(engine, item_id=item))
+    _counts_table(delivery_log.counts(engine, item_id=item), delivery_log.outcomes(engine, item_id=item))
     for ch in channel_store.channel_states(engine):
         if ch["paused"]:
             out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
@@ -83,7 +83,10 @@ def _retry(ctx: typer.Context, engine, ids: list[int], failed: bool, item: int |
     return asked, queued
 
 
-def _counts_table(rows: list[dict]) -> None:
+AFTER = ["refused", "bounced", "soft-bounced", "complained"]  # refused at sending; the rest came back later
+
+
+def _counts_table(rows: list[dict], after: dict[tuple, dict[str, int]]) -> None:
     if not rows:
         out.print("no deliveries yet")
         return
@@ -94,12 +97,15 @@ def _counts_table(rows: list[dict]) -> None:
         grouped[key][r["state"]] = r["count"]
         titles[key] = r["title"] or (f"digest {r['digest_id']}" if r["digest_id"] else "")
     table = Table(title="Deliveries per item and channel")
-    for col in ["item", "title", "channel", *STATES]:
-        table.add_column(col, justify="right" if col in STATES else "left", overflow="fold")
+    shown = [o for o in AFTER if any(v.get(o) for v in after.values())]  # only what happened: the table stays narrow
+    for col in ["item", "title", "channel", *STATES, *shown]:
+        table.add_column(col, justify="right" if col in STATES + shown else "left", overflow="fold")
     for key, counts in grouped.items():
         item_id, digest_id, channel = key
-        label = f"#{item_id}" if item_id is not None else f"digest {digest_id}"
-        table.add_row(label, titles[key][:60], channel, *(str(counts.get(s, 0) or "") for s in STATES))
+        label = f"#{item_id}" if item_id is not None else f"digest {digest_id}" if digest_id else "summary mails"
+        back = after.get(key, {})
+        table.add_row(label, titles[key][:60], channel, *(str(counts.get(s, 0) or "") for s in STATES),
+                      *(str(back.get(o, 0) or "") for o in shown))
     out.print(table)
 
 

@@ -24,6 +24,16 @@ def _logging(ctx: typer.Context, cfg=None) -> None:
         raise typer.Exit(2) from None
 
 
+def _bounces_line(res: dict | None) -> str:
+    """'; bounces: processed 2, rejected 1 (IMAP: 3 fetched)' for `run --once` with [bounces]."""
+    if res is None:
+        return ""
+    done = ", ".join(f"{k} {v}" for k, v in sorted(res.get("processed", {}).items())) or "nothing waiting"
+    imap = res.get("imap")
+    where = f" (IMAP: {imap['fetched']} fetched)" if imap else (f" (IMAP failed: {res['imap_error']})" if "imap_error" in res else "")
+    return f"; bounces: {done}{where}"
+
+
 def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Poll every source once, deliver what is due, exit (for cron).")) -> None:
     """Run the service: polling, delivery, digest, WebSub and web pages (SIGTERM/Ctrl-C stops it cleanly)."""
     st = state(ctx)
@@ -45,7 +55,8 @@ def run(ctx: typer.Context, once: bool = typer.Option(False, "--once", help="Pol
         sent = result["delivery"]
         out.print(f"polled {result['sources']} source(s) ({result['errors']} failed), {result['events']} new event(s), "
                   f"{result['queued']} delivery row(s) queued, {result['digest']} digest(s) queued; "
-                  f"delivery: {', '.join(f'{k} {v}' for k, v in sent.items()) or 'nothing due'}", highlight=False)
+                  f"delivery: {', '.join(f'{k} {v}' for k, v in sent.items()) or 'nothing due'}"
+                  + _bounces_line(result.get("bounces")), highlight=False)
         return
     from bot.service.daemon import StartupError, serve
 

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bot.store import bounces as bounce_store
 from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
 from bot.cli import err, out, state
@@ -112,11 +113,16 @@ def show(ctx: typer.Context, email: str) -> None:
     if row is None:
         err.print(f"{email}: unknown address", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    for key in ("id", "email", "status", "mode", "language", "topics", "origin", "bounces", "last_error",
+    for key in ("id", "email", "status", "status_reason", "mode", "language", "topics", "origin", "bounces", "last_error",
                 "created_at", "confirmed_at", "unsubscribed_at", "last_digest_at", "max_per_day", "quiet_start",
                 "quiet_end", "timezone"):
         value = row[key]
         out.print(f"{key:>16}: {'; '.join(value) if isinstance(value, list) else ('' if value is None else value)}",
+                  markup=False, highlight=False, soft_wrap=True)
+    last = bounce_store.last_for_subscriber(engine, row["id"])
+    if last:
+        what = " ".join(str(v) for v in (last["kind"], last["status"], last["diagnostic"]) if v)
+        out.print(f"{'last bounce':>16}: {last['received_at']:%Y-%m-%d %H:%M} {what} (bounce {last['id']}, delivery {last['delivery_id']})",
                   markup=False, highlight=False, soft_wrap=True)
     counts = subs.delivery_counts(engine, row["id"])
     out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False, soft_wrap=True)

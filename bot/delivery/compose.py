@@ -71,6 +71,8 @@ class Composer:
         self._unsub = TokenMaker(secret_key, tokens.UNSUBSCRIBE)
         self._prefs = TokenMaker(secret_key, tokens.PREFERENCES)
         self._mid_mac = hmac.new(hmac.new(secret_key.encode(), b"message-id", hashlib.sha256).digest(), digestmod=hashlib.sha256)
+        # [bounces]: a signed return path per delivery (VERP) and a mailto unsubscribe address.
+        self.verp = tokens.Verp(secret_key, cfg.bounces.domain) if cfg.bounces else None
         self._templates: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._digests: OrderedDict[tuple, tuple[mailbuild.MailTemplate, float]] = OrderedDict()
         self._posts: OrderedDict[tuple, tuple[str, str | None]] = OrderedDict()
@@ -93,7 +95,7 @@ class Composer:
         ph = mailbuild.Placeholders.new()
         rendered = render(ph.links(self.public_url))
         env = mailbuild.Envelope(self.sender, rendered.subject, language, self.list_id,
-                                 datetime.now(self.tz), self.public_url)
+                                 datetime.now(self.tz), self.public_url, self.verp.domain if self.verp else None)
         template = mailbuild.build_template(env, rendered.text, rendered.html, ph)
         cache[cache_key] = (template, time.monotonic())
         cache.move_to_end(cache_key)
@@ -128,11 +130,14 @@ class Composer:
         unsub = self._unsub(sub["id"], sub["token_nonce"] or "")
         prefs = self._prefs(sub["id"], sub["token_nonce"] or "")
         mid = self.message_id(row)
-        body = template.personalize(mailbuild.slot_values(address, mid, unsub, prefs, thread))
+        verp = self.verp
+        mailto = verp.unsub_local(sub["id"], sub["token_nonce"] or "") if verp else ""
+        body = template.personalize(mailbuild.slot_values(address, mid, unsub, prefs, thread, mailto))
         if self.dkim:
             body = self.dkim.sign(body)
         meta = {"message_id": mid, "smtputf8": not address.isascii()}
-        return Outgoing(delivery_id=row["id"], recipient=address, body=body, meta=meta)
+        envelope_from = verp.address(verp.bounce_local(row["id"], row)) if verp else None
+        return Outgoing(delivery_id=row["id"], recipient=address, body=body, meta=meta, envelope_from=envelope_from)
 
     def summary(self, row: dict, summary_items: list[dict]) -> Outgoing:
         """The mail carrying the alerts a subscriber's cap or quiet hours held back (kind 'summary')."""

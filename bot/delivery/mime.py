@@ -24,6 +24,7 @@ from bot.delivery import qp
 
 # Slots filled per recipient.
 TO, MESSAGE_ID, THREAD, UNSUB_HEADER, UNSUB, PREFS = "to", "msgid", "thread", "unsub_h", "unsub", "prefs"
+UNSUB_MAILTO = "unsub_m"  # local part of the List-Unsubscribe mailto address (with [bounces] only)
 # Characters never allowed into a header from feed data: controls, line/paragraph separators and
 # the bidi overrides used to disguise text.
 _BAD_HEADER_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -114,12 +115,13 @@ class Placeholders:
     unsub_h: str
     unsub: str
     prefs: str
+    unsub_m: str = ""
 
     @classmethod
     def new(cls) -> "Placeholders":
         """Fresh markers: a random per-process half (feed text can never contain one) and a counter."""
         tag = f"{_PROCESS_TAG}{next(_BUILDS) & 0xFFFFFFFF:08x}"
-        return cls(*(f"FbPh{name}{tag}" for name in ("To", "Mid", "Thr", "Unh", "Uns", "Pre")))
+        return cls(*(f"FbPh{name}{tag}" for name in ("To", "Mid", "Thr", "Unh", "Uns", "Pre", "Unm")))
 
     def links(self, public_url: str) -> dict[str, str]:
         """Placeholder unsubscribe/preferences URLs for the renderer."""
@@ -136,6 +138,7 @@ class Envelope:
     list_id: str
     date: datetime
     public_url: str
+    bounce_domain: str | None = None  # [bounces] domain: List-Unsubscribe also offers a mailto address
 
 
 @functools.lru_cache(maxsize=256)  # From, List-Id and a day's digest subject repeat on every build
@@ -168,7 +171,9 @@ def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> Mai
         b"Message-ID: ", MESSAGE_ID, b"\r\n",
         THREAD,  # In-Reply-To/References lines for corrections, or nothing
         _header("List-Id", env.list_id),
-        f"List-Unsubscribe: <{env.public_url}/unsubscribe/".encode(), UNSUB_HEADER, b">\r\n",
+        f"List-Unsubscribe: <{env.public_url}/unsubscribe/".encode(), UNSUB_HEADER, b">",
+        *((b",\r\n <mailto:", UNSUB_MAILTO, f"@{env.bounce_domain}>".encode()) if env.bounce_domain else ()),
+        b"\r\n",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         # Precedence/Auto-Submitted stop vacation auto-replies; neither is penalized by SpamAssassin.
         b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
@@ -197,11 +202,13 @@ def thread_headers(original_message_id: str | None) -> bytes:
     return f"In-Reply-To: {original_message_id}\r\nReferences: {original_message_id}\r\n".encode()
 
 
-def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, thread: bytes = b"") -> dict[str, bytes]:
+def slot_values(to: str, message_id: str, unsub_token: str, prefs_token: str, thread: bytes = b"",
+                unsub_mailto: str = "") -> dict[str, bytes]:
     """Per-recipient values for MailTemplate.personalize (tokens are URL-safe ASCII)."""
     return {
         TO: to.encode("utf-8"), MESSAGE_ID: message_id.encode("ascii"), THREAD: thread,
         UNSUB_HEADER: unsub_token.encode("ascii"), UNSUB: qp_token(unsub_token), PREFS: qp_token(prefs_token),
+        UNSUB_MAILTO: unsub_mailto.encode("ascii"),
     }
 
 

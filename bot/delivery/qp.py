@@ -15,7 +15,7 @@ import re
 
 _QP_MAX = 75  # content bytes before a soft break; with the "=" a line is at most 76
 # The shape of every Placeholders marker (bot/delivery/mime.py): one regex, compiled once.
-_MARKER_SHAPE = re.compile(r"(FbPh(?:To|Mid|Thr|Unh|Uns|Pre)[0-9a-f]{16})")
+_MARKER_SHAPE = re.compile(r"(FbPh(?:To|Mid|Thr|Unh|Uns|Pre|Unm)[0-9a-f]{16})")
 _PARTS: dict[str, bytes] = {}
 _SHELLS: dict[tuple[str, ...], list[bytes | str]] = {}  # parts with markers, by text and slot names
 _PARTS_MAX = 8192  # encoded parts kept (a day of items, in each language, with room)

@@ -38,6 +38,37 @@ def check_web(cfg) -> Verdict:
     return ("web", "ok", f"{cfg.web.host}:{cfg.web.port} free; {admin}")
 
 
+def check_bounces(cfg, offline: bool = False, timeout: float = 10) -> Verdict:
+    """[bounces]: the receiver's port can be bound, the IMAP mailbox logs in and opens (unless offline)."""
+    b = cfg.bounces
+    if b is None:
+        return ("bounces", "off", "[bounces] section absent: no return path, bounces are not followed")
+    from bot.bounce_config import host_port
+    from bot.bounces import imap
+
+    said = [f"return path b-…@{b.domain}"]
+    hooks = [name for name, on in (("ses", b.ses_topic_arns), ("mailgun", b.mailgun_signing_key),
+                                   ("postmark", b.postmark_username), ("sendgrid", b.sendgrid_public_key)) if on]
+    said += [f"webhooks: {', '.join(hooks)}"] if hooks else []
+    if b.listen:
+        host, port = host_port(b.listen)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.bind((host, port))
+            said.append(f"receiver {b.listen} free")
+        except OSError as exc:
+            return ("bounces", "warn", "; ".join(said + [f"receiver {b.listen} not free ({exc.strerror}; is flashbot running?)"]))
+        finally:
+            sock.close()
+    if b.imap_url and not offline:
+        try:
+            folder = imap.check(b.imap_url, b.imap_password, cfg.resolve(b.imap_ca_file) if b.imap_ca_file else None, timeout)
+        except imap.ImapError as exc:
+            return ("bounces", "FAIL", "; ".join(said + [str(exc)]))
+        said.append(f"IMAP {folder} opened")
+    return ("bounces", "ok", "; ".join(said))
+
+
 def _behind_proxy_untrusted(cfg) -> bool:
     """Listening on loopback for a public address (so a reverse proxy in front) with no proxy trusted."""
     from urllib.parse import urlsplit
@@ -83,9 +114,10 @@ async def check_sources(cfg, timeout: float) -> list[Verdict]:
 
 
 async def run_checks(cfg, offline: bool = False, timeout: float = 10) -> list[Verdict]:
-    """Every verdict: config, database, web, then (unless offline) email, telegram and each source."""
+    """Every verdict: config, database, web, bounces, then (unless offline) email, telegram and each source."""
     verdicts = [("config", "ok", f"{len(cfg.sources)} source(s); channels off: {', '.join(cfg.channels_off()) or 'none'}"),
-                await asyncio.to_thread(check_database, cfg), check_web(cfg)]
+                await asyncio.to_thread(check_database, cfg), check_web(cfg),
+                await asyncio.to_thread(check_bounces, cfg, offline, timeout)]
     if offline:
         return verdicts
     from bot.delivery.channels.email import EmailChannel

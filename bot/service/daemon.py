@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bot import digest, logs, pipeline
+from bot.bounces.worker import BounceWorker
 from bot.ingest import websub
 from bot.web import websub as websub_routes
 from bot.service.runtime import Runtime, StartupError, housekeeping, install_signals, open_runtime, remove_signals
@@ -104,6 +105,7 @@ class Service:
         self._polls: set[asyncio.Task] = set()
         self._delivery_stop = asyncio.Event()
         self._server: _Uvicorn | None = None
+        self.bounces: BounceWorker | None = None
 
     async def _poll(self, source_id: int) -> None:
         task = asyncio.current_task()
@@ -139,6 +141,7 @@ class Service:
         try:
             digest.note_first_start(self.engine)
             self._tasks["delivery"] = asyncio.create_task(self.rt.delivery.run_forever(self._delivery_stop))
+            bounce_lines = await self._start_bounces()
             # WebSub needs the callback routes, which live in the web server.
             push = self._websub if self.cfg.web.enabled else None
             jobs = Jobs(self._poll, self._digest, self._housekeeping, push)
@@ -155,15 +158,27 @@ class Service:
         except BaseException:
             await self.shutdown()
             raise
-        lines = summary(self.cfg, self.engine, self.rt, self.web_url)
+        lines = summary(self.cfg, self.engine, self.rt, self.web_url) + bounce_lines
         logs.event(log, "started", summary="; ".join(lines))
         return lines
+
+    async def _start_bounces(self) -> list[str]:
+        """The bounce receiver, IMAP polling and processing, with `[bounces]` (none without)."""
+        if self.cfg.bounces is None:
+            return []
+        self.bounces = BounceWorker(self.cfg, self.engine)
+        try:
+            return await self.bounces.start()
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
 
     async def shutdown(self) -> None:
         """Stop polling, give in-flight sends `[delivery] grace_seconds`, leave the rest pending."""
         logs.event(log, "stopping", grace_seconds=self.cfg.delivery.grace_seconds)
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.bounces is not None:
+            await self.bounces.stop()
         for task in list(self._polls):
             task.cancel()
         await asyncio.gather(*self._polls, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""`flashbot run --once` (for cron): poll every source, fan out, send the due digest, deliver, exit."""
+"""`flashbot run --once` (for cron): process bounces, poll every source, fan out, send the due digest, deliver, exit."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from bot import digest, logs, pipeline
+from bot.bounces import worker as bounce_worker
 from bot.models import NO_PROGRESS, Progress
 from bot.service import loop
 from bot.service.runtime import housekeeping, install_signals, open_runtime, remove_signals, until_stopped
@@ -35,8 +36,11 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
     handled = install_signals(stop)  # SIGTERM/SIGINT: stop like `run` does, never mid-send like SIGKILL
     dig: dict | None = None
     sent: dict = {}
+    bounced: dict | None = None  # None without [bounces]
     try:
         digest.note_first_start(engine)
+        if cfg.bounces is not None:  # first: a suppression cancels what this run would send
+            bounced = await asyncio.to_thread(bounce_worker.run_once, cfg, engine, stop.is_set)
         polled = await until_stopped(pipeline.cycle(rt.pipe, progress=progress), stop) or []
         reports = [report for report, _ in polled]
         queued = sum(n for _, n in polled)
@@ -51,6 +55,7 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
         await rt.close()
     result = {"sources": len(reports), "errors": sum(1 for r in reports if r.error),
               "events": sum(len(r.events) for r in reports), "queued": queued,
-              "digest": (dig or {}).get("queued", 0), "delivery": sent, "duration": round(time.monotonic() - started, 3)}
-    logs.event(log, "run_once", **{k: v for k, v in result.items() if k != "delivery"}, **sent)
+              "digest": (dig or {}).get("queued", 0), "delivery": sent, "bounces": bounced,
+              "duration": round(time.monotonic() - started, 3)}
+    logs.event(log, "run_once", **{k: v for k, v in result.items() if k not in ("delivery", "bounces")}, **sent)
     return result

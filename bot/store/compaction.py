@@ -1,7 +1,7 @@
 """Compaction of the delivery log: per-recipient rows are kept while they matter, then folded into counts.
 
-A row matters while it is waiting or in flight, failed (the failures pages, a retry), bounced, sent
-to a channel rather than a person (a correction edits that Telegram post), or younger than
+A row matters while it is waiting or in flight, failed (the failures pages, a retry), bounced (refused,
+or a bounce or complaint came back: bot/store/outcomes.py), sent to a channel rather than a person (a correction edits that Telegram post), or younger than
 `delivery.detail_days` (bounces and complaints come back within days). After that a group's finished
 rows (one alert, correction or digest run on one channel) are folded: their counts stay in the
 summary as `compacted`, each subscriber's counters get them, and the rows are deleted. Every batch is
@@ -27,7 +27,7 @@ from bot.store.schema_summary import delivery_counts, delivery_groups, subscribe
 D, G, C, SC = deliveries.c, delivery_groups.c, delivery_counts.c, subscriber_counts.c
 # What detail_days folds; failures and bounces keep their rows until retention_days.
 COMPACTED = (DeliveryState.SENT, DeliveryState.CANCELLED, DeliveryState.FOLDED)
-_ROW = (D.id, D.item_id, D.digest_id, D.channel, D.revision, D.state, D.bounced, D.subscriber_id, D.created_at)
+_ROW = (D.id, D.item_id, D.digest_id, D.channel, D.revision, D.state, D.bounced, D.outcome, D.subscriber_id, D.created_at)
 
 
 @dataclass
@@ -65,16 +65,19 @@ class Pacer:
 
 def fold(conn: Connection, rows: list[dict], states, keep_bounced: bool) -> int:
     """Fold these rows (dicts of _ROW) inside the caller's transaction: delete the ones still in one of
-    `states` (with keep_bounced, not the bounced ones), then count exactly those as compacted."""
+    `states` (with keep_bounced, not the bounced ones nor those with an outcome), then count exactly
+    those as compacted."""
     if not rows:
         return 0
     where = [D.id.in_([r["id"] for r in rows]), D.state.in_([str(s) for s in states])]
     if keep_bounced:
-        where.append(D.bounced.is_(False))
-    gone = {r[0]: (r[1], r[2]) for r in conn.execute(delete(deliveries).where(*where).returning(D.id, D.state, D.bounced))}
-    done = [{**r, "state": gone[r["id"]][0], "bounced": gone[r["id"]][1]} for r in rows if r["id"] in gone]
+        where += [D.bounced.is_(False), D.outcome.is_(None)]
+    gone = {r[0]: r[1:] for r in conn.execute(delete(deliveries).where(*where).returning(D.id, D.state, D.bounced, D.outcome))}
+    done = [{**r, "state": gone[r["id"]][0], "bounced": gone[r["id"]][1], "outcome": gone[r["id"]][2]}
+            for r in rows if r["id"] in gone]
     ids = summary.group_ids(conn, {summary.key_of(r) for r in done})
-    summary.add(conn, {}, Counter((ids[summary.key_of(r)], summary.part_of(r["state"], r["bounced"])) for r in done))
+    summary.add(conn, {}, Counter((ids[summary.key_of(r)], summary.part_of(r["state"], r["bounced"], r["outcome"]))
+                                  for r in done))
     people = Counter((r["subscriber_id"], r["state"]) for r in done if r["subscriber_id"] is not None)
     add_people(conn, people)
     return len(done)

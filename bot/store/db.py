@@ -69,7 +69,15 @@ def _v5_operator_view(conn: Connection) -> None:
     stats.backfill(conn)
 
 
-def _v6_delivery_summary(conn: Connection) -> None:
+def _v6_bounces(conn: Connection) -> None:
+    """Bounces after the hand-off (issue 12): each delivery's outcome with its time and diagnostic, the
+    subscriber's status reason, the bounce_mails table."""
+    add_columns(conn, schema.deliveries, ["outcome", "outcome_at", "diagnostic"])
+    add_columns(conn, subscribers, ["status_reason"])
+    schema.bounce_mails.create(conn, checkfirst=True)
+
+
+def _v7_delivery_summary(conn: Connection) -> None:
     """Issue 17: the delivery log's summary tables (filled from the rows there are), and the indexes of
     the failures pages, held alerts, digest items and summary mails."""
     from bot.store import summary_rebuild
@@ -86,7 +94,7 @@ def _v6_delivery_summary(conn: Connection) -> None:
 # stamp head" pattern), so these steps only run on databases created by an older release.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_web_hardening, 3: _v3_items_furniture,
                                                         4: _v4_desk_images_limits, 5: _v5_operator_view,
-                                                        6: _v6_delivery_summary}
+                                                        6: _v6_bounces, 7: _v7_delivery_summary}
 
 
 def utcnow() -> datetime:

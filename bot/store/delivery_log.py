@@ -79,6 +79,22 @@ def by_channel(engine: Engine, since: datetime | None = None) -> dict[str, dict[
     return out
 
 
+def outcomes(engine: Engine, item_id: int | None = None) -> dict[tuple, dict[str, int]]:
+    """{(item_id, digest_id, channel): {outcome: n}}: refused addresses (`bounced` failures) and what came
+    back after the hand-off (bounced, soft-bounced, complained), from the summary."""
+    q = (select(G.item_id, G.digest_id, G.channel, C.state, C.outcome, func.sum(C.n)).join(delivery_counts, C.group_id == G.id)
+         .where(C.outcome != "", C.n > 0).group_by(G.item_id, G.digest_id, G.channel, C.state, C.outcome))
+    if item_id is not None:
+        q = q.where(G.item_id == item_id)
+    out: dict[tuple, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for item, digest, channel, state, outcome, n in conn.execute(q):
+            name = "refused" if state == DeliveryState.FAILED else outcome
+            per = out.setdefault((item, digest, channel), {})
+            per[name] = per.get(name, 0) + int(n)
+    return out
+
+
 def by_item(engine: Engine, ids: Iterable[int]) -> dict[int, dict[str, int]]:
     """{item id: {state: n}} over all channels and revisions."""
     ids = sorted(set(ids))
@@ -150,17 +166,20 @@ def alert(engine: Engine, item_id: int) -> dict | None:
         groups = [dict(r) for r in conn.execute(
             select(G.id, G.channel, G.revision, G.created_at, G.first_at, G.last_at, G.latency, G.compacted_at)
             .where(G.item_id == item_id).order_by(G.channel, G.revision)).mappings()]
-        per = {}
+        per, after = {}, {}
         if groups:
-            for gid, state, n, compacted in conn.execute(select(C.group_id, C.state, C.n, C.compacted)
-                                                         .where(C.group_id.in_([g["id"] for g in groups]))):
+            for gid, state, outcome, n, compacted in conn.execute(
+                    select(C.group_id, C.state, C.outcome, C.n, C.compacted).where(C.group_id.in_([g["id"] for g in groups]))):
                 was = per.setdefault(gid, {}).get(state, (0, 0))
                 per[gid][state] = (was[0] + n, was[1] + compacted)
+                if outcome and n:
+                    after.setdefault(gid, {})[outcome if state == DeliveryState.SENT else "refused"] = n
     for g in groups:
         states = per.get(g["id"], {})
         g["counts"] = {s: n for s, (n, _) in states.items() if n}
         g["total"] = sum(n for n, _ in states.values())
         g["compacted"] = sum(f for _, f in states.values())
+        g["outcomes"] = after.get(g["id"], {})
         g["percentiles"] = {p: percentile(g["latency"], p) for p in PERCENTILES}
         g["first_s"] = (g["first_at"] - g["created_at"]).total_seconds() if g["first_at"] and g["created_at"] else None
         g["last_s"] = (g["last_at"] - g["created_at"]).total_seconds() if g["last_at"] and g["created_at"] else None

@@ -1,5 +1,6 @@
-"""Housekeeping: compact the delivery log after `[delivery] detail_days`, prune old items, deliveries and
-digest runs after `[bot] retention_days`, fold old stats buckets, and hand freed pages back to the file system."""
+"""Housekeeping: compact the delivery log after `[delivery] detail_days`, prune old items, deliveries,
+digest runs and processed bounce mails after `[bot] retention_days`, fold old stats buckets, and hand
+freed pages back to the file system."""
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, delete, exists, func, or_, select
 
 from bot.models import AWAITING_FANOUT, UNFINISHED_STATES, AlertState
-from bot.store import dashboard, stats
+from bot.store import bounces, dashboard, stats
 from bot.store.compaction import Pacer, fold_old
 from bot.store.db import retry_locked, utcnow
 from bot.store.schema import digests, items
@@ -44,8 +45,8 @@ def _delete_batched(engine: Engine, table, where, pacer: Pacer, before=None) -> 
 
 
 def prune(engine: Engine, retention_days: int, now: datetime | None = None, pacer: Pacer | None = None) -> dict[str, int]:
-    """Fold finished deliveries older than the retention, then delete such items and digest runs, and fold
-    stats buckets older than 35 days into one (totals kept); return counts."""
+    """Fold finished deliveries older than the retention, then delete such items, digest runs and processed
+    bounce mails, and fold stats buckets older than 35 days into one (totals kept); return counts."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     pacer = pacer or Pacer()
     n_del = fold_old(engine, cutoff, pacer)
@@ -59,7 +60,11 @@ def prune(engine: Engine, retention_days: int, now: datetime | None = None, pace
                               lambda conn, ids: dashboard.fold_latencies(conn, items.c.id.in_(ids)))
     old_digest = and_(digests.c.created_at < cutoff, ~_unfinished(-digests.c.id))
     n_dig = _delete_batched(engine, digests, old_digest, pacer)
-    counts = {"deliveries": n_del, "items": n_items, "digests": n_dig}
+
+    def old_bounces() -> int:
+        with engine.begin() as conn:
+            return bounces.prune(conn, cutoff)  # never one still waiting to be processed
+    counts = {"deliveries": n_del, "items": n_items, "digests": n_dig, "bounce_mails": retry_locked(old_bounces)}
     counts["stats_buckets"] = retry_locked(lambda: stats.fold(engine, now or utcnow()))
     return counts
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
     UniqueConstraint, false, literal_column, text,
 )
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
 # Bump with every numbered migration step in bot/store/db.py.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(TypeDecorator):
@@ -140,6 +140,7 @@ subscribers = Table(
     Column("bounces", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
+    Column("status_reason", Text),  # why a bounce, complaint or mailto unsubscribe changed the status (v6)
     ts("created_at"),
     ts("confirmed_at"),
     ts("unsubscribed_at"),
@@ -184,6 +185,10 @@ deliveries = Table(
     ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
     # Failed because the address was refused (a hard bounce counted against the subscriber).
     Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
+    # What happened after the hand-off (v6): bounced | soft-bounced | complained, with when and why.
+    Column("outcome", String(16)),
+    ts("outcome_at"),
+    Column("diagnostic", Text),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
@@ -287,8 +292,35 @@ poll_history = Table(
 stats = Table(
     "stats", metadata,
     ts("bucket", primary_key=True),
-    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber
+    Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber | bounce
     Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
-    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent
+    Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent | BounceKind
     Column("n", Integer, nullable=False),
+)
+
+# Every bounce, complaint, auto-reply or mailto unsubscribe received (SMTP, IMAP, webhook), kept
+# as received before anything is done with it; `state` says how far its processing went (v6).
+bounce_mails = Table(
+    "bounce_mails", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(16), nullable=False),  # smtp | imap | ses | mailgun | postmark | sendgrid
+    Column("dedupe", String(64), nullable=False, unique=True),  # the same mail or event is stored once
+    Column("envelope_to", Text),
+    Column("envelope_from", Text),
+    Column("raw", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False, default=0),
+    ts("received_at", nullable=False),
+    # new | processed | unparsed | ignored | rejected
+    Column("state", String(16), nullable=False, default="new"),
+    Column("kind", String(16)),  # hard | soft | complaint | autoreply | unsubscribe | other
+    Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="SET NULL")),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("recipient", Text),  # the address the report names
+    Column("status", String(16)),  # enhanced status code, e.g. 5.1.1
+    Column("diagnostic", Text),
+    Column("note", Text),  # what processing did or why it did nothing
+    Column("attempts", Integer, nullable=False, default=0),
+    ts("processed_at"),
+    Index("ix_bounce_mails_state", "state", "id"),
+    Index("ix_bounce_mails_received", "received_at"),
 )

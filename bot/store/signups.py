@@ -81,7 +81,7 @@ def confirm(engine: Engine, subscriber_id: int, nonce: str, now: datetime | None
             return None  # confirmed once already, and unsubscribed since: this old link is spent
         if req is None and row.status != "pending":
             return None
-        values = dict(status="active", confirmed_at=now, unsubscribed_at=None)
+        values = dict(status="active", confirmed_at=now, unsubscribed_at=None, status_reason=None)
         if req is not None:
             values.update(mode=req["mode"], language=req["language"], topics=req["topics"])
         # A link mailed before sign-up requests existed names the row's own nonce: the row's choices.

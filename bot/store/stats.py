@@ -1,4 +1,4 @@
-"""The stats table: counts per 15-minute bucket of delivery outcomes, poll outcomes and subscriber events.
+"""The stats table: counts per 15-minute bucket of delivery outcomes, poll outcomes, subscriber events and bounces.
 
 Each count is added in the transaction of the change it counts (bump), so charts and Prometheus
 counters agree with the rows exactly, survive restarts and are shared by every process.
@@ -19,6 +19,7 @@ BUCKET = timedelta(minutes=15)
 KEEP = timedelta(days=35)
 FOLDED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DELIVERY, POLL, SUBSCRIBER = "delivery", "poll", "subscriber"
+BOUNCE = "bounce"  # bounces and complaints after the hand-off, per BounceKind (bot.store.outcomes)
 
 
 def bucket_of(at: datetime) -> datetime:

@@ -5,14 +5,14 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
 from bot.i18n import available
 from bot.models import SubscriberEvent
 from bot.store import signups, stats, summary
 from bot.store.db import utcnow
-from bot.store.schema import deliveries, items, subscribers
+from bot.store.schema import bounce_mails, deliveries, items, subscribers
 from bot.store.schema_summary import subscriber_counts
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
@@ -91,13 +91,14 @@ def update_preferences(engine: Engine, subscriber_id: int, mode: str, language: 
 
 
 def erase(engine: Engine, subscriber_id: int, now: datetime | None = None) -> bool:
-    """Erase personal data (address, topics, errors) but keep anonymous delivery rows for counts."""
+    """Erase personal data (address, topics, errors, received bounces) but keep anonymous delivery rows for counts."""
     now = now or utcnow()
     with engine.begin() as conn:
-        was = conn.execute(select(subscribers.c.status).where(subscribers.c.id == subscriber_id)).scalar()
+        was, email = conn.execute(select(subscribers.c.status, subscribers.c.email)
+                                  .where(subscribers.c.id == subscriber_id)).first() or (None, None)
         res = conn.execute(update(subscribers)
                            .where(subscribers.c.id == subscriber_id, subscribers.c.status != "deleted")
-                           .values(email=None, status="deleted", topics=[], last_error=None,
+                           .values(email=None, status="deleted", topics=[], last_error=None, status_reason=None,
                                    token_nonce=new_nonce(), unsubscribed_at=now))
         if res.rowcount != 1:
             return False
@@ -107,7 +108,10 @@ def erase(engine: Engine, subscriber_id: int, now: datetime | None = None) -> bo
         signups.forget(conn, subscriber_id)  # their topics are personal data too
         # Error texts may quote the address; the recipient column is made anonymous but unique.
         conn.execute(update(deliveries).where(deliveries.c.subscriber_id == subscriber_id)
-                     .values(recipient=f"deleted:{subscriber_id}", last_error=None))
+                     .values(recipient=f"deleted:{subscriber_id}", last_error=None, diagnostic=None))
+        # Bounce mails quote the address (and often the message): they go, those tied to no row included.
+        conn.execute(delete(bounce_mails).where(or_(bounce_mails.c.subscriber_id == subscriber_id,
+                                                    bounce_mails.c.recipient == email)))
     return True
 
 
@@ -120,6 +124,7 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
         rows = conn.execute(
             select(deliveries.c.id, deliveries.c.channel, deliveries.c.kind, deliveries.c.state,
                    deliveries.c.attempts, deliveries.c.created_at, deliveries.c.sent_at,
+                   deliveries.c.outcome, deliveries.c.outcome_at, deliveries.c.diagnostic,
                    deliveries.c.item_id, items.c.title)
             .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id))
             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id)).mappings().all()
@@ -186,7 +191,7 @@ def reactivate(engine: Engine, email: str) -> str | None:
             return "already"
         now = utcnow()
         conn.execute(update(subscribers).where(subscribers.c.id == row.id)
-                     .values(status="active", bounces=0, last_error=None, unsubscribed_at=None,
+                     .values(status="active", bounces=0, last_error=None, status_reason=None, unsubscribed_at=None,
                              confirmed_at=now))
         _event(conn, now, SubscriberEvent.CONFIRM)
         return "reactivated"

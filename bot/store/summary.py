@@ -24,7 +24,8 @@ from bot.store.schema_summary import delivery_counts, delivery_groups
 
 D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c
 Key = tuple  # (item_id, digest_id, channel, revision): one group
-Part = tuple  # (state, outcome): outcome "" (none) or "bounced" (the address was refused)
+Part = tuple  # (state, outcome): outcome "" (none), "bounced" (failed: the address was refused), or
+# for a sent row what came back after the hand-off: "bounced", "soft-bounced", "complained"
 BOUNCED = "bounced"
 # Upper bounds (seconds) of the latency histogram; sends slower than the last one go to "inf".
 LATENCY_BOUNDS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
@@ -42,9 +43,10 @@ def key_of(row: Mapping) -> Key:
     return (row["item_id"], row["digest_id"], row["channel"], row["revision"] or 0)
 
 
-def part_of(state: str, bounced: bool | None = False) -> Part:
-    """The count a row in `state` belongs to (a refused address is its own part of `failed`)."""
-    return (str(state), BOUNCED if bounced else "")
+def part_of(state: str, bounced: bool | None = False, outcome: str | None = None) -> Part:
+    """The count a row belongs to: its state, and its outcome (a refused address, or a bounce or complaint
+    recorded after the hand-off; bot/store/outcomes.py)."""
+    return (str(state), BOUNCED if bounced else str(outcome or ""))
 
 
 def insert(conn: Connection, table):
@@ -146,9 +148,9 @@ def move(conn: Connection, where, old_states: Iterable[str], **values) -> int:
         flags = (False, True) if old == DeliveryState.FAILED and "bounced" in values else (None,)
         for flag in flags:
             cond = [where, D.state == old] + ([D.bounced.is_(flag)] if flag is not None else [])
-            stmt = deliveries.update().where(*cond).values(**values).returning(*KEY_COLUMNS, D.bounced)
-            keys = Counter((r[0], r[1], r[2], r[3] or 0, bool(r[4])) for r in conn.execute(stmt))
-            moved(conn, {(k[:4], part_of(old, k[4] if flag is None else flag), part_of(new_state, k[4])): n
+            stmt = deliveries.update().where(*cond).values(**values).returning(*KEY_COLUMNS, D.bounced, D.outcome)
+            keys = Counter((r[0], r[1], r[2], r[3] or 0, bool(r[4]), r[5]) for r in conn.execute(stmt))
+            moved(conn, {(k[:4], part_of(old, k[4] if flag is None else flag, k[5]), part_of(new_state, k[4], k[5])): n
                          for k, n in keys.items()})
             if values.get("finished_at") is not None:
                 for k, n in keys.items():

@@ -19,14 +19,14 @@ _SUBJECT = func.coalesce(D.item_id, -func.coalesce(D.digest_id, 0))
 
 def _live(conn: Connection, where: list) -> tuple[dict, dict]:
     """({(key, part): rows}, {key: (first queued, last queued, last finished)}) of the rows matching `where`."""
-    rows = conn.execute(select(*KEY_COLUMNS, D.state, D.bounced, func.count(), func.min(D.created_at),
+    rows = conn.execute(select(*KEY_COLUMNS, D.state, D.bounced, D.outcome, func.count(), func.min(D.created_at),
                                func.max(D.created_at), func.max(D.finished_at))
-                        .where(*where).group_by(*KEY_COLUMNS, D.state, D.bounced)).all()
+                        .where(*where).group_by(*KEY_COLUMNS, D.state, D.bounced, D.outcome)).all()
     live: dict[tuple[Key, tuple], int] = {}
     span: dict[Key, tuple] = {}
-    for item_id, digest_id, channel, revision, state, bounced, n, lo, hi, fin in rows:
-        key = (item_id, digest_id, channel, revision or 0)
-        live[(key, part_of(state, bounced))] = live.get((key, part_of(state, bounced)), 0) + n
+    for item_id, digest_id, channel, revision, state, bounced, outcome, n, lo, hi, fin in rows:
+        key, part = (item_id, digest_id, channel, revision or 0), part_of(state, bounced, outcome)
+        live[(key, part)] = live.get((key, part), 0) + n
         before = span.get(key, (lo, hi, fin))
         span[key] = tuple(f(a, b) if a and b else a or b for f, a, b in zip((min, max, max), before, (lo, hi, fin)))
     return live, span
@@ -92,9 +92,9 @@ def _recent_from_rows(conn: Connection, key: Key, newest: datetime) -> dict[str,
 def verify(conn: Connection) -> dict[tuple[Key, tuple], tuple[int, int]]:
     """Counts whose live share differs from the rows: {(key, part): (summary, rows)} (empty when in step)."""
     rows: Counter = Counter()
-    for i, d, c, r, s, b, n in conn.execute(select(*KEY_COLUMNS, D.state, D.bounced, func.count())
-                                            .group_by(*KEY_COLUMNS, D.state, D.bounced)):
-        rows[((i, d, c, r or 0), part_of(s, b))] += n
+    for i, d, c, r, s, b, o, n in conn.execute(select(*KEY_COLUMNS, D.state, D.bounced, D.outcome, func.count())
+                                               .group_by(*KEY_COLUMNS, D.state, D.bounced, D.outcome)):
+        rows[((i, d, c, r or 0), part_of(s, b, o))] += n
     told = {((i, d, c, r), (s, o)): n - k for i, d, c, r, s, o, n, k in conn.execute(
         select(G.item_id, G.digest_id, G.channel, G.revision, C.state, C.outcome, C.n, C.compacted)
         .join(delivery_counts, C.group_id == G.id))}

@@ -168,7 +168,7 @@ async def item_page(request: Request) -> Response:
     return w.render(request, "admin/item.html", ctx)
 
 
-def _back(path: str, notice: str, **numbers: int) -> RedirectResponse:
+def back(path: str, notice: str, **numbers: int) -> RedirectResponse:
     # A message name and numbers, never text: the page words it in the operator's language, and a
     # crafted link cannot make the dashboard display arbitrary sentences.
     query = urlencode({"notice": notice, **{k: int(v) for k, v in numbers.items()}})
@@ -182,7 +182,7 @@ async def retry(request: Request) -> Response:
     w.cache.clear()  # an action changes what the summaries show: read them afresh
     ids = [int(v) for v in request.state.form.getlist("id") if str(v).isdigit()][:1000]
     n = await w.db(outbox.retry_deliveries, w.engine, ids)
-    return _back("/admin/failures", "retried", n=n)
+    return back("/admin/failures", "retried", n=n)
 
 
 @protected
@@ -196,7 +196,7 @@ async def source_action(request: Request) -> Response:
         raise HTTPException(404)
     paused = request.path_params["action"] == "pause"
     ok = await w.db(set_paused, w.engine, request.path_params["id"], paused)
-    return _back("/admin/sources", ("paused" if paused else "resumed") if ok else "unknown_source")
+    return back("/admin/sources", ("paused" if paused else "resumed") if ok else "unknown_source")
 
 
 @protected
@@ -210,10 +210,10 @@ async def item_action(request: Request) -> Response:
     if action == "approve":
         queued = await pipeline.approve(w.pipe, item_id)
         if queued is None:
-            return _back("/admin", "not_held", item=item_id)
-        return _back("/admin", "approved", item=item_id, n=queued)
+            return back("/admin", "not_held", item=item_id)
+        return back("/admin", "approved", item=item_id, n=queued)
     n = await w.db(outbox.cancel_item, w.engine, item_id)
-    return _back("/admin", "cancelled", item=item_id, n=n)
+    return back("/admin", "cancelled", item=item_id, n=n)
 
 
 @protected
@@ -222,7 +222,7 @@ async def channel_action(request: Request) -> Response:
     w = web(request)
     w.cache.clear()  # an action changes what the summaries show: read them afresh
     ok = await w.db(channel_store.resume_channel, w.engine, request.path_params["name"])
-    return _back("/admin", "channel_resumed" if ok else "unknown_channel")
+    return back("/admin", "channel_resumed" if ok else "unknown_channel")
 
 
 def routes() -> list[Route]:

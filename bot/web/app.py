@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.delivery import mime
 from bot.pipeline import Pipeline
 from bot.tokens import secret_key
-from bot.web import admin, desk, lists, live, metrics, public
+from bot.web import admin, bounces, desk, lists, live, metrics, public, webhooks
 from bot.web import websub as websub_routes
 from bot.web.context import BUNDLED_TEMPLATES, Web, make_env, web
 from bot.web.limits import BodyLimit, parse_networks
@@ -85,15 +85,17 @@ def create_app(cfg: Config, engine: Engine, *, scheduler_alive: Callable[[], boo
                 mailer=mailer, mail_jobs=MailJobs(), scheduler_alive=scheduler_alive,
                 pipe=pipe or Pipeline(cfg, engine), trusted=parse_networks(cfg.web.trusted_proxies),
                 dkim=mime.signer_for(cfg))
+    hooks = webhooks.Webhooks(state)
     routes = [Route("/static/style.css", _stylesheet), *public.routes(), *admin.routes(), *desk.routes(),
-              *lists.routes(), *live.routes(), *metrics.routes(state)]
+              *lists.routes(), *live.routes(), *bounces.routes(), *metrics.routes(state), *hooks.routes()]
     if websub is not None:
         routes += websub_routes.routes(websub)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash},
                     lifespan=_lifespan)
     app.state.web = state
     app.state.websub = websub
+    app.state.bounce_hooks = hooks  # tests point its SNS certificate fetch at a local server
     # Outermost first: every answer (413s included) gets the headers; every body is capped while it streams.
-    app.add_middleware(BodyLimit, caps={"/websub/": cfg.fetch.max_bytes})
+    app.add_middleware(BodyLimit, caps={"/websub/": cfg.fetch.max_bytes, "/webhooks/": webhooks.MAX_BODY})
     app.add_middleware(SecurityHeaders)
     return app

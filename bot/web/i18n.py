@@ -38,9 +38,14 @@ LABEL_KEYS = (
     N_("status_pending"), N_("status_active"), N_("status_unsubscribed"), N_("status_suppressed"),
     N_("status_deleted"),
     N_("smode_instant"), N_("smode_digest"), N_("smode_both"),
+    N_("outcome_refused"), N_("outcome_bounced"), N_("outcome_soft-bounced"), N_("outcome_complained"),
     N_("kind_alert"), N_("kind_update"), N_("kind_digest"), N_("kind_confirm"), N_("kind_summary"),
     N_("origin_web"), N_("origin_operator"), N_("origin_import"),
     N_("websub_pending"), N_("websub_active"), N_("websub_denied"),
+    # Received bounce mails and events (bot.models.BounceKind, InboundState).
+    N_("bkind_hard"), N_("bkind_soft"), N_("bkind_complaint"), N_("bkind_autoreply"), N_("bkind_unsubscribe"),
+    N_("bkind_other"),
+    N_("bstate_new"), N_("bstate_processed"), N_("bstate_unparsed"), N_("bstate_ignored"), N_("bstate_rejected"),
 )
 _LABELS = frozenset(LABEL_KEYS)
 

@@ -28,6 +28,7 @@ NOTICES: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
     "unknown_source": ((), lambda t: t.gettext("notice_unknown_source")),
     "channel_resumed": ((), lambda t: t.gettext("notice_channel_resumed")),
     "unknown_channel": ((), lambda t: t.gettext("notice_unknown_channel")),
+    "reprocessed": (("n",), lambda t, n: t.ngettext("notice_reprocessed", "notice_reprocessed_plural", n)),
     # The newsroom desk (bot.web.desk): what became of a hand-written alert or its correction.
     "desk_sent": (("item", "n"), lambda t, item, n: t.ngettext("notice_desk_sent", "notice_desk_sent_plural", n,
                                                                item=item)),

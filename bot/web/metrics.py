@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.store import bounces as bounce_store
 from bot.store import channels as channel_store
 from bot.store import dashboard, stats
 from bot.store import subscribers as subs
@@ -64,6 +65,30 @@ class StoreCollector(Collector):
         for status, modes in sorted(subs.counts(self.engine).items()):
             people.add_metric([status], sum(modes.values()))
         yield people
+        yield from self._bounces()
+
+    def _bounces(self) -> Iterator[Metric]:
+        received = CounterMetricFamily("flashbot_bounces_received", "Bounce mails and provider events stored", labels=["source"])
+        processed = CounterMetricFamily("flashbot_bounces_processed", "Bounce mails and events processed",
+                                        labels=["kind", "result"])
+        left = CounterMetricFamily("flashbot_bounce_removals", "Subscribers suppressed or unsubscribed by bounces, "
+                                   "complaints and mailto unsubscribes", labels=["action", "reason"])
+        for name, value in sorted(bounce_store.counters(self.engine).items()):
+            parts = name.split(":")
+            if parts[0] == "received" and len(parts) == 2:
+                received.add_metric([parts[1]], value)
+            elif parts[0] == "processed" and len(parts) == 3:
+                processed.add_metric(parts[1:], value)
+            elif parts[0] in ("suppressed", "unsubscribed") and len(parts) == 2:
+                left.add_metric(parts, value)
+        yield from (received, processed, left)
+        waiting = GaugeMetricFamily("flashbot_bounce_mails", "Stored bounce mails and events by state", labels=["state"])
+        per_state: dict[str, int] = {}
+        for (state, _), n in bounce_store.state_counts(self.engine).items():
+            per_state[state] = per_state.get(state, 0) + n
+        for state, n in sorted(per_state.items()):
+            waiting.add_metric([state], n)
+        yield waiting
 
     def _alert_latency(self) -> Metric:
         """Every alert's first send per channel, from publication and from detection (all time)."""
@@ -86,6 +111,9 @@ class StoreCollector(Collector):
             (stats.SUBSCRIBER, CounterMetricFamily("flashbot_subscriber_events",
                                                    "Sign-ups, confirmations, unsubscribes and suppressions",
                                                    labels=["event"]), lambda label, o: [o]),
+            (stats.BOUNCE, CounterMetricFamily("flashbot_bounce_outcomes",
+                                               "Bounces and complaints recorded on sent mails (hard, soft, complaint)",
+                                               labels=["kind"]), lambda label, o: [o]),
         ]
         for metric, family, labels in families:
             for (label, outcome), n in sorted(stats.totals(self.engine, metric).items()):

@@ -1,0 +1,1 @@
+"""Delivery state after the hand-off: bounces, complaints and mailto unsubscribes (docs/bounces.md)."""
