@@ -31,8 +31,7 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value is not None else None
 
 
-def ts(name: str, **kw) -> Column:
-    """A UTC timestamp column."""
+def _ts(name: str, **kw) -> Column:
     return Column(name, UTCDateTime(), **kw)
 
 
@@ -65,12 +64,12 @@ sources = Table(
     Column("ttl_seconds", Integer),  # RSS <ttl>, in seconds
     Column("max_age", Integer),  # Cache-Control: max-age
     Column("last_status", Integer),
-    ts("last_polled_at"),
-    ts("last_success_at"),
+    _ts("last_polled_at"),
+    _ts("last_success_at"),
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
-    ts("next_poll_at"),
-    ts("retry_after_until"),
+    _ts("next_poll_at"),
+    _ts("retry_after_until"),
     # WebSub push.
     Column("hub_url", Text),
     Column("topic_url", Text),
@@ -78,8 +77,8 @@ sources = Table(
     # Random part of the callback URL (/websub/ID/CALLBACK): only the hub we asked learns it.
     Column("websub_callback", String(64)),
     Column("websub_state", String(16)),  # pending | active | unsubscribing | unsubscribed | denied | error
-    ts("websub_lease_until"),
-    ts("created_at"),
+    _ts("websub_lease_until"),
+    _ts("created_at"),
     # Polls recorded so far: poll n goes to slot n % HISTORY_SLOTS of poll_history (a ring).
     Column("poll_count", Integer, nullable=False, default=0, server_default=text("0")),
 )
@@ -98,8 +97,8 @@ items = Table(
     Column("categories", JSON, nullable=False, default=list),
     Column("author", Text),
     Column("language", String(16)),
-    ts("published_at"),
-    ts("updated_at"),
+    _ts("published_at"),
+    _ts("updated_at"),
     Column("content_hash", String(64), nullable=False),
     Column("revision", Integer, nullable=False, default=0),  # bumped by each update of a flash item
     Column("is_flash", Boolean, nullable=False, default=False),
@@ -117,13 +116,13 @@ items = Table(
     # Texts of blocks most items of the feed repeated when this item was stored (chrome at its edges).
     Column("furniture", JSON, nullable=False, default=list),
     # Latency trail.
-    ts("detected_at"),
-    ts("first_telegram_at"),
-    ts("first_email_at"),
-    ts("last_email_at"),
+    _ts("detected_at"),
+    _ts("first_telegram_at"),
+    _ts("first_email_at"),
+    _ts("last_email_at"),
     UniqueConstraint("source_id", "key", name="uq_items_source_key"),
     Index("ix_items_detected", "detected_at"),
-    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v6)
+    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v7)
     Index("ix_items_norm_title", "norm_title"),
 )
 
@@ -141,10 +140,10 @@ subscribers = Table(
     Column("last_error", Text),
     Column("token_nonce", String(32), nullable=False, default=""),  # rotating kills old tokens
     Column("status_reason", Text),  # why a bounce, complaint or mailto unsubscribe changed the status (v6)
-    ts("created_at"),
-    ts("confirmed_at"),
-    ts("unsubscribed_at"),
-    ts("last_digest_at"),
+    _ts("created_at"),
+    _ts("confirmed_at"),
+    _ts("unsubscribed_at"),
+    _ts("last_digest_at"),
     # Delivery limits (bot.delivery.quiet): a daily cap lower than [delivery] max_alerts_per_day,
     # quiet hours "HH:MM" (local to `timezone`, NULL = [bot] timezone); NULL = none.
     Column("max_per_day", Integer),
@@ -160,7 +159,7 @@ digests = Table(
     "digests", metadata,
     Column("id", Integer, primary_key=True),
     Column("run_key", String(64), nullable=False, unique=True),  # e.g. "2026-11-29"
-    ts("created_at"),
+    _ts("created_at"),
 )
 
 # One row per message to one recipient on one channel: the outbox.
@@ -178,27 +177,27 @@ deliveries = Table(
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
-    ts("next_attempt_at"),
-    ts("created_at"),
-    ts("sent_at"),
+    _ts("next_attempt_at"),
+    _ts("created_at"),
+    _ts("sent_at"),
     Column("external_id", Text),  # SMTP Message-ID or Telegram message_id
-    ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
+    _ts("finished_at"),  # when it became sent, failed or cancelled (the live fan-out's throughput)
     # Failed because the address was refused (a hard bounce counted against the subscriber).
     Column("bounced", Boolean, nullable=False, default=False, server_default=false()),
     # What happened after the hand-off (v6): bounced | soft-bounced | complained, with when and why.
     Column("outcome", String(16)),
-    ts("outcome_at"),
+    _ts("outcome_at"),
     Column("diagnostic", Text),
     UniqueConstraint("item_id", "channel", "recipient", "revision", name="uq_deliveries_item"),
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
-    # The failures pages, newest first, overall and per alert: only failed rows are in them (v6).
+    # The failures pages, newest first, overall and per alert: only failed rows are in them (v7).
     Index("ix_deliveries_failed", "state", "id", sqlite_where=literal_column("state = 'failed'"),
           postgresql_where=literal_column("state = 'failed'")),
     Index("ix_deliveries_failed_item", "item_id", "state", "id", sqlite_where=literal_column("state = 'failed'"),
           postgresql_where=literal_column("state = 'failed'")),
-    # Summary mails (bot/store/limits.py) in queueing order: what compaction sweeps of them (v6).
+    # Summary mails (bot/store/limits.py) in queueing order: what compaction sweeps of them (v7).
     Index("ix_deliveries_summary", "id", sqlite_where=literal_column("kind = 'summary'"),
           postgresql_where=literal_column("kind = 'summary'")),
 )
@@ -210,7 +209,7 @@ digest_items = Table(
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
-    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v6).
+    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v7).
     Index("ix_digest_items_delivery", "delivery_id"),
 )
 
@@ -223,7 +222,7 @@ desk_log = Table(
     Column("revision", Integer, nullable=False, default=0),
     Column("editor", String(200), nullable=False),
     Column("via", String(16), nullable=False),  # web | cli
-    ts("at", nullable=False),
+    _ts("at", nullable=False),
     Index("ix_desk_log_item", "item_id"),
 )
 
@@ -233,7 +232,7 @@ channel_state = Table(
     Column("channel", String(32), primary_key=True),
     Column("paused", Boolean, nullable=False, default=False),
     Column("last_error", Text),
-    ts("updated_at"),
+    _ts("updated_at"),
 )
 
 # Sliding-window counters for web abuse limits (per IP, per address).
@@ -241,7 +240,7 @@ rate_events = Table(
     "rate_events", metadata,
     Column("id", Integer, primary_key=True),
     Column("bucket", String(400), nullable=False),
-    ts("at", nullable=False),
+    _ts("at", nullable=False),
     Index("ix_rate_events_bucket", "bucket", "at"),
 )
 
@@ -255,8 +254,8 @@ signup_requests = Table(
     Column("mode", String(8), nullable=False),
     Column("language", String(8), nullable=False),
     Column("topics", JSON, nullable=False, default=list),
-    ts("created_at", nullable=False),
-    ts("used_at"),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
     UniqueConstraint("subscriber_id", "nonce", name="uq_signup_requests_nonce"),
 )
 
@@ -265,8 +264,8 @@ signup_requests = Table(
 admin_sessions = Table(
     "admin_sessions", metadata,
     Column("id", String(64), primary_key=True),
-    ts("created_at", nullable=False),
-    ts("expires_at", nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
 )
 
 # The last HISTORY_SLOTS polls of each source, as a ring: poll n of a source overwrites slot
@@ -278,7 +277,7 @@ poll_history = Table(
     Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("slot", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),  # the source's poll number (newest = highest)
-    ts("at", nullable=False),
+    _ts("at", nullable=False),
     Column("outcome", String(16), nullable=False),  # a PollOutcome: ok | not_modified | error
     Column("status", Integer),  # HTTP status, when there was one
     Column("duration_ms", Integer),
@@ -291,7 +290,7 @@ poll_history = Table(
 # buckets are folded into one (1970-01-01) bucket, which keeps the all-time totals.
 stats = Table(
     "stats", metadata,
-    ts("bucket", primary_key=True),
+    _ts("bucket", primary_key=True),
     Column("metric", String(16), primary_key=True),  # delivery | poll | subscriber | bounce
     Column("label", String(64), primary_key=True),  # the channel for deliveries, "" otherwise
     Column("outcome", String(16), primary_key=True),  # SendOutcome | PollOutcome | SubscriberEvent | BounceKind
@@ -309,7 +308,7 @@ bounce_mails = Table(
     Column("envelope_from", Text),
     Column("raw", LargeBinary, nullable=False),
     Column("size", Integer, nullable=False, default=0),
-    ts("received_at", nullable=False),
+    _ts("received_at", nullable=False),
     # new | processed | unparsed | ignored | rejected
     Column("state", String(16), nullable=False, default="new"),
     Column("kind", String(16)),  # hard | soft | complaint | autoreply | unsubscribe | other
@@ -320,7 +319,7 @@ bounce_mails = Table(
     Column("diagnostic", Text),
     Column("note", Text),  # what processing did or why it did nothing
     Column("attempts", Integer, nullable=False, default=0),
-    ts("processed_at"),
+    _ts("processed_at"),
     Index("ix_bounce_mails_state", "state", "id"),
     Index("ix_bounce_mails_received", "received_at"),
 )

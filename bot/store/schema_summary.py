@@ -1,6 +1,6 @@
 """The delivery summary's tables (bot/store/summary.py): counts kept beside the delivery log.
 
-Written in the same transaction as every change of the rows they count (schema step 6), so that no
+Written in the same transaction as every change of the rows they count (schema step 7), so that no
 page counts the log and compaction, which deletes finished rows, changes no number. They share the
 schema's metadata: importing bot.store (bot/store/db.py does) creates them with the others.
 """
@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 
-from bot.store.schema import metadata, ts
+from bot.store.schema import UTCDateTime, metadata
+
+
+def ts(name: str, **kw) -> Column:
+    """A UTC timestamp column."""
+    return Column(name, UTCDateTime(), **kw)
+
 
 # One group per alert (or correction, or digest run, or all summary mails) and channel: when it was
 # queued, its sends and latency histogram, its latest finish and the finishes of its last minute.
