@@ -212,7 +212,7 @@ def _store_calls(engine) -> dict:
 
 def bench(log=print) -> dict:
     """Build the 1M-subscriber database once, then time the pages in RUNS fresh processes."""
-    with tempfile.TemporaryDirectory(prefix="flashbot-pages-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="flashbot-pages-", dir=os.environ.get("BENCH_TMP")) as tmp:
         db = f"{tmp}/pages.db"
         t0 = time.perf_counter()
         prep = run_child("pages_prepare", {"db": db}, timeout=7200)

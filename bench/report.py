@@ -11,7 +11,7 @@ REPRODUCE = """\
 make bench                      # quick mode: N = 1k and 10k, median of 3 runs (< 10 min on 2 cores)
 BENCH_FULL=1 make bench         # adds N = 100,000 fan-out, 100k digests, 20+ latency samples
 .venv/bin/python -m bench.run pages       # one section only (others keep their last numbers)
-BENCH_FULL=1 .venv/bin/python -m bench.run scale   # section 7 at 100k and 1M subscribers (about 2 h on 2 cores)
+BENCH_FULL=1 .venv/bin/python -m bench.run scale   # section 7 at 100k and 1M subscribers (about 30 min on 2 idle cores)
 BENCH_SMOKE=1 .venv/bin/python -m bench.run pages scale   # tiny sizes: checks the code runs, numbers mean nothing
 .venv/bin/python -m bench.bounces smoke   # the bounce section's paths with 50 DSNs: a check, no numbers
 BENCH_RUNS=5 make bench         # more runs per median
