@@ -243,7 +243,9 @@ async def test_subscriber_pages_follow_keyset_cursors(web_client, web_engine):
     assert [p.text.count("@example.org</td>") for p in pages] == [50, 50, 20]
     assert "user119@" in pages[0].text and "user000@" in pages[2].text and "user069@" in pages[1].text
     back = re.search(r'<a href="([^"]+)" rel="prev">', pages[2].text).group(1).replace("&amp;", "&")
-    assert "before=" in back and (await web_client.get(back)).text == pages[1].text
+    # The same rows as the second page (not the same bytes: each form's CSRF token carries its second).
+    addresses = lambda page: re.findall(r"user\d{3}@example\.org</td>", page.text)  # noqa: E731
+    assert "before=" in back and addresses(await web_client.get(back)) == addresses(pages[1])
 
 
 async def test_healthz(tmp_path, web_config, web_engine):
