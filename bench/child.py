@@ -21,6 +21,8 @@ SCENARIOS = {
     "digest_run": "bench.digest:run",
     "pages_prepare": "bench.pages:prepare",
     "pages_run": "bench.pages:run",
+    "scale_subscribers": "bench.scale_child:subscribers",
+    "scale_compaction": "bench.scale_child:compaction",
 }
 
 

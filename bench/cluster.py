@@ -1,4 +1,4 @@
-"""Benchmark 7: one alert to N subscribers through real `flashbot run --role worker` processes:
+"""Benchmark 8: one alert to N subscribers through real `flashbot run --role worker` processes:
 SQLite (one process) and PostgreSQL with 1, 2 and 4 workers, into Postfix's smtp-sink.
 
 Per configuration: msg/s (from the first message to the last, and over the whole alert from the
@@ -289,7 +289,7 @@ def wake_latency(cluster, sink: SmtpSink, log) -> dict:
 
 
 def bench(log=print) -> dict:
-    """Section 7 of BENCHMARKS.md."""
+    """Section 8 of BENCHMARKS.md."""
     from bot.demo.postgres import Cluster, find_bin
 
     if find_bin() is None:

@@ -11,10 +11,12 @@ REPRODUCE = """\
 make bench                      # quick mode: N = 1k and 10k, median of 3 runs (< 10 min on 2 cores)
 BENCH_FULL=1 make bench         # adds N = 100,000 fan-out, 100k digests, 20+ latency samples
 .venv/bin/python -m bench.run pages       # one section only (others keep their last numbers)
+BENCH_FULL=1 .venv/bin/python -m bench.run scale   # section 7 at 100k and 1M subscribers (about 30 min on 2 idle cores)
+BENCH_SMOKE=1 .venv/bin/python -m bench.run pages scale   # tiny sizes: checks the code runs, numbers mean nothing
 .venv/bin/python -m bench.bounces smoke   # the bounce section's paths with 50 DSNs: a check, no numbers
 BENCH_RUNS=5 make bench         # more runs per median
 BENCH_CONNS=16 make bench       # SMTP connections for Flashbot and the raw ceiling (default 8)
-BENCH_FULL=1 .venv/bin/python -m bench.run cluster   # section 7 alone: SQLite vs 1/2/4 PostgreSQL workers, N = 100k
+BENCH_FULL=1 .venv/bin/python -m bench.run cluster   # section 8 alone: SQLite vs 1/2/4 PostgreSQL workers, N = 100k
 ```
 The receiving MTA is Postfix's `smtp-sink` (`apt-get install postfix`; `make bench` installs it
 when run as root). Raw per-run numbers: `bench/out/results-quick.json` / `results-full.json`."""
@@ -47,7 +49,7 @@ def _machine(m: dict) -> list[str]:
             ("SQLite", m["sqlite"]), ("Event loop", f"asyncio and uvloop {m['uvloop']}"),
             ("aiosmtplib / SQLAlchemy / httpx", f"{m['aiosmtplib']} / {m['sqlalchemy']} / {m['httpx']}"),
             ("Receiving MTA", f"Postfix smtp-sink {m['postfix_smtp_sink']} on 127.0.0.1"),
-            ("PostgreSQL (section 7)", m.get("postgresql", "–"))]
+            ("PostgreSQL (section 8)", m.get("postgresql", "–"))]
     return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
@@ -82,7 +84,7 @@ def write(results: dict, path: Path) -> Path:
 
     A partial rerun (`python -m bench.run pages`) without the other sections' raw results keeps their
     text and target rows from the current BENCHMARKS.md, and says so, instead of erasing them."""
-    from . import report_cluster
+    from . import report_cluster, report_scale
     from . import report_sections as rs
 
     old_text = path.read_text() if path.exists() else ""
@@ -90,6 +92,7 @@ def write(results: dict, path: Path) -> Path:
     body, kept = [], []
     for key, section in (("fanout", rs.fanout), ("polling", rs.polling), ("latency", rs.latency),
                          ("digest", rs.digest), ("pages", rs.pages), ("bounces", rs.bounces),
+                         ("scale", lambda r: report_scale.scale(r, results.get("digest"))),
                          ("cluster", report_cluster.section)):
         lines = section(results.get(key))
         if not results.get(key) and lines[0] in old:

@@ -1,4 +1,4 @@
-"""Section 7 of BENCHMARKS.md: SQLite vs PostgreSQL workers, the targets, the 10M extrapolation."""
+"""Section 8 of BENCHMARKS.md: SQLite vs PostgreSQL workers, the targets, the 10M extrapolation."""
 from __future__ import annotations
 
 from .report import fmt, status
@@ -25,7 +25,7 @@ def targets(res: dict) -> list[tuple[str, str, str, bool | None]]:
 
 def section(res: dict | None) -> list[str]:
     """The whole section (a partial rerun of other sections keeps it from the current BENCHMARKS.md)."""
-    out = ["## 7. Scaling out: SQLite vs PostgreSQL workers", ""]
+    out = ["## 8. Scaling out: SQLite vs PostgreSQL workers", ""]
     if not res or "summary" not in res:
         why = (res or {}).get("skipped") or (res or {}).get("error") or "not run"
         return out + [why]

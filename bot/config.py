@@ -187,6 +187,8 @@ class DeliveryConfig(Section):
     # worker dies, the others send its rows again after at most this long.
     lease_seconds: float = Field(60, ge=3, le=3600)
     max_alerts_per_day: int = Field(0, ge=0)  # per subscriber, 0 = no cap (a subscriber may set a lower one)
+    # Days per-recipient rows are kept whole; after that finished ones are compacted into counts.
+    detail_days: int = Field(7, ge=1)
 
     @field_validator("retry_delays")
     @classmethod
@@ -277,6 +279,16 @@ class Config(Section):
             if s.name in seen:
                 raise ValueError(f"sources: duplicate source name {s.name!r}")
             seen.add(s.name)
+        return self
+
+    @model_validator(mode="after")
+    def _detail_within_retention(self) -> "Config":
+        if self.delivery.detail_days > self.bot.retention_days:
+            if "detail_days" not in self.delivery.model_fields_set:  # the default, under a short retention
+                self.delivery.detail_days = self.bot.retention_days
+                return self
+            raise ValueError(f"delivery.detail_days ({self.delivery.detail_days}) must not exceed "
+                             f"bot.retention_days ({self.bot.retention_days})")
         return self
 
     def resolve(self, path: str) -> Path:

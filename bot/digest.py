@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -55,28 +56,49 @@ def topic_match(topics: list[str], item: Mapping) -> bool:
 
 
 def _prepare(candidates: list[dict]) -> list[dict]:
+    """Work done once per candidate, not per subscriber: topics, both sort keys; in cap order."""
     for c in candidates:
         c["_topics"] = ItemTopics(c)
+        c["_keep"], c["_read"] = _keep_key(c), _read_key(c)
+    # A stable sort: filtering this list later gives what sorting each subscriber's picks would.
+    candidates.sort(key=_keep_key)
     return candidates
+
+
+_KEEP, _READ = itemgetter("_keep"), itemgetter("_read")
+
+
+def _keep_key(it: Mapping) -> tuple:
+    """Which items stay when a digest is over the cap: Flash Info, then the newest."""
+    return (not it.get("is_flash"), -it["known_at"].timestamp())
+
+
+def _read_key(it: Mapping) -> tuple:
+    """Reading order: Flash Info first, then grouped by source and category, newest first inside a group."""
+    category = (it.get("source_category") or next(iter(it.get("categories") or []), "") or "").casefold()
+    return (not it.get("is_flash"), (it.get("source_name") or "").casefold(), category, -it["known_at"].timestamp())
 
 
 def order_items(chosen: list[Mapping]) -> list[Mapping]:
     """Flash Info first, then grouped by source and category, newest first inside a group."""
-    def key(it: Mapping):
-        category = (it.get("source_category") or next(iter(it.get("categories") or []), "") or "").casefold()
-        return (not it.get("is_flash"), (it.get("source_name") or "").casefold(), category,
-                -it["known_at"].timestamp())
-    return sorted(chosen, key=key)
+    if all("_read" in it for it in chosen):  # prepared candidates: their key is computed already
+        return sorted(chosen, key=_READ)
+    return sorted(chosen, key=_read_key)
 
 
 def select_for(subscriber: Mapping, candidates: list[Mapping], already: set[int], now: datetime,
                max_items: int, match: Callable[[list[str], Mapping], bool] = topic_match) -> list[Mapping]:
     """The items of one subscriber's digest: new since their previous digest, in topic, never twice."""
     since = subscriber.get("last_digest_at") or now - FIRST_WINDOW
-    picked = [it for it in candidates
-              if since < it["known_at"] <= now and it["id"] not in already and match(subscriber.get("topics") or [], it)]
-    # Keep the Flash Info items and the newest others when over the cap, then order for reading.
-    picked.sort(key=lambda it: (not it.get("is_flash"), -it["known_at"].timestamp()))
+    topics = subscriber.get("topics") or []
+    picked = [it for it in candidates if since < it["known_at"] <= now and it["id"] not in already
+              and (not topics or match(topics, it))]  # no topics: everything (the rule, without a call per item)
+    # Keep the Flash Info items and the newest others when over the cap, then order for reading
+    # (prepared candidates come in that order already: the stable sort would change nothing).
+    if len(picked) > max_items and not all("_keep" in it for it in picked):
+        picked.sort(key=_keep_key)
+    elif len(picked) > max_items:
+        picked.sort(key=_KEEP)
     return order_items(picked[:max_items])
 
 

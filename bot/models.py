@@ -119,7 +119,8 @@ class InboundState(StrEnum):
 
 DUE_STATES = (DeliveryState.PENDING, DeliveryState.RETRY)
 UNFINISHED_STATES = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING)
-FINAL_STATES = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.CANCELLED)
+# Rows that never change again (what retention may delete and compaction may fold).
+FINAL_STATES = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.CANCELLED, DeliveryState.FOLDED)
 
 
 @dataclass
@@ -231,8 +232,10 @@ class Outcome(TypedDict, total=False):
 
     id: int
     state: DeliveryState
-    item_id: int | None
+    item_id: int | None  # the row's group (the summary counts per group): item or digest, channel, revision
+    digest_id: int | None
     channel: str
+    revision: int
     inc: int  # attempts to add
     error: str | None
     next: datetime | None  # next attempt

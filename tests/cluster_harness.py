@@ -178,6 +178,13 @@ grace_seconds = 2
     def publish_flash(self, guid: str, title: str) -> None:
         self.feeds.set("/feed.xml", flash_rss([(guid, f"FLASH INFO : {title}"), *BASE]), headers=RSS_TYPE)
 
+    def summary_mismatches(self) -> dict:
+        """The delivery summary's counts that differ from the rows (empty: in step, as every write keeps it)."""
+        from bot.store import summary_rebuild
+
+        with self.engine.connect() as conn:
+            return summary_rebuild.verify(conn)
+
     def states(self) -> dict[str, int]:
         return dict(self.sql("SELECT state, count(*) FROM deliveries GROUP BY state"))
 

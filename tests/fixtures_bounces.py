@@ -6,13 +6,13 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from bot.bounces.process import Processor
 from bot.bounces.receiver import Receiver
 from bot.config import parse_config
 from bot.models import SendOutcome
-from bot.store import open_db, stats, utcnow
+from bot.store import open_db, outbox, stats, utcnow
 from bot.store.schema import bounce_mails, deliveries, subscribers
 from fixtures_delivery import SECRET, SENDER, add_item, add_subscribers
 
@@ -59,16 +59,19 @@ class World:
         """A `sent` email delivery to this subscriber, counted in the stats as the outbox does; returns its id."""
         self._revision += 1
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # queued as the outbox queues rows: the delivery summary counts it
             stats.bump(conn, stats.DELIVERY, [(now, "email", SendOutcome.SENT)])
-            return conn.execute(insert(deliveries).values(
+            outbox.insert_rows(conn, [dict(
                 item_id=self.item, channel="email", recipient=str(subscriber_id), subscriber_id=subscriber_id,
                 revision=self._revision, kind="alert", state="sent", attempts=1, created_at=now, sent_at=now,
-                finished_at=now, external_id=message_id or f"<m{self._revision}@example.org>")).inserted_primary_key[0]
+                finished_at=now, external_id=message_id or f"<m{self._revision}@example.org>")])
+            return conn.execute(select(deliveries.c.id).where(
+                deliveries.c.item_id == self.item, deliveries.c.revision == self._revision,
+                deliveries.c.subscriber_id == subscriber_id)).scalar_one()
 
     def return_path(self, delivery_id: int) -> str:
-        """The VERP address the delivery was sent with."""
-        return self.verp.address(self.verp.bounce_local(delivery_id))
+        """The VERP address the delivery was sent with (naming its subscriber and alert, as compose does)."""
+        return self.verp.address(self.verp.bounce_local(delivery_id, self.delivery(delivery_id)))
 
     def row(self, table, row_id: int) -> dict:
         with self.engine.connect() as conn:
@@ -87,9 +90,13 @@ class World:
 
 @pytest.fixture
 def world(tmp_path, database):
-    """A World on a fresh database (SQLite and PostgreSQL) with [bounces] configured."""
+    """A World on a fresh database (SQLite and PostgreSQL) with [bounces] configured; at the end, the
+    delivery summary must match the rows."""
+    from fixtures_delivery import assert_summary_in_step
+
     w = World(bounce_config(tmp_path, database=database))
     yield w
+    assert_summary_in_step(w.engine)
     w.engine.dispose()
 
 

@@ -103,7 +103,16 @@ def delivery_config(tmp_path, smtp_server, database):
 
 @pytest.fixture
 def delivery_engine(delivery_config):
-    """The migrated database of delivery_config."""
+    """The migrated database of delivery_config; at the end, the summary must match the rows."""
     engine = open_db(delivery_config.database_url)
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
+
+
+def assert_summary_in_step(engine) -> None:
+    """Every group's live counts equal its rows (the invariant every delivery write keeps)."""
+    from bot.store import summary_rebuild
+
+    with engine.connect() as conn:
+        assert summary_rebuild.verify(conn) == {}

@@ -31,9 +31,12 @@ def svc_config(tmp_path, database):
 
 @pytest.fixture
 def svc_engine(tmp_path, database):
-    """A fresh migrated database (SQLite or PostgreSQL)."""
+    """A fresh migrated database (SQLite or PostgreSQL); at the end, the delivery summary must match the rows."""
+    from fixtures_delivery import assert_summary_in_step
+
     engine = open_db(database or f"sqlite:///{tmp_path / 'svc.db'}")
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
 
 

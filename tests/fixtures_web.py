@@ -142,9 +142,12 @@ def web_config(tmp_path, smtp_inbox, database):
 
 @pytest.fixture
 def web_engine(web_config):
-    """The migrated test database."""
+    """The migrated test database; at the end, the delivery summary must match the rows."""
+    from fixtures_delivery import assert_summary_in_step
+
     engine = open_db(web_config.database_url)
     yield engine
+    assert_summary_in_step(engine)
     engine.dispose()
 
 

@@ -130,7 +130,7 @@ async def test_desk_alerts_corrections_and_digests_carry_the_return_path_and_the
         msg = mail.parsed()
         row = rows[msg["Message-ID"]]
         kinds.append(row["kind"])
-        assert mail.mail_from == verp.address(verp.bounce_local(row["id"])), row["kind"]
+        assert mail.mail_from == verp.address(verp.bounce_local(row["id"], row)), row["kind"]
         https, mailto = list_unsubscribe(msg)
         assert https.startswith("https://news.example.org/unsubscribe/")
         assert mailto == f"mailto:{verp.address(verp.unsub_local(ana, nonce))}", row["kind"]

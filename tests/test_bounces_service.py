@@ -35,7 +35,7 @@ def _alerted(stack) -> dict[str, str]:
     assert run.returncode == 0, run.stderr
     assert "; bounces: nothing waiting" in " ".join(run.stdout.split())
     senders = {m.rcpt_tos[0]: m.mail_from for m in stack.smtp.messages}
-    assert sorted(senders) == SUBSCRIBERS and all(re.fullmatch(rf"b-\d+-[a-z2-7]{{16}}@{DOMAIN}", s) for s in senders.values())
+    assert sorted(senders) == SUBSCRIBERS and all(re.fullmatch(rf"b-\d+-\d+-a\d+r0-[a-z2-7]{{16}}@{DOMAIN}", s) for s in senders.values())
     return senders
 
 

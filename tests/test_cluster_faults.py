@@ -67,6 +67,7 @@ def test_a_worker_killed_mid_fanout_loses_nothing(fleet):
     # The others took its rows back (its lease expired), not a restart of it.
     assert fleet.scalar("SELECT count(*) FROM deliveries WHERE claimed_by = :v AND state <> 'sent'", v=victim) == 0
     assert "leases_expired" in "".join(fleet.log(f"worker{i}") for i in (1, 2)) or in_flight == 0
+    assert fleet.summary_mismatches() == {}  # the counts followed every claim, recovery and outcome
 
 
 @pytest.mark.parametrize("fleet", [50], indirect=True)  # 50 subscribers also take the daily digest
@@ -99,6 +100,7 @@ def test_a_killed_scheduler_is_replaced_and_the_digest_goes_once(fleet):
         "SELECT leader FROM instances WHERE id = :b", b=b), 30)
     # Nothing polled twice: one scheduler at a time, so the flash item was stored once.
     assert fleet.scalar("SELECT count(*) FROM items WHERE is_flash") == 1
+    assert fleet.summary_mismatches() == {}
 
 
 def test_postgresql_restarted_mid_fanout(fleet, cluster):
@@ -115,6 +117,7 @@ def test_postgresql_restarted_mid_fanout(fleet, cluster):
     assert fleet.states() == {"sent": SUBSCRIBERS}
     for name in fleet.procs:
         assert "component_crashed" not in fleet.log(name), fleet.log(name)[-3000:]
+    assert fleet.summary_mismatches() == {}
 
 
 @pytest.mark.slow

@@ -67,7 +67,14 @@ CASES = [
     ({"email": {"sender": "a@b.c", "tls": "maybe"}}, "config.toml: email.tls:"),
     ({"digest": {"schedule": "every day"}}, "config.toml: digest.schedule: not a cron expression"),
     ({"telegram": {"channel": "@x"}}, "config.toml: telegram.token: required value is missing"),
+    ({"delivery": {"detail_days": 0}}, "config.toml: delivery.detail_days: Input should be greater than or equal to 1"),
+    ({"bot": {"retention_days": 5}, "delivery": {"detail_days": 6}},
+     "delivery.detail_days (6) must not exceed bot.retention_days (5)"),
 ]
+
+
+def test_default_detail_days_follow_a_short_retention():
+    assert parse_config({"bot": {"retention_days": 3}}, Path("."), env={}).delivery.detail_days == 3
 
 
 @pytest.mark.parametrize("data,message", CASES)

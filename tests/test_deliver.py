@@ -13,7 +13,7 @@ from bot.delivery import fanout
 from bot import tokens
 from bot.models import Event
 from bot.render.renderer import Renderer
-from bot.store import open_db, outbox, utcnow
+from bot.store import open_db, outbox, summary, utcnow
 from bot.store.schema import deliveries, items, subscribers
 from fixtures_delivery import SECRET, GatedSMTP, add_item, add_subscribers, make_delivery_config, rows_of
 
@@ -232,7 +232,7 @@ async def test_cancelled_alert_sends_nothing(delivery_config, delivery_engine, s
     assert fanout.queue_item(db, cfg, item) == 0  # a cancelled alert is never queued again
     assert outbox.retry_deliveries(db, [r["id"] for r in rows_of(db, item)]) == 0  # cancelled stays cancelled
     with db.begin() as conn:  # even rows forced back to pending respect the item's cancelled state
-        conn.execute(update(deliveries).where(deliveries.c.item_id == item).values(state="pending"))
+        summary.move(conn, deliveries.c.item_id == item, ["cancelled"], state="pending")
     await run(cfg, db)
     assert smtp_server.messages == [] and states(db, item) == {"cancelled": 2}
 

@@ -13,6 +13,7 @@ from bot.models import Event
 from bot.render.renderer import Renderer
 from bot.store import channels as channel_store
 from bot.store import open_db, outbox, utcnow
+from bot.store.digests import queue_subscriber_digests
 from bot.store.schema import deliveries, digest_items, digests, items
 from fixtures_delivery import add_item, add_subscribers, make_delivery_config, rows_of
 
@@ -135,11 +136,7 @@ async def test_digest_rows_render_each_subscribers_items(tmp_path, smtp_server, 
     now = utcnow()
     with db.begin() as conn:
         dig = conn.execute(insert(digests).values(run_key="2026-11-29", created_at=now)).inserted_primary_key[0]
-        for sub, chosen in ((a, [one, two]), (b, [two])):
-            did = conn.execute(insert(deliveries).values(
-                digest_id=dig, channel="email", recipient=str(sub), subscriber_id=sub, kind="digest",
-                state="pending", attempts=0, created_at=now, next_attempt_at=now)).inserted_primary_key[0]
-            conn.execute(insert(digest_items), [{"subscriber_id": sub, "item_id": i, "delivery_id": did} for i in chosen])
+        queue_subscriber_digests(conn, dig, [(a, [one, two]), (b, [two])], now)
     await run(cfg, db)
     got = {m.rcpt_tos[0]: m.parsed() for m in smtp_server.messages}
     text_a, text_b = (got[k].get_body(("plain",)).get_content() for k in ("a@example.net", "b@example.net"))

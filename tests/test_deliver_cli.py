@@ -63,8 +63,8 @@ async def test_deliveries_tells_counts_failures_and_paused_channels(tmp_path, sm
     assert "Tempête sur la Bretagne" in res.output
     line = next(li for li in res.output.splitlines() if f"#{item}" in li and "email" in li)
     cells = [c.strip() for c in line.strip().strip("│").split("│")]
-    # item, title, channel, pending, sending, retry, sent, failed, cancelled, folded
-    assert cells[2:] == ["email", "", "", "1", "2", "1", "", ""]
+    # item, title, channel, pending, sending, retry, sent, failed, cancelled, folded, then refused (the 550)
+    assert cells[2:] == ["email", "", "", "1", "2", "1", "", "", "1"]
     assert "bad@example.net" in res.output and "550" in res.output
     assert "later@example.net" in res.output and "451" in res.output
     assert "PAUSED" in res.output and "test pause" in res.output

@@ -11,7 +11,7 @@ from fixtures_service import add_item, add_source, add_subscriber, build_config
 from sqlalchemy import inspect, insert, select
 
 from bot.models import DeliveryState, FeedResult
-from bot.store import dashboard, listing, maintenance, open_db, outbox, polls, reports, stats
+from bot.store import dashboard, listing, maintenance, open_db, outbox, polls, reports, stats, summary
 from bot.store import sources as store_sources
 from bot.store import subscribers as subs
 from bot.store.schema import HISTORY_SLOTS, SCHEMA_VERSION, deliveries, items
@@ -73,12 +73,16 @@ def _outcome(row_id, state, channel="email", **kw):
 
 
 def _rows(engine, item_id, channel, n, state="pending", created=T0):
+    """n rows queued as the fan-out queues them; pending ones are then claimed, as the engine does before sending."""
     with engine.begin() as conn:
-        conn.execute(insert(deliveries), [
+        outbox.insert_rows(conn, [
             {"item_id": item_id, "channel": channel, "recipient": f"{channel}-{i}", "revision": 0, "kind": "alert",
              "state": state, "attempts": 0, "created_at": created, "next_attempt_at": created} for i in range(n)])
-        return [r[0] for r in conn.execute(select(deliveries.c.id).where(deliveries.c.item_id == item_id,
-                                                                         deliveries.c.channel == channel))]
+        ids = [r[0] for r in conn.execute(select(deliveries.c.id).where(deliveries.c.item_id == item_id,
+                                                                        deliveries.c.channel == channel))]
+    if state == "pending":
+        assert len(outbox.claim(engine, n, now=created, channels=[channel])) == n
+    return ids
 
 
 def test_outcomes_are_counted_with_their_rows(svc_engine):
@@ -197,9 +201,9 @@ def test_live_progress_per_alert_and_channel(svc_engine):
     results += [_outcome(ids[63], DeliveryState.FAILED, bounce_subscriber=None)]
     results += [_outcome(tg[0], DeliveryState.SENT, channel="telegram", sent=T0 + timedelta(seconds=1))]
     outbox.record(svc_engine, results, bounce_limit=5, now=now - timedelta(seconds=5))
-    with svc_engine.begin() as conn:  # one bounce, marked as the engine marks it
-        conn.execute(deliveries.update().where(deliveries.c.id == ids[64]).values(
-            state="failed", bounced=True, finished_at=now - timedelta(seconds=5)))
+    bouncer = add_subscriber(svc_engine, "gone@example.org")  # one bounce, recorded as the engine records it
+    outbox.record(svc_engine, [_outcome(ids[64], DeliveryState.FAILED, bounce_subscriber=bouncer)], bounce_limit=5,
+                  now=now - timedelta(seconds=5))
     (entry,) = reports.fanouts(svc_engine, now)  # the 8-hour-old alert is outside the window
     assert entry["id"] == item and entry["running"] and entry["source_name"] == "Le Fil"
     email, telegram = entry["groups"]
@@ -213,7 +217,7 @@ def test_live_progress_per_alert_and_channel(svc_engine):
     assert entry["latency"]["email"]["detected"] == 2.0
     # The old alert comes back while it still has rows to send, however old it is.
     with svc_engine.begin() as conn:
-        conn.execute(deliveries.update().where(deliveries.c.item_id == old).values(state="retry"))
+        summary.move(conn, deliveries.c.item_id == old, ["sent"], state="retry")
     assert [e["id"] for e in reports.fanouts(svc_engine, now)] == [item, old]
 
 

@@ -164,3 +164,20 @@ def test_one_renderer_shared_by_threads(render_config, monkeypatch):
     with ThreadPoolExecutor(4) as pool_:
         got = list(pool_.map(lambda chosen: fast.email_digest(chosen, "fr", LINKS, date=BASE), lists))
     assert got == [slow.email_digest(chosen, "fr", LINKS, date=BASE) for chosen in lists]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_text_kept_as_parts_equals_the_collapsed_whole(seed):
+    # A digest's text stays in parts (one per item, encoded once per item by the MIME build); joined, it
+    # must be exactly the whole text collapsed and stripped, whatever blank lines meet at the joints.
+    import random
+
+    from bot.render.digest import Fragment, _text, collapse_blank_lines
+
+    rng = random.Random(seed)
+    piece = lambda: "".join(rng.choice(["\n", "\n\n", "\n\n\n", " ", "a", "Titre", "\t"]) for _ in range(rng.randrange(0, 8)))  # noqa: E731
+    pre, post = piece(), piece()
+    bodies = [piece() + rng.choice(["x", ""]) + piece() for _ in range(rng.randrange(0, 6))]
+    got = _text(pre, [Fragment("", b) for b in bodies], post)
+    assert got == collapse_blank_lines(pre + "".join(bodies) + post).strip() + "\n"
+    assert "".join(getattr(got, "parts", [got])) == got

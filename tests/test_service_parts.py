@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from bot import logs
 from bot.service.scheduler import Jobs, Scheduler
-from bot.store import maintenance
+from bot.store import maintenance, outbox
 from bot.store.db import utcnow
 from bot.store.lock import InstanceLock, lock_path
 from bot.store.schema import bounce_mails, deliveries, digests, items, sources
@@ -90,9 +90,10 @@ def test_housekeeping_prunes_only_old_finished(svc_engine):
     fresh = add_item(svc_engine, src, "fresh", now)
     relisted = add_item(svc_engine, src, "relisted", old, published_at=now - timedelta(days=2))
     with svc_engine.begin() as conn:
-        for item_id, state in ((old_item, "sent"), (old_pending, "retry"), (fresh, "sent")):
-            conn.execute(deliveries.insert().values(item_id=item_id, channel="email", recipient=str(sub),
-                                                    subscriber_id=sub, state=state, created_at=old))
+        # The pending row is the newest: the newest delivery row is never pruned (its id must not come back).
+        for item_id, state in ((old_item, "sent"), (fresh, "sent"), (old_pending, "retry")):
+            outbox.insert_rows(conn, [dict(item_id=item_id, channel="email", recipient=str(sub),
+                                           subscriber_id=sub, state=state, created_at=old)])
         conn.execute(digests.insert().values(run_key="2026-01-01", created_at=old))
         conn.execute(bounce_mails.insert(), [  # an old processed one goes; an old unprocessed one and a fresh one stay
             {"source": "smtp", "dedupe": key, "raw": b"x", "received_at": at, "state": state}
@@ -122,6 +123,26 @@ async def test_housekeeping_job_also_prunes_stale_rate_limit_events(svc_config, 
     assert ratelimit.count(svc_engine, "ip:1", 86400) == 1
 
 
+async def test_housekeeping_stops_between_batches_when_the_service_stops(svc_config, svc_engine):
+    from bot.service.daemon import housekeeping
+
+    src = add_source(svc_engine)
+    old = utcnow() - timedelta(days=10)
+    for k in range(3):  # three alerts queued 10 days ago, sent: three groups to compact
+        item = add_item(svc_engine, src, f"k{k}", old, is_flash=True)
+        sub = add_subscriber(svc_engine, f"p{k}@example.org")
+        with svc_engine.begin() as conn:
+            outbox.insert_rows(conn, [dict(item_id=item, channel="email", recipient=str(sub), subscriber_id=sub,
+                                           state="sent", created_at=old)])
+    counts = await housekeeping(svc_config(), svc_engine, stop=lambda: True)  # SIGTERM during housekeeping
+    assert counts["compacted"] == 1 and counts["compacted_groups"] == 0  # one batch, then it stopped
+    assert "requeued" not in counts and maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
+    counts = await housekeeping(svc_config(), svc_engine)
+    # The next run goes on with the two groups that still have rows (the first one was done).
+    assert counts["compacted"] == 2 and counts["compacted_groups"] == 2
+    assert not maintenance.housekeeping_due(svc_engine, timedelta(hours=1))
+
+
 def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
     now = utcnow()
     src = add_source(svc_engine)
@@ -134,8 +155,8 @@ def test_orphaned_alerts_are_recent_unqueued_flash_items_only(svc_engine):
     add_item(svc_engine, src, "plain", now)
     queued = add_item(svc_engine, src, "queued", now, is_flash=True)
     with svc_engine.begin() as conn:
-        conn.execute(deliveries.insert().values(item_id=queued, channel="email", recipient=str(sub),
-                                                subscriber_id=sub, state="pending", created_at=now))
+        outbox.insert_rows(conn, [dict(item_id=queued, channel="email", recipient=str(sub),
+                                       subscriber_id=sub, state="pending", created_at=now)])
     assert maintenance.orphaned_alerts(svc_engine, 90, now) == [orphan, approved]
 
 

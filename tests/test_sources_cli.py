@@ -118,3 +118,29 @@ def test_bad_opml(data, message):
 def test_build_opml_escapes():
     data = build_opml([{"name": "A & B <c>", "url": "https://e.fr/?a=1&b=2", "category": None}])
     assert parse_opml(data)[0].url == "https://e.fr/?a=1&b=2"
+
+
+def test_opml_streamed_in_small_chunks_reads_the_same():
+    from bot.ingest.opml import iter_opml
+
+    data = build_opml([{"name": f"Feed {i} & co", "url": f"https://e{i % 7}.fr/{i}.xml", "category": f"C{i % 3}" if i % 2 else None}
+                       for i in range(300)])
+    whole = parse_opml(data)
+    assert len(whole) == 300
+    for size in (1, 7, 4096):
+        assert list(iter_opml(data[i:i + size] for i in range(0, len(data), size))) == whole
+    evil = b'<?xml version="1.0"?><!DOCTYPE o [<!ENTITY x SYSTEM "file:///etc/passwd">]><opml><body/></opml>'
+    with pytest.raises(OPMLError, match="external XML entity"):  # screened even when the prolog comes in pieces
+        list(iter_opml(evil[i:i + 3] for i in range(0, len(evil), 3)))
+
+
+def test_opml_import_in_batches_names_and_counts(tmp_path):
+    config = write_config(tmp_path, str(SAMPLES / "flash.xml"))
+    rows = [{"name": "Même nom", "url": f"https://e.fr/{i}.xml", "category": None} for i in range(2500)]
+    opml = tmp_path / "big.opml"
+    opml.write_bytes(build_opml(rows + rows[:10]))  # ten URLs twice: added once, not "already present"
+    assert "imported 2500 source(s)" in run(config, "sources", "import", str(opml)).output
+    assert "imported 0 source(s) from" in (again := run(config, "sources", "import", str(opml)).output)
+    assert "2500 already present" in again
+    names = {s.name for s in parse_opml(run(config, "sources", "export").output.encode())}
+    assert {"Même nom", "Même nom (2)", "Même nom (2500)"} <= names and len(names) == 2501

@@ -9,6 +9,7 @@ from fixtures_web import ADMIN_PASSWORD, METRICS_AUTH, csrf_of, make_web_config
 from sqlalchemy import func, select
 
 from bot.store import open_db, utcnow
+from bot.store import outbox
 from bot.store import subscribers as subs
 from bot.store.schema import channel_state, deliveries, items, sources
 from bot.web import create_app
@@ -44,10 +45,11 @@ def seed(engine) -> dict:
                        first_telegram_at=now + timedelta(seconds=2), first_email_at=now + timedelta(seconds=5))
         ids = {}
         for rev, state in enumerate(["pending", "retry", "sent", "failed"]):
-            ids[state] = conn.execute(deliveries.insert().values(
+            outbox.insert_rows(conn, [dict(
                 item_id=running, channel="email", recipient=str(sid_sub), subscriber_id=sid_sub, revision=rev,
                 state=state, attempts=8 if state == "failed" else 1, last_error="550 " + XSS if state == "failed" else None,
-                created_at=now)).inserted_primary_key[0]
+                created_at=now)])
+            ids[state] = conn.execute(select(deliveries.c.id).where(deliveries.c.revision == rev)).scalar_one()
         conn.execute(channel_state.insert().values(channel="telegram", paused=True, last_error="403 Forbidden: bot was kicked",
                                                    updated_at=now))
     return {"source": src, "held": held, "running": running, **ids}

@@ -9,6 +9,7 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
 from bot import tokens
+from bot.store import outbox
 from bot.store import subscribers as subs
 from bot.store import utcnow
 from bot.store.schema import deliveries, items, sources
@@ -39,9 +40,9 @@ def queue(engine, row: dict, states=("pending", "retry", "sent", "failed", "send
         iid = conn.execute(items.insert().values(source_id=sid, key="k", title="FLASH INFO test",
                                                  content_hash="h", detected_at=utcnow())).inserted_primary_key[0]
         for rev, state in enumerate(states):
-            conn.execute(deliveries.insert().values(item_id=iid, channel="email", recipient=str(row["id"]),
-                                                    subscriber_id=row["id"], revision=rev, state=state,
-                                                    last_error=f"550 {row['email']} said no", created_at=utcnow()))
+            outbox.insert_rows(conn, [dict(item_id=iid, channel="email", recipient=str(row["id"]),
+                                           subscriber_id=row["id"], revision=rev, state=state,
+                                           last_error=f"550 {row['email']} said no", created_at=utcnow())])
 
 
 def states(engine, sid: int) -> list[str]:

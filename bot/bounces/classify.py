@@ -20,7 +20,7 @@ _REPLY = re.compile(r"(?<![\d.:+])([45])\d\d(?:[ -]|$)")
 _BOUNCY = re.compile(r"mailer-daemon|postmaster|mail delivery|undeliver|delivery (status|failure|failed|notification|problem)|"
                      r"failure notice|returned mail|non remis|non d[ée]livr|[ée]chec de (la )?(distribution|remise)", re.I)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_VERP_ADDR = re.compile(r"\b([bu]-\d{1,18}-[a-z2-7]{16})@([a-z0-9.-]+)", re.I)
+_VERP_ADDR = re.compile(r"\b([bu]-\d{1,18}-(?:\d{1,18}-(?:a\d{1,18}r\d{1,6}|d\d{1,18}|m)-)?[a-z2-7]{16})@([a-z0-9.-]+)", re.I)
 _ADDR = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+\.[^\s<>()\[\]\\,;:\"@]+")
 # 5.x.x codes that say nothing against the address: our sender refused (5.1.7, 5.1.8), mailbox full,
 # message too big, delivery time expired, content (5.6.x) and policy blocks (5.7.x: a verdict on

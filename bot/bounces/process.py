@@ -201,12 +201,14 @@ class Processor:
         return parsed is not None and parsed[0] == kind and self.verp.on_domain(addr)
 
     def _by_token(self, conn, addr: str, via: str) -> Target:
-        delivery_id = self.verp.bounce_id(addr)
-        if delivery_id is None:
+        ref = self.verp.bounce_ref(addr)
+        if ref is None:
             raise Rejected("return-path token does not verify (forged, or signed with another key): nobody touched")
-        dlv = outcomes.delivery(conn, delivery_id)
+        dlv = outcomes.delivery(conn, ref.delivery_id)
+        if not outcomes.matches(dlv, ref):  # compacted after delivery.detail_days: the token says whose it was
+            dlv = outcomes.revive(conn, ref)
         if dlv is None or dlv["subscriber_id"] is None or not dlv["email"]:
-            raise Rejected(f"delivery {delivery_id} no longer exists or its subscriber was erased: nobody touched")
+            raise Rejected(f"delivery {ref.delivery_id} no longer exists or its subscriber was erased: nobody touched")
         sub = {"id": dlv["subscriber_id"], "email": dlv["email"], "status": dlv["status"], "token_nonce": dlv["token_nonce"]}
         return Target(sub, dlv, via)
 

@@ -1,4 +1,5 @@
-"""`flashbot deliveries` (what happened to every message) and `flashbot preview ITEM` (rendered output)."""
+"""`flashbot deliveries` (what happened to every message), `flashbot compact` (the log's housekeeping now)
+and `flashbot preview ITEM` (rendered output)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,7 +32,7 @@ def deliveries(
 ) -> None:
     """Counts per item × channel × state, paused channels, then the failures with their errors."""
     from bot.store import channels as channel_store
-    from bot.store import reports
+    from bot.store import delivery_log
 
     st = state(ctx)
     cfg, engine = st.config, st.engine
@@ -42,7 +43,7 @@ def deliveries(
     if retry or retry_failed:
         asked, queued = _retry(ctx, engine, retry or [], retry_failed, item)
         out.print(f"{queued} of {asked} deliveries queued again", highlight=False)
-    _counts_table(reports.counts(engine, item_id=item))
+    _counts_table(delivery_log.counts(engine, item_id=item), delivery_log.outcomes(engine, item_id=item))
     for ch in channel_store.channel_states(engine):
         if ch["paused"]:
             out.print(f"[red]channel {ch['channel']} is PAUSED[/red] since {_when(ch['updated_at'], tz)}: "
@@ -50,7 +51,7 @@ def deliveries(
     off = cfg.channels_off()
     if off:
         out.print(f"off (no config section): {', '.join(off)}", highlight=False)
-    rows = reports.failures(engine, limit=limit, item_id=item)
+    rows = delivery_log.failures(engine, limit=limit, item_id=item)
     if not rows:
         out.print("no failures")
         return
@@ -82,7 +83,10 @@ def _retry(ctx: typer.Context, engine, ids: list[int], failed: bool, item: int |
     return asked, queued
 
 
-def _counts_table(rows: list[dict]) -> None:
+AFTER = ["refused", "bounced", "soft-bounced", "complained"]  # refused at sending; the rest came back later
+
+
+def _counts_table(rows: list[dict], after: dict[tuple, dict[str, int]]) -> None:
     if not rows:
         out.print("no deliveries yet")
         return
@@ -93,12 +97,15 @@ def _counts_table(rows: list[dict]) -> None:
         grouped[key][r["state"]] = r["count"]
         titles[key] = r["title"] or (f"digest {r['digest_id']}" if r["digest_id"] else "")
     table = Table(title="Deliveries per item and channel")
-    for col in ["item", "title", "channel", *STATES]:
-        table.add_column(col, justify="right" if col in STATES else "left", overflow="fold")
+    shown = [o for o in AFTER if any(v.get(o) for v in after.values())]  # only what happened: the table stays narrow
+    for col in ["item", "title", "channel", *STATES, *shown]:
+        table.add_column(col, justify="right" if col in STATES + shown else "left", overflow="fold")
     for key, counts in grouped.items():
         item_id, digest_id, channel = key
-        label = f"#{item_id}" if item_id is not None else f"digest {digest_id}"
-        table.add_row(label, titles[key][:60], channel, *(str(counts.get(s, 0) or "") for s in STATES))
+        label = f"#{item_id}" if item_id is not None else f"digest {digest_id}" if digest_id else "summary mails"
+        back = after.get(key, {})
+        table.add_row(label, titles[key][:60], channel, *(str(counts.get(s, 0) or "") for s in STATES),
+                      *(str(back.get(o, 0) or "") for o in shown))
     out.print(table)
 
 
@@ -171,7 +178,41 @@ def _explain(item: int, removed: list) -> None:
         out.print(f"  {rule}: {RULES[rule]}", highlight=False, markup=False)
 
 
+def compact(
+    ctx: typer.Context,
+    vacuum: bool = typer.Option(False, "--vacuum", help="Also rewrite the file once (VACUUM) so it can shrink "
+                                "from now on; needs free disk the size of the file and blocks writers meanwhile."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Rows per transaction (default: sized to hold the "
+                              "database lock about 50 ms at a time)."),
+) -> None:
+    """Compact the delivery log and prune now (what `flashbot run` does every hour), then give freed space back."""
+    from bot.store import compaction, maintenance
+
+    st = state(ctx)
+    cfg, engine = st.config, st.engine
+    pacer = compaction.Pacer(batch=batch, smallest=batch, largest=batch) if batch else compaction.Pacer()
+    report = compaction.compact(engine, cfg.delivery.detail_days, pacer=pacer)
+    out.print(f"compacted {report.rows} deliveries of {report.groups} alert or digest groups older than "
+              f"{cfg.delivery.detail_days} days ({report.batches} batches, longest {report.slowest_batch_s:.3f} s)", highlight=False)
+    pruned = maintenance.prune(engine, cfg.bot.retention_days, pacer=pacer)
+    out.print(f"pruned after {cfg.bot.retention_days} days: {pruned['deliveries']} deliveries, {pruned['items']} items, "
+              f"{pruned['digests']} digest runs", highlight=False)
+    if vacuum:
+        done = maintenance.vacuum(engine)
+        if done:
+            out.print(f"vacuumed: {done['bytes_before']:,} → {done['bytes_after']:,} bytes; freed space is now "
+                      "handed back after each compaction", highlight=False)
+        return
+    freed = maintenance.reclaim(engine)
+    if freed.get("vacuum_needed"):
+        out.print(f"{freed['free_pages']} free pages are kept for reuse: this file predates incremental "
+                  "auto_vacuum; run `flashbot compact --vacuum` once to let it shrink", highlight=False)
+    elif freed:
+        out.print(f"freed {freed['freed_pages']} pages", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `deliveries` and `preview` to the CLI."""
+    """Add `deliveries`, `compact` and `preview` to the CLI."""
     app.command()(deliveries)
+    app.command()(compact)
     app.command()(preview)

@@ -146,32 +146,52 @@ def resume_cmd(ctx: typer.Context, name: str) -> None:
 @sources_app.command("import")
 def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="OPML file."),
                interval: int = typer.Option(60, "--interval", min=1, help="Seconds between polls.")) -> None:
-    """Add every feed of an OPML file (feeds already present, by URL, are skipped)."""
-    from bot.ingest.opml import OPMLError, parse_opml, unique_name
-    from bot.store.sources import add_source, list_sources
+    """Add every feed of an OPML file (feeds already present, by URL, are skipped).
+
+    The file is parsed as it is read and added in batches, so memory stays flat whatever its size."""
+    from bot.cli.csvimport import Seen
+    from bot.ingest.opml import OPMLError, iter_opml
+    from bot.store.source_batches import add_many
 
     _cfg, engine = _synced(ctx)
+    added, present, batch, seen = 0, 0, [], Seen()  # seen: the file's URLs, on disk (a URL listed twice counts once)
+
+    def flush() -> None:
+        nonlocal added, present
+        earlier = seen.first_lines([s.url for s in batch])
+        fresh = {}
+        for s in batch:
+            if s.url not in earlier and s.url not in fresh:
+                fresh[s.url] = s
+        seen.add([(url, 0) for url in fresh])
+        a, p = add_many(engine, [(s.name, s.url, s.category) for s in fresh.values()], interval, "opml")
+        added, present = added + a, present + p
+        batch.clear()
+
+    def feeds():
+        with file.open("rb") as handle:
+            yield from iter_opml(iter(lambda: handle.read(1 << 16), b""))
+
     try:
-        found = parse_opml(file.read_bytes())
+        total = sum(1 for _ in feeds())  # a first read checks the whole file: a broken one adds nothing
+        with bar(ctx) as progress:
+            progress.start("importing sources", total)
+            for src in feeds():
+                batch.append(src)
+                if len(batch) >= 1000:
+                    progress.advance(len(batch))
+                    flush()
+            progress.advance(len(batch))
+            flush()
     except OSError as exc:
         err.print(f"{file}: cannot read: {exc.strerror}", markup=False)
         raise typer.Exit(1) from None
     except OPMLError as exc:
         err.print(f"{file}: {exc}", markup=False)
         raise typer.Exit(1) from None
-    rows = list_sources(engine)
-    urls, names = {r["url"] for r in rows} | {r["config_url"] for r in rows}, {r["name"] for r in rows}
-    added = 0
-    with bar(ctx) as progress:
-        progress.start("importing sources", len(found))
-        for src in found:
-            progress.advance()
-            if src.url in urls:
-                continue
-            add_source(engine, unique_name(src.name, names), src.url, interval, origin="opml", category=src.category)
-            urls.add(src.url)
-            added += 1
-    out.print(f"imported {added} source(s) from {file}, {len(found) - added} already present", markup=False)
+    finally:
+        seen.close()
+    out.print(f"imported {added} source(s) from {file}, {present} already present", markup=False)
 
 
 @sources_app.command("export")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-import io
+import json
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +11,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.delivery import quiet
 from bot.store import bounces as bounce_store
 from bot.store import dashboard, listing, utcnow
 from bot.store import subscribers as subs
@@ -129,73 +128,41 @@ def show(ctx: typer.Context, email: str) -> None:
     out.print(f"{'deliveries':>16}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False, soft_wrap=True)
 
 
-def parse_rows(text: str, default_language: str) -> tuple[list[dict], list[tuple[int, str]]]:
-    """Valid, deduplicated records and (line, reason) rejects from CSV text with an `email` column."""
-    reader = csv.DictReader(io.StringIO(text))
-    fields = {(f or "").strip().lower(): f for f in (reader.fieldnames or [])}
-    if "email" not in fields:
-        raise ValueError("no 'email' column in the header line")
-    col = {k: fields.get(k) for k in ("email", "mode", "language", "topics", "max_per_day", "quiet_hours", "timezone")}
-    records, rejects, seen = [], [], {}
-    for row in reader:
-        line = reader.line_num
-        get = lambda k: (row.get(col[k]) or "").strip() if col[k] else ""  # noqa: E731
-        try:
-            email = subs.normalize_email(get("email"))
-        except subs.InvalidAddress as exc:
-            rejects.append((line, f"{get('email')!r}: {exc}"))
-            continue
-        mode, language = get("mode").lower() or "both", get("language").lower() or default_language
-        if mode not in subs.MODES:
-            rejects.append((line, f"unknown mode {mode!r} (instant, digest or both)"))
-        elif language not in subs.LANGUAGES:
-            rejects.append((line, f"unknown language {language!r} ({', '.join(subs.LANGUAGES)})"))
-        elif email in seen:
-            rejects.append((line, f"duplicate of line {seen[email]}"))
-        else:
-            try:
-                pace = _pace(get("max_per_day"), get("quiet_hours"), get("timezone"))
-            except quiet.LimitError as exc:
-                rejects.append((line, str(exc)))
-                continue
-            seen[email] = line
-            records.append({"email": email, "mode": mode, "language": language,
-                            "topics": subs.normalize_topics(get("topics")), **pace})
-    return records, rejects
-
-
-def _pace(cap: str, hours: str, zone: str) -> dict:
-    """The alert-pace columns of an imported row (empty cells: no own cap, no quiet hours, [bot] zone)."""
-    start, end = quiet.parse_range(hours)
-    return {"max_per_day": quiet.parse_cap(cap), "quiet_start": start, "quiet_end": end, "timezone": quiet.parse_zone(zone)}
-
-
 @sub_app.command("import")
 def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with an email column (optional language, mode, topics, max_per_day, quiet_hours, timezone).")) -> None:
-    """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched."""
+    """Import a CSV: validate, dedupe, insert in batches; known addresses are left untouched.
+
+    The file is streamed (bot/cli/csvimport.py): memory stays flat whatever its size."""
+    from bot.cli import csvimport
+
     st = state(ctx)
     try:
-        text = file.read_bytes().decode("utf-8-sig")
-        records, rejects = parse_rows(text, st.config.bot.language)
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        total = csvimport.check(file)
+    except (OSError, csvimport.BadFile) as exc:
         err.print(f"{file}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    inserted = 0
-    with bar(ctx) as progress:
-        progress.start("importing", len(records))
-        for start in range(0, len(records), BATCH):
-            batch = records[start:start + BATCH]
-            inserted += subs.insert_many(st.engine, batch)
-            progress.advance(len(batch))
-    for line, reason in rejects:
-        err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
-    out.print(f"{inserted} added, {len(records) - inserted} already known, {len(rejects)} rejected", markup=False, soft_wrap=True)
+    inserted = valid = 0
+    rejects = csvimport.Rejects()
+    try:
+        with bar(ctx) as progress:
+            progress.start("importing", total)
+            for records, read in csvimport.batches(file, st.config.bot.language, rejects, BATCH):
+                inserted += subs.insert_many(st.engine, records)
+                valid += len(records)
+                progress.advance(read)
+        for line, reason in rejects:
+            err.print(f"{file}:{line}: rejected: {reason}", markup=False, highlight=False, soft_wrap=True)
+    finally:
+        rejects.close()
+    out.print(f"{inserted} added, {valid - inserted} already known, {rejects.count} rejected", markup=False, soft_wrap=True)
 
 
 @sub_app.command("export")
 def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Output CSV (default: standard output)."),
                status: str = typer.Option(None, "--status", help="Only this status.")) -> None:
     """Export subscribers (with an address) as CSV, in the format `import` reads."""
+    from bot.store.subscriber_batches import export_rows
+
     _check_choice(status, subs.STATUSES, "--status")
     engine = state(ctx).engine
     handle = file.open("w", newline="", encoding="utf-8") if file else sys.stdout
@@ -203,14 +170,17 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(None, help="Outpu
     try:
         writer = csv.writer(handle)
         writer.writerow(EXPORT_FIELDS)
+        topics: dict[str, str] = {}  # topic lists repeat: each distinct JSON text is decoded once
         with bar(ctx) as progress:
             progress.start("exporting", listing.count_subscribers(engine, status))
-            for r in listing.iter_subscribers(engine, status):
-                quiet_hours = f"{r['quiet_start']}-{r['quiet_end']}" if r["quiet_start"] and r["quiet_end"] else ""
-                writer.writerow([r["email"], r["status"], r["mode"], r["language"], ";".join(r["topics"]), r["origin"],
-                                 r["created_at"].isoformat() if r["created_at"] else "",
-                                 r["confirmed_at"].isoformat() if r["confirmed_at"] else "",
-                                 r["max_per_day"] or "", quiet_hours, r["timezone"] or ""])
+            for email, st_, mode, lang, raw, origin, created, confirmed, cap, start, end, zone in export_rows(engine, status):
+                if (joined := topics.get(raw)) is None:
+                    joined = ";".join(json.loads(raw or "[]") or [])
+                    if len(topics) < 4096:
+                        topics[raw] = joined
+                writer.writerow([email, st_, mode, lang, joined, origin, created.isoformat() if created else "",
+                                 confirmed.isoformat() if confirmed else "", cap or "",
+                                 f"{start}-{end}" if start and end else "", zone or ""])
                 n += 1
                 if n % 1000 == 0:
                     progress.advance(1000)

@@ -136,7 +136,7 @@ class Composer:
         if self.dkim:
             body = self.dkim.sign(body)
         meta = {"message_id": mid, "smtputf8": not address.isascii()}
-        envelope_from = verp.address(verp.bounce_local(row["id"])) if verp else None
+        envelope_from = verp.address(verp.bounce_local(row["id"], row)) if verp else None
         return Outgoing(delivery_id=row["id"], recipient=address, body=body, meta=meta, envelope_from=envelope_from)
 
     def summary(self, row: dict, summary_items: list[dict]) -> Outgoing:

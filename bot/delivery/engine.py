@@ -280,7 +280,8 @@ class DeliveryEngine:
         self._stats[state] += state != DeliveryState.SENT  # "sent" is counted by _send
         if state in FINAL_STATES:
             self._progress.advance()
-        self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "channel": row["channel"], **kw})
+        self._results.append({"id": row["id"], "state": state, "item_id": row["item_id"], "digest_id": row["digest_id"],
+                              "channel": row["channel"], "revision": row["revision"], **kw})
         if (self._flushing is None or self._flushing.done()) and self._flush_due():
             self._flushing = asyncio.ensure_future(self._flush())
         elif self._late is None:

@@ -10,8 +10,8 @@ MIME_QP_LONG_LINE) whatever the token length.
 """
 from __future__ import annotations
 
-import binascii
 import functools
+import itertools
 import re
 import secrets
 import unicodedata
@@ -20,10 +20,11 @@ from datetime import datetime
 from email import policy
 from email.utils import format_datetime, parseaddr
 
+from bot.delivery import qp
+
 # Slots filled per recipient.
 TO, MESSAGE_ID, THREAD, UNSUB_HEADER, UNSUB, PREFS = "to", "msgid", "thread", "unsub_h", "unsub", "prefs"
 UNSUB_MAILTO = "unsub_m"  # local part of the List-Unsubscribe mailto address (with [bounces] only)
-_QP_MAX = 75  # content bytes before a soft break; with the "=" a line is at most 76
 # Characters never allowed into a header from feed data: controls, line/paragraph separators and
 # the bidi overrides used to disguise text.
 _BAD_HEADER_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -60,46 +61,14 @@ def list_id_value(list_id: str | None, sender: str, name: str) -> str:
     return f"{clean_header_text(name, 60)} <{ident}>"
 
 
-def _split_markers(text: str, markers: set[str]) -> list[str]:
-    """text split around every marker occurrence: [text, marker, text, marker, ..., text]."""
-    if not markers:
-        return [text]
-    # One regex pass (longest marker first, so a marker that prefixes another never wins wrongly);
-    # the capturing group keeps the markers at the odd positions of the result.
-    pattern = "(" + "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)) + ")"
-    return re.split(pattern, text)
-
-
 def qp_encode(text: str, markers: set[str]) -> bytes:
-    """Quoted-printable (CRLF lines ≤ 76) where each marker stays whole on its own soft-wrapped line.
-
-    The text between markers is encoded by binascii.b2a_qp (C, line breaks kept, soft breaks at 76);
-    each such piece starts a line: the text's start, after a line break, or right after a marker,
-    whose substituted token ends with its own soft break (qp_token).
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    pieces = _split_markers(text, markers)
-    out: list[bytes] = []
-    for i, piece in enumerate(pieces):
-        if i % 2 == 1:
-            out.append(piece.encode("ascii"))
-            continue
-        if not piece:
-            continue
-        encoded = binascii.b2a_qp(piece.encode("utf-8"), quotetabs=False, istext=True)
-        out.append(encoded)
-        if i + 1 < len(pieces) and not encoded.endswith(b"\n"):  # a marker follows mid-line
-            out.append(b"=\n")
-    out.append(b"\n")
-    # b2a_qp wrote "\n" line ends (hard and soft) and escaped every "\r", so this makes them all CRLF.
-    return b"".join(out).replace(b"\n", b"\r\n")
+    """Quoted-printable bytes (CRLF lines ≤ 76) with each marker whole on its own soft-wrapped line (bot/delivery/qp.py)."""
+    return qp.encode(text, markers)
 
 
 def qp_token(token: str) -> bytes:
-    """A token for a body slot: 75-byte pieces joined by soft breaks, then a soft break (see qp_encode)."""
-    raw = token.encode("ascii")
-    pieces = [raw[i:i + _QP_MAX] for i in range(0, len(raw), _QP_MAX)] or [b""]
-    return b"=\r\n".join(pieces) + b"=\r\n"
+    """A token for a body slot: 75-byte pieces joined by soft breaks, then a soft break."""
+    return qp.token(token)
 
 
 @dataclass
@@ -109,6 +78,18 @@ class MailTemplate:
     parts: list[bytes]
     slots: list[str]
 
+    @classmethod
+    def of(cls, segments: list[bytes | str]) -> "MailTemplate":
+        """From bytes and slot names (str) in message order."""
+        parts, slots, start = [], [], 0
+        for i, seg in enumerate(segments):
+            if type(seg) is str:
+                parts.append(b"".join(segments[start:i]))
+                slots.append(seg)
+                start = i + 1
+        parts.append(b"".join(segments[start:]))
+        return cls(parts, slots)
+
     def personalize(self, values: dict[str, bytes]) -> bytes:
         """The message for one recipient; `values` maps every slot name to its bytes."""
         parts, out = self.parts, []
@@ -117,6 +98,11 @@ class MailTemplate:
             out.append(values[slot])
         out.append(parts[-1])
         return b"".join(out)
+
+
+# Builds of this process: random once (no system call per digest, of which there may be one per subscriber).
+_PROCESS_TAG = secrets.token_hex(4)
+_BUILDS = itertools.count(1)
 
 
 @dataclass
@@ -133,8 +119,8 @@ class Placeholders:
 
     @classmethod
     def new(cls) -> "Placeholders":
-        """Fresh markers (random, so feed text can never contain one)."""
-        tag = secrets.token_hex(8)
+        """Fresh markers: a random per-process half (feed text can never contain one) and a counter."""
+        tag = f"{_PROCESS_TAG}{next(_BUILDS) & 0xFFFFFFFF:08x}"
         return cls(*(f"FbPh{name}{tag}" for name in ("To", "Mid", "Thr", "Unh", "Uns", "Pre", "Unm")))
 
     def links(self, public_url: str) -> dict[str, str]:
@@ -160,64 +146,53 @@ def _header(name: str, value: str) -> bytes:
     return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
 
 
-def _alternative(text: str, html: str, markers: set[str]) -> tuple[bytes, bytes]:
-    """The Content-Type line and body of a multipart/alternative: text then HTML, quoted-printable."""
-    boundary = f"=_fb_{secrets.token_hex(12)}"
+def _alternative(text: str, html: str, slots: dict[str, str], boundary: str) -> list[bytes | str]:
+    """The MIME-Version/Content-Type lines and body of a multipart/alternative: text then HTML, quoted-printable."""
     part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    body = b"".join([
-        f"--{boundary}\r\n{part_head.format('plain')}".encode(), qp_encode(text, markers),
-        f"--{boundary}\r\n{part_head.format('html')}".encode(), qp_encode(html, markers),
+    return [
+        b"MIME-Version: 1.0\r\n", f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+        f"--{boundary}\r\n{part_head.format('plain')}".encode(), *qp.segments(text, slots),
+        f"--{boundary}\r\n{part_head.format('html')}".encode(), *qp.segments(html, slots),
         f"--{boundary}--\r\n".encode(),
-    ])
-    return b"MIME-Version: 1.0\r\n" + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(), body
+    ]
 
 
-def _common_head(sender: str, to: bytes, subject: str, date: datetime, message_id: bytes) -> bytes:
-    return b"".join([
-        _header("From", sender), b"To: " + to + b"\r\n", _header("Subject", clean_header_text(subject) or "(no subject)"),
-        f"Date: {format_datetime(date)}\r\n".encode(), b"Message-ID: " + message_id + b"\r\n",
-    ])
+def _boundary() -> str:
+    return f"=_fb_{_PROCESS_TAG}{next(_BUILDS):016x}"
 
 
 def build_template(env: Envelope, text: str, html: str, ph: Placeholders) -> MailTemplate:
-    """Serialize multipart/alternative once, with placeholders, and split it at them."""
-    mime_head, body = _alternative(text, html, {ph.unsub, ph.prefs})
-    head = b"".join([
-        _common_head(env.sender, ph.to.encode(), env.subject, env.date, ph.msgid.encode()),
-        ph.thread.encode(),  # In-Reply-To/References lines for corrections, or nothing
+    """Serialize multipart/alternative once, with a slot wherever a recipient's value goes."""
+    head: list[bytes | str] = [
+        _header("From", env.sender),
+        b"To: ", TO, b"\r\n",
+        _header("Subject", clean_header_text(env.subject) or "(no subject)"),
+        f"Date: {format_datetime(env.date)}\r\n".encode(),
+        b"Message-ID: ", MESSAGE_ID, b"\r\n",
+        THREAD,  # In-Reply-To/References lines for corrections, or nothing
         _header("List-Id", env.list_id),
-        f"List-Unsubscribe: <{env.public_url}/unsubscribe/{ph.unsub_h}>".encode(),
-        f",\r\n <mailto:{ph.unsub_m}@{env.bounce_domain}>".encode() if env.bounce_domain else b"",
+        f"List-Unsubscribe: <{env.public_url}/unsubscribe/".encode(), UNSUB_HEADER, b">",
+        *((b",\r\n <mailto:", UNSUB_MAILTO, f"@{env.bounce_domain}>".encode()) if env.bounce_domain else ()),
         b"\r\n",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         # Precedence/Auto-Submitted stop vacation auto-replies; neither is penalized by SpamAssassin.
         b"Precedence: bulk\r\nAuto-Submitted: auto-generated\r\n",
         f"Content-Language: {clean_header_text(env.language, 16) or 'fr'}\r\n".encode(),
-        mime_head,
-    ])
-    return split_template(head + body, ph)
+    ]
+    return MailTemplate.of(head + _alternative(text, html, {ph.unsub: UNSUB, ph.prefs: PREFS}, _boundary()))
 
 
 def build_single(sender: str, to: str, subject: str, language: str, date: datetime, message_id: str,
                  text: str, html: str) -> bytes:
     """A one-recipient transactional mail (a sign-up confirmation): the same builder as alerts, no list headers."""
-    mime_head, body = _alternative(text, html, set())
-    head = b"".join([
-        _common_head(sender, check_address(to).encode("utf-8"), subject, date, message_id.encode("ascii")),
+    head: list[bytes | str] = [
+        _header("From", sender), b"To: " + check_address(to).encode("utf-8") + b"\r\n",
+        _header("Subject", clean_header_text(subject) or "(no subject)"),
+        f"Date: {format_datetime(date)}\r\n".encode(), b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
         b"Auto-Submitted: auto-generated\r\n",  # vacation responders stay quiet
         f"Content-Language: {clean_header_text(language, 16) or 'fr'}\r\n".encode(),
-        mime_head,
-    ])
-    return head + body
-
-
-def split_template(data: bytes, ph: Placeholders) -> MailTemplate:
-    """Cut serialized bytes at every placeholder occurrence."""
-    names = {ph.to: TO, ph.msgid: MESSAGE_ID, ph.thread: THREAD, ph.unsub_h: UNSUB_HEADER, ph.unsub: UNSUB, ph.prefs: PREFS}
-    if ph.unsub_m:
-        names[ph.unsub_m] = UNSUB_MAILTO
-    pieces = _split_markers(data.decode("ascii"), set(names))  # the serialized message is pure ASCII
-    return MailTemplate(parts=[p.encode("ascii") for p in pieces[0::2]], slots=[names[p] for p in pieces[1::2]])
+    ]
+    return MailTemplate.of(head + _alternative(text, html, {}, _boundary())).personalize({})
 
 
 def thread_headers(original_message_id: str | None) -> bytes:

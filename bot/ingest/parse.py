@@ -26,17 +26,26 @@ class UnsafeXML(ValueError):
     """The document declares entities we refuse to expand (XXE, entity expansion bombs)."""
 
 
-def _prolog(data: bytes) -> bytes:
-    """The bytes before the first element, decoded to ASCII-compatible form when UTF-16/32."""
-    head = data  # the whole prolog: entity declarations may hide after megabytes of padding
+def _ascii(data: bytes) -> bytes:
+    """The document in an ASCII-compatible form (UTF-16/32 decoded) for looking at its markup."""
     for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                        (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"),
                        (b"<\x00?\x00", "utf-16-le"), (b"\x00<\x00?", "utf-16-be")):
-        if head.startswith(bom):
-            head = head.decode(codec, "replace").encode("utf-8", "replace")
-            break
+        if data.startswith(bom):
+            return data.decode(codec, "replace").encode("utf-8", "replace")
+    return data
+
+
+def _prolog(data: bytes) -> bytes:
+    """The bytes before the first element, decoded to ASCII-compatible form when UTF-16/32."""
+    head = _ascii(data)  # the whole prolog: entity declarations may hide after megabytes of padding
     m = _FIRST_ELEMENT.search(head)
     return head[: m.start()] if m else head
+
+
+def prolog_complete(data: bytes) -> bool:
+    """Whether these first bytes of a document reach its first element (so its prolog can be screened)."""
+    return _FIRST_ELEMENT.search(_ascii(data)) is not None
 
 
 def screen_entities(data: bytes) -> None:

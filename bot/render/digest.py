@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
+from operator import attrgetter
 from typing import Any, Callable, NamedTuple
 
 from markupsafe import Markup
@@ -38,6 +39,7 @@ SHELL_CACHE = 256  # (language, day, item count, links) page shells kept
 # put into an already rendered shell by plain replacement (compose uses new placeholders per build).
 _PLAIN_LINK = re.compile(r"[A-Za-z0-9_:/.%@?=#+~,;!*()$-]*")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+_SORT_KEY = attrgetter("sort_key")
 
 
 def collapse_blank_lines(text: str) -> str:
@@ -48,14 +50,30 @@ def collapse_blank_lines(text: str) -> str:
     return text
 
 
+class Joined(str):
+    """A string that remembers the parts it was joined from (each a shared, cached fragment), so the
+    MIME build can encode each part once for every digest holding it (bot/delivery/mime.py)."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, parts: list[str]) -> "Joined":
+        """"".join(parts), keeping the parts."""
+        out = cls("".join(parts))
+        out.parts = tuple(parts)
+        return out
+
+
 class Fragment:
     """One rendered part of a digest body (a section heading or an entry), in both formats."""
 
-    __slots__ = ("html", "text", "inlined")
+    __slots__ = ("html", "text", "inlined", "collapsed", "lead", "trail")
 
     def __init__(self, html: str, text: str) -> None:
         self.html, self.text = html, text
         self.inlined: str | None = None  # the CSS-inlined HTML, computed on first fast use
+        self.collapsed = collapse_blank_lines(text)  # the text part's own blank lines, collapsed once
+        self.lead, self.trail = _newlines(self.collapsed, False), _newlines(self.collapsed, True)
 
 
 class Entry(NamedTuple):
@@ -124,6 +142,7 @@ class Digests:
         self.token = f"FLASHBOTBODY{token}"  # alphanumeric: HTML parsing and inlining keep it as is
         self._marks = (f"FLASHBOTFROM{token}", f"FLASHBOTTO{token}")
         self.entries = _LRU(ENTRY_CACHE)
+        self._by_object: dict[tuple[int, str], tuple[Any, tuple, Entry]] = {}  # (id, lang) → (item, marks, entry)
         self.headings = _LRU(ENTRY_CACHE)
         self.shells = _LRU(SHELL_CACHE)
         self._lock = threading.Lock()  # the caches are OrderedDicts: one digest at a time
@@ -135,6 +154,20 @@ class Digests:
 
     def entry(self, item: Any, lang: str) -> Entry:
         """The item's entry in this language (cached per item content and language)."""
+        # The same item mapping comes back in every digest of a batch: its key is kept by identity,
+        # checked against the fields any change of content updates (revision and content hash).
+        mark = (id(item), lang)
+        known = self._by_object.get(mark)
+        get = item.get if isinstance(item, (dict, Mapping)) else lambda name: getattr(item, name, None)
+        if known is not None and known[0] is item and known[1] == (get("revision"), get("content_hash")):
+            return known[2]
+        entry = self._entry(item, lang)
+        if len(self._by_object) >= ENTRY_CACHE:
+            self._by_object.clear()
+        self._by_object[mark] = (item, (get("revision"), get("content_hash")), entry)
+        return entry
+
+    def _entry(self, item: Any, lang: str) -> Entry:
         key = item_key(item, lang)
         hit = self.entries.hit(key) if key else None
         if hit:
@@ -163,7 +196,7 @@ class Digests:
                 flash.append(e)
             else:
                 groups.setdefault(e.group, []).append(e)
-        newest_first = lambda entries: sorted(entries, key=lambda e: e.sort_key, reverse=True)  # noqa: E731
+        newest_first = lambda entries: sorted(entries, key=_SORT_KEY, reverse=True)  # noqa: E731
         return ([(i18n.translator(lang).gettext("digest_flash"), newest_first(flash))] if flash else []) + \
             [(name, newest_first(entries)) for name, entries in groups.items()]
 
@@ -211,7 +244,6 @@ class Digests:
     def _render(self, items: list[Any], lang: str, links: Mapping[str, str], day: date) -> tuple[str, str, str]:
         sections = self.sections(items, lang)
         parts = [f for name, entries in sections for f in (self.heading(name, lang), *(e.fragment for e in entries))]
-        text_body = "".join(f.text for f in parts)
         if self.fast and parts:
             shell = self.shell(lang, links, day, len(items))
             inlined = [self._inlined(f, shell) for f in parts] if shell.inlined else [None]
@@ -219,8 +251,39 @@ class Digests:
                 head, tail, text = shell.inlined[0], shell.inlined[1], shell.text
                 for name, token in shell.tokens.items():
                     head, tail, text = (s.replace(token, links[name]) for s in (head, tail, text))
-                text = text.replace(self.token, text_body)
-                html = head + "".join(inlined) + tail
-                return shell.subject, html, collapse_blank_lines(text).strip() + "\n"
+                html = Joined.of([head, *inlined, tail])
+                pre, _, post = text.partition(self.token)
+                return shell.subject, html, _text(pre, parts, post)
+        text_body = "".join(f.text for f in parts)
         html, text, subject = self._page(lang, links, day, len(items), ("".join(f.html for f in parts), text_body), sections)
         return subject, self.r.inline(html), collapse_blank_lines(text).strip() + "\n"
+
+
+def _newlines(text: str, end: bool) -> int:
+    return len(text) - len(text.rstrip("\n") if end else text.lstrip("\n"))
+
+
+def _text(pre: str, bodies: list[Fragment], post: str) -> str:
+    """collapse_blank_lines(pre + "".join(texts) + post).strip() + "\n", kept as its parts (Joined) so the
+    MIME build encodes each item's text once: each part's own runs are collapsed already, and a run
+    of blank lines across two parts is cut to two newlines at the start of the second."""
+    first = collapse_blank_lines(pre).lstrip()
+    parts, trail = [first], _newlines(first, True)
+    for f in bodies:
+        part, extra = f.collapsed, trail + f.lead - 2
+        if extra > 0:
+            part = part[extra:]
+        if not part.strip("\n"):  # a part of blank lines only: its run reaches further; do it whole
+            return _whole(pre, bodies, post)
+        parts.append(part)
+        trail = f.trail
+    last = collapse_blank_lines(post).rstrip() + "\n"
+    extra = trail + _newlines(last, False) - 2
+    last = last[extra:] if extra > 0 else last
+    if not first or not last.strip("\n"):
+        return _whole(pre, bodies, post)
+    return Joined.of([*parts, last])
+
+
+def _whole(pre: str, bodies: list[Fragment], post: str) -> str:
+    return collapse_blank_lines(pre + "".join(f.collapsed for f in bodies) + post).strip() + "\n"

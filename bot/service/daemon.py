@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
 from bot import digest, logs, pipeline
 from bot.bounces.worker import BounceWorker
 from bot.ingest import poll as ingest
 from bot.ingest import websub
 from bot.service.cluster import ROLES, Election, Membership
-from bot.service.runtime import Runtime, StartupError, install_signals, open_runtime, remove_signals
+from bot.service.runtime import Runtime, StartupError, housekeeping, install_signals, open_runtime, remove_signals
 from bot.service.scheduler import Jobs, Scheduler
 from bot.service.webserver import WebServer, build_web, listen
-from bot.store import instances, maintenance, ratelimit, signups
+from bot.store import maintenance
 from bot.store.db import is_postgres
 from bot.store.lock import InstanceLock, lock_path
 from bot.store.postgres import listen as listen_outbox
@@ -24,20 +23,6 @@ from bot.store.postgres import listen as listen_outbox
 __all__ = ["Service", "StartupError", "housekeeping", "open_runtime", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-async def housekeeping(cfg, engine) -> dict:
-    """Prune old items, finished deliveries, rate-limit events and dead instances; queue alerts left unqueued."""
-    counts = await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days)
-    counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
-    counts["instances"] = await asyncio.to_thread(instances.prune, engine)
-    # Sign-up requests outlive every confirmation link made from them, then go.
-    keep = timedelta(hours=max(cfg.web.confirm_hours, 7 * 24))
-    counts["signup_requests"] = await asyncio.to_thread(signups.prune, engine, keep)
-    # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
-    counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
-    logs.event(log, "housekeeping", **counts)
-    return counts
 
 
 def summary(cfg, engine, rt: Runtime, roles: list[str], web_url: str | None) -> list[str]:
@@ -108,7 +93,8 @@ class Service:
             self.rt.pipe.wake()  # this process's worker; NOTIFY wakes the others
 
     async def _housekeeping(self) -> None:
-        await housekeeping(self.cfg, self.engine)
+        # Stopping ends a long compaction after its current batch (its thread would hold the exit).
+        await housekeeping(self.cfg, self.engine, self.stop.is_set)
 
     async def _websub(self) -> None:
         await websub.renew_due(self.rt.pipe.client, self.engine, self.cfg)

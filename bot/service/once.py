@@ -4,15 +4,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 
 from bot import digest, logs, pipeline
 from bot.bounces import worker as bounce_worker
 from bot.models import NO_PROGRESS, Progress
 from bot.service import loop
-from bot.service.runtime import install_signals, open_runtime, remove_signals, until_stopped
+from bot.service.runtime import housekeeping, install_signals, open_runtime, remove_signals, until_stopped
+from bot.store import maintenance
 from bot.store.lock import lock_path
 
 log = logging.getLogger(__name__)
+HOUSEKEEPING_EVERY = timedelta(hours=1)
 
 
 def run_once(cfg, engine, horizon: float = 30.0, lock_wait: float = 30.0, progress: Progress = NO_PROGRESS) -> dict:
@@ -44,6 +47,9 @@ async def run_once_async(cfg, engine, horizon: float = 30.0, lock_wait: float = 
         if not stop.is_set():
             dig = await asyncio.to_thread(digest.send_due, engine, cfg)
             sent = await rt.delivery.run_due(horizon, stop=stop, progress=progress)
+        # From cron nothing else compacts or prunes: once an hour, the run that finds it due does.
+        if not stop.is_set() and await asyncio.to_thread(maintenance.housekeeping_due, engine, HOUSEKEEPING_EVERY):
+            await housekeeping(cfg, engine, stop.is_set)
     finally:
         remove_signals(handled)
         await rt.close()

@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot import logs, pipeline
 from bot.delivery import engine as deliver
@@ -19,6 +21,7 @@ from bot.ingest import poll as ingest
 from bot.render.renderer import Renderer
 from bot.ingest.fetch import make_client
 from bot.delivery.throttle import ClusterRateLimiter
+from bot.store import compaction, instances, maintenance, ratelimit, signups
 from bot.store.db import is_postgres
 from bot.store.instances import new_id
 from bot.store.lock import InstanceLock, lock_path
@@ -116,6 +119,35 @@ def _share_rates(engine, channels: dict) -> None:
     for name, ch in channels.items():
         if getattr(ch, "rate_limit", 0) and hasattr(ch, "use_limiter"):
             ch.use_limiter(ClusterRateLimiter(engine, name, ch.rate_limit))
+
+
+async def housekeeping(cfg, engine, stop: Callable[[], bool] | None = None) -> dict:
+    """Compact the delivery log, prune old items, deliveries, rate-limit events and dead instances, give
+    freed pages back to the file system; queue alerts left unqueued. Every write is a short batch, and `stop`
+    (checked between batches: the service is stopping) ends it early; the next run goes on."""
+    pacer = compaction.Pacer(stop=stop)
+    report = await asyncio.to_thread(compaction.compact, engine, cfg.delivery.detail_days, None, pacer)
+    counts = {} if pacer.interrupted else await asyncio.to_thread(maintenance.prune, engine, cfg.bot.retention_days, None, pacer)
+    counts.update(compacted=report.rows, compacted_groups=report.groups, slowest_batch_s=report.slowest_batch_s)
+    if pacer.interrupted:
+        logs.event(log, "housekeeping_interrupted", **counts)
+        return counts
+    counts["rate_events"] = await asyncio.to_thread(ratelimit.prune, engine)
+    counts["instances"] = await asyncio.to_thread(instances.prune, engine)
+    # Sign-up requests outlive every confirmation link made from them, then go.
+    keep = timedelta(hours=max(cfg.web.confirm_hours, 7 * 24))
+    counts["signup_requests"] = await asyncio.to_thread(signups.prune, engine, keep)
+    # An alert whose fan-out failed after it was stored (database locked too long…) is not left behind.
+    counts["requeued"] = await asyncio.to_thread(pipeline.requeue_owed, cfg, engine)
+    counts.update(await asyncio.to_thread(maintenance.reclaim, engine, 2048, 30.0,
+                                          compaction.Pacer(batch=2048, smallest=64, largest=65536, stop=stop)))
+    logs.event(log, "housekeeping", **counts)
+    if counts.get("vacuum_needed"):
+        logs.event(log, "vacuum_needed", logging.WARNING, free_pages=counts["free_pages"],
+                   hint="this database file predates incremental auto_vacuum: its free pages are reused but "
+                        "never returned; run `flashbot compact --vacuum` once (rewrites the file)")
+    await asyncio.to_thread(maintenance.mark_housekeeping, engine)
+    return counts
 
 
 def install_signals(stop: asyncio.Event) -> list:

@@ -9,12 +9,14 @@ indexed column that orders due rows, so finding expired leases costs one index r
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, true, update
 
 from bot.models import DUE_STATES, ClaimedRow, DeliveryState
+from bot.store import summary
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, subscribers
 
@@ -31,6 +33,7 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
     now = now or utcnow()
     channels = sorted(channels)
     claimed: list[ClaimedRow] = []
+    moves: Counter = Counter()
     if not channels:
         return claimed
     with engine.begin() as conn:
@@ -46,11 +49,13 @@ def claim(engine: Engine, limit: int, now: datetime | None = None, channels: Ite
                     .values(state=DeliveryState.SENDING, claimed_by=owner, next_attempt_at=now + timedelta(seconds=lease))
                     .returning(*_RETURNED))
             if conn.dialect.name == "postgresql":
-                claimed.extend(_with_subscribers(conn, stmt))  # one round trip: claim and subscriber data
+                got = _with_subscribers(conn, stmt)  # one round trip: claim and subscriber data
             else:
-                rows = [dict(r) for r in conn.execute(stmt).mappings()]
-                _attach_subscribers(conn, rows)
-                claimed.extend(rows)
+                got = [dict(r) for r in conn.execute(stmt).mappings()]
+                _attach_subscribers(conn, got)
+            moves.update((summary.key_of(r), summary.part_of(state), summary.part_of(DeliveryState.SENDING)) for r in got)
+            claimed.extend(got)
+        summary.moved(conn, moves)  # the delivery summary's counts, in the same transaction
     claimed.sort(key=lambda r: r["id"])
     return claimed
 
@@ -95,12 +100,10 @@ def recover(engine: Engine, now: datetime | None = None, expired_only: bool = Fa
     At the start of the single SQLite instance every 'sending' row is a leftover; in a cluster only
     rows whose lease expired are (their worker stopped renewing it)."""
     now = now or utcnow()
-    q = update(deliveries).where(D.state == DeliveryState.SENDING)
-    if expired_only:
-        q = q.where(D.next_attempt_at < now)
+    where = D.next_attempt_at < now if expired_only else true()
     with engine.begin() as conn:
-        n = conn.execute(q.values(state=DeliveryState.RETRY, attempts=D.attempts + 1, next_attempt_at=now,
-                                  last_error="interrupted while sending (process stopped); sent again")).rowcount or 0
+        n = summary.move(conn, where, [DeliveryState.SENDING], state=DeliveryState.RETRY, attempts=D.attempts + 1,
+                         next_attempt_at=now, last_error="interrupted while sending (process stopped); sent again")
         if n:
             notify(conn)
         return n

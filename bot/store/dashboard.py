@@ -12,21 +12,14 @@ from statistics import median
 from sqlalchemy import Engine, func, select, true, update
 
 from bot.models import UNFINISHED_STATES, AlertState
+from bot.store import delivery_log
 from bot.store.db import utcnow
 from bot.store.schema import deliveries, items, meta, sources
 
 
-
 def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, dict[str, int]]:
-    """{channel: {state: n}} for deliveries created since `since` (all when None)."""
-    q = select(deliveries.c.channel, deliveries.c.state, func.count()).group_by(deliveries.c.channel, deliveries.c.state)
-    if since is not None:
-        q = q.where(deliveries.c.created_at >= since)
-    out: dict[str, dict[str, int]] = {}
-    with engine.connect() as conn:
-        for ch, st, n in conn.execute(q):
-            out.setdefault(ch, {})[st] = n
-    return out
+    """{channel: {state: n}} of the alerts and digests queued since `since` (all when None), from the summary."""
+    return delivery_log.by_channel(engine, since)
 
 
 def broadcast_counts(engine: Engine, since: datetime | None = None) -> dict[tuple[str, str], dict[str, int]]:
@@ -44,7 +37,7 @@ def broadcast_counts(engine: Engine, since: datetime | None = None) -> dict[tupl
 
 
 def recent_items(engine: Engine, limit: int = 50) -> list[dict]:
-    """The newest items with their source name and per-state delivery counts."""
+    """The newest items with their source name and per-state delivery counts (from the summary)."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(items.c.id, items.c.title, items.c.headline, items.c.label, items.c.link, items.c.is_flash,
@@ -53,13 +46,7 @@ def recent_items(engine: Engine, limit: int = 50) -> list[dict]:
             .select_from(items.join(sources, sources.c.id == items.c.source_id))
             .order_by(items.c.detected_at.desc(), items.c.id.desc()).limit(limit)).mappings().all()
         result = [dict(r) for r in rows]
-        ids = [r["id"] for r in result]
-        per_item: dict[int, dict[str, int]] = {}
-        if ids:
-            for item_id, st, n in conn.execute(
-                    select(deliveries.c.item_id, deliveries.c.state, func.count())
-                    .where(deliveries.c.item_id.in_(ids)).group_by(deliveries.c.item_id, deliveries.c.state)):
-                per_item.setdefault(item_id, {})[st] = n
+    per_item = delivery_log.by_item(engine, [r["id"] for r in result])
     for r in result:
         r["counts"] = per_item.get(r["id"], {})
         r["running"] = any(r["counts"].get(s) for s in UNFINISHED_STATES)

@@ -54,6 +54,10 @@ def libpq_url(engine: Engine) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    # Freed pages can be handed back to the file system (compaction does, bot/store/compaction.py).
+    # Only a new file takes it here (before WAL writes its first page); an older file needs one
+    # VACUUM (`flashbot compact --vacuum`), until which SQLite reuses the free pages instead.
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash intact
@@ -101,6 +105,14 @@ def serialize(conn: Connection, name: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
     else:
         conn.execute(text("UPDATE meta SET value = value WHERE 1 = 0"))
+
+
+def insert_count(conn: Connection, stmt, rows: list[dict], key) -> int:
+    """Run an INSERT (… ON CONFLICT DO NOTHING) for many rows; how many it inserted. psycopg's
+    executemany gives no total, so on PostgreSQL the inserted rows' `key` column is returned and counted."""
+    if conn.dialect.name == "postgresql":
+        return len(conn.execute(stmt.returning(key), rows).all())
+    return conn.execute(stmt, rows).rowcount or 0
 
 
 def retry_locked(fn: Callable[[], object], attempts: int = 10, delay: float = 0.2):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, case, func, insert, literal, select
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.engine import RowMapping
 
 from bot.config import Config
 from bot.models import Event, Item
+from bot.store import delivery_log
 from bot.store.db import retry_locked, serialize, utcnow
 from bot.store.items import DESK_ORIGIN, ITEMS_LOCK, find_duplicate, store_in
-from bot.store.schema import deliveries, desk_log, items, sources
+from bot.store.schema import desk_log, items, sources
 
 DESK_NAME = "desk"
 DESK_REASON = "hand-written alerts (the desk's own source, never polled)"
@@ -102,12 +103,14 @@ def get(engine: Engine, item_id: int) -> dict | None:
 
 
 def delivery_counts(conn: Connection, item_id: int) -> list[dict]:
-    """Rows of one item per channel, kind, state and — for broadcast channels (Telegram) — chat."""
-    chat = case((deliveries.c.subscriber_id.is_(None), deliveries.c.recipient), else_=literal(""))
-    q = (select(deliveries.c.channel, chat.label("chat"), deliveries.c.kind, deliveries.c.state, func.count().label("n"))
-         .where(deliveries.c.item_id == item_id).group_by(deliveries.c.channel, chat, deliveries.c.kind, deliveries.c.state)
-         .order_by(deliveries.c.channel, chat, deliveries.c.kind, deliveries.c.state))
-    return [dict(r) for r in conn.execute(q).mappings()]
+    """Rows of one item per channel, kind, state and — for broadcast channels (Telegram) — chat (from the
+    delivery summary: the same after compaction)."""
+    out: dict[tuple, dict] = {}
+    for r in delivery_log.item_counts(conn, item_id):
+        kind = "update" if r["revision"] else "alert"
+        key = (r["channel"], r["chat"], kind, r["state"])
+        out.setdefault(key, {"channel": r["channel"], "chat": r["chat"], "kind": kind, "state": r["state"], "n": 0})["n"] += r["n"]
+    return [out[k] for k in sorted(out)]
 
 
 def recent(engine: Engine, limit: int = 50) -> list[dict]:

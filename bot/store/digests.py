@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.store import summary
 from bot.store.claims import notify
 from bot.store.schema import deliveries, digest_items, digests, items, meta, sources, subscribers
 
@@ -67,7 +68,7 @@ def already_digested(conn: Connection, subscriber_ids: list[int], item_ids: list
         return set()
     q = select(digest_items.c.subscriber_id, digest_items.c.item_id).where(
         digest_items.c.subscriber_id.in_(subscriber_ids), digest_items.c.item_id.in_(item_ids))
-    return {(r[0], r[1]) for r in conn.execute(q)}
+    return set(map(tuple, conn.execute(q).all()))  # all() fetches in one call: far cheaper per row than iterating
 
 
 def digest_exists(engine: Engine, run_key: str) -> bool:
@@ -94,6 +95,7 @@ def queue_subscriber_digests(conn: Connection, digest_id: int, todo: list[tuple[
             for sid, _ in todo]
     stmt = insert(deliveries).returning(deliveries.c.id, deliveries.c.subscriber_id, sort_by_parameter_order=True)
     delivery_of = {r.subscriber_id: r.id for r in conn.execute(stmt, rows)}
+    summary.queued(conn, (None, digest_id, "email", 0), len(delivery_of), now)
     conn.execute(insert(digest_items), [
         {"subscriber_id": sid, "item_id": i, "delivery_id": delivery_of[sid]} for sid, ids in todo for i in ids])
     notify(conn)  # PostgreSQL: listening workers wake at commit

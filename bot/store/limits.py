@@ -13,11 +13,13 @@ from sqlalchemy import Engine, String, cast, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import DeliveryState
+from bot.store import summary
 from bot.store.schema import deliveries, digest_items, subscribers
 
 D, S = deliveries.c, subscribers.c
 LIMIT_COLUMNS = ("max_per_day", "quiet_start", "quiet_end", "timezone")
 INSTANT_MODES = ("instant", "both")
+SUMMARY_MAILS = (None, None, "email", 0)  # the summary group every summary mail is counted in
 _LONGEST_DAY = timedelta(hours=50)  # covers "since local midnight" in every zone (UTC-12 … UTC+14, DST)
 
 
@@ -76,7 +78,8 @@ def fold(conn, item_id: int, folds: list[tuple[int, str, datetime | None]], now:
     rows = [{"item_id": item_id, "channel": "email", "recipient": str(sid), "subscriber_id": sid, "revision": 0,
              "kind": "alert", "state": DeliveryState.FOLDED, "attempts": 0, "last_error": reason,
              "created_at": now, "next_attempt_at": None} for sid, reason, _ in folds]
-    conn.execute(_insert(conn, deliveries).on_conflict_do_nothing(), rows)
+    n = conn.execute(_insert(conn, deliveries).on_conflict_do_nothing(), rows).rowcount or 0
+    summary.queued(conn, (item_id, None, "email", 0), n, now, DeliveryState.FOLDED)
     created = 0
     for sid, _, due in folds:
         if due is None:
@@ -87,6 +90,7 @@ def fold(conn, item_id: int, folds: list[tuple[int, str, datetime | None]], now:
                 item_id=None, digest_id=None, channel="email", recipient=str(sid), subscriber_id=sid, revision=0,
                 kind="summary", state=DeliveryState.PENDING, attempts=0, created_at=now, next_attempt_at=due,
             )).inserted_primary_key[0]
+            summary.queued(conn, SUMMARY_MAILS, 1, now)
             created += 1
         conn.execute(_insert(conn, digest_items).on_conflict_do_nothing(),
                      [{"subscriber_id": sid, "item_id": item_id, "delivery_id": summary_id}])

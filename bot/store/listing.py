@@ -7,7 +7,6 @@ just to print a number.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, and_, func, or_, select, true
@@ -126,20 +125,6 @@ def _scanned_first_page(conn, conds: list, limit: int) -> Page:
     shown = ids[:limit]
     rows = [dict(r) for r in conn.execute(select(subscribers).where(S.id.in_(shown)).order_by(S.id.desc())).mappings()]
     return Page(rows, COUNT_CAP if capped else len(ids), capped, shown[-1] if len(ids) > limit else None, None)
-
-
-def iter_subscribers(engine: Engine, status: str | None = None, chunk: int = 5000) -> Iterable[dict]:
-    """Every subscriber with an address, in id order, fetched in keyset chunks (bounded memory)."""
-    last = 0
-    conds, _ = subscriber_conditions(status)
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(select(subscribers).where(S.id > last, S.email.is_not(None), *conds)
-                                .order_by(S.id).limit(chunk)).mappings().all()
-        if not rows:
-            return
-        yield from (dict(r) for r in rows)
-        last = rows[-1]["id"]
 
 
 def count_subscribers(engine: Engine, status: str | None = None) -> int:

@@ -15,13 +15,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 
+from bot.store import schema_summary  # noqa: F401 - the summary's tables join the metadata
 from bot.store.db import make_engine
 from bot.store.schema import meta, metadata
 
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # meta.schema_version written by a release before Alembic (its numbered MIGRATIONS steps in
 # bot/store/db.py) → the revision that is that schema: step n became revision 000n.
-LEGACY = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005", 6: "0006"}
+LEGACY = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005", 6: "0006", 7: "0007"}
 MIGRATE_LOCK = 0x466C6173680001  # pg_advisory_lock key held while upgrading ("Flash" + 1)
 log = logging.getLogger(__name__)
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-command INFO lines say nothing to operators

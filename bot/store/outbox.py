@@ -5,17 +5,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, String, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy import Engine, String, and_, bindparam, case, cast, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import DUE_STATES, FINAL_STATES, AlertState, ClaimedRow, DeliveryState, Outcome, SendOutcome, SubscriberEvent
-from bot.store import stats
+from bot.store import stats, summary, summary_rebuild
 # Claiming, leases and recovery live in bot/store/claims.py; re-exported for existing callers.
 from bot.store.claims import claim, next_due, notify, recover  # noqa: F401
-from bot.store.db import utcnow
+from bot.store.db import insert_count, utcnow
 from bot.store.items import set_alert_state
 from bot.store.limits import limited
 from bot.store.schema import UTCDateTime, deliveries, digest_items, items, sources, subscribers
+from bot.store.schema_summary import delivery_groups
 
 D, S = deliveries.c, subscribers.c
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)  # what an operator may send again
@@ -47,32 +48,51 @@ def instant_audience_sql(conn, item_id: int, revision: int, kind: str, now: date
         literal(item_id), literal("email"), cast(S.id, String), S.id, literal(revision), literal(kind),
         literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()),
     ).where(S.status == "active", S.mode.in_(INSTANT_MODES), _no_topics(), ~limited()).order_by(S.id)
-    return _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
+    n = _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
+    summary.queued(conn, (item_id, None, "email", revision), n, now)
+    return n
 
 
 def insert_rows(conn, rows: list[dict]) -> int:
-    """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent)."""
-    if not rows:
-        return 0
-    stmt = _insert(conn).on_conflict_do_nothing()
-    if conn.dialect.name == "postgresql":  # psycopg reports no rowcount for INSERTs run by SQLAlchemy
-        return len(conn.execute(stmt.returning(D.id), rows).all())
-    return conn.execute(stmt, rows).rowcount or 0
+    """Insert delivery rows, skipping ones that already exist (the unique key makes queueing idempotent).
+
+    One statement per group and state, so the summary counts exactly the rows each one inserted."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        full = {"item_id": None, "digest_id": None, "revision": 0, "state": DeliveryState.PENDING, **r}
+        groups[(summary.key_of(full), str(full["state"]))].append(full)
+    total = 0
+    for (key, state), batch in groups.items():
+        n = insert_count(conn, _insert(conn).on_conflict_do_nothing(), batch, D.id)
+        summary.queued(conn, key, n, max(r.get("created_at") or utcnow() for r in batch), state)
+        total += n
+    return total
 
 
 def update_audience_sql(conn, item_id: int, revision: int, now: datetime) -> int:
-    """Correction rows for everyone (every channel) whose original alert is not cancelled/failed."""
+    """Correction rows for everyone (every channel) whose original alert is not cancelled/failed.
+
+    Recipients whose original row was compacted (older than `delivery.detail_days`) get none: a
+    Telegram post (its row is never compacted) is still edited."""
     orig = deliveries.alias("orig")
     active_or_channel = or_(orig.c.subscriber_id.is_(None), S.status == "active")
-    src = (
-        select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
-               literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
-        .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
-        .where(orig.c.item_id == item_id, orig.c.revision == 0, active_or_channel,
-               orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED, DeliveryState.FOLDED]))
-        .order_by(orig.c.id)
-    )
-    return _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
+    channels = conn.execute(select(delivery_groups.c.channel).where(
+        delivery_groups.c.item_id == item_id, delivery_groups.c.revision == 0).order_by(delivery_groups.c.channel)).scalars().all()
+    total = 0
+    for channel in channels:  # one statement per channel: the summary counts each group's rows
+        src = (
+            select(literal(item_id), orig.c.channel, orig.c.recipient, orig.c.subscriber_id, literal(revision),
+                   literal("update"), literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime()), literal(now, UTCDateTime()))
+            .select_from(orig.outerjoin(subscribers, S.id == orig.c.subscriber_id))
+            .where(orig.c.item_id == item_id, orig.c.channel == channel, orig.c.revision == 0,
+                   orig.c.state.not_in([DeliveryState.CANCELLED, DeliveryState.FAILED, DeliveryState.FOLDED]),
+                   active_or_channel)
+            .order_by(orig.c.id)
+        )
+        n = _inserted(conn, _insert(conn).from_select(_COLS, src).on_conflict_do_nothing())
+        summary.queued(conn, (item_id, None, channel, revision), n, now)
+        total += n
+    return total
 
 
 def load_item(conn, item_id: int) -> dict | None:
@@ -117,7 +137,7 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     for i in range(0, len(delivery_ids), 900):
         q = (select(digest_items.c.delivery_id, digest_items.c.item_id)
              .where(digest_items.c.delivery_id.in_(delivery_ids[i:i + 900])).order_by(digest_items.c.item_id))
-        for d, item_id in conn.execute(q):
+        for d, item_id in conn.execute(q).all():  # fetched at once: cheaper per row than iterating the cursor
             lists[d].append(item_id)
     wanted = sorted({i for ids in lists.values() for i in ids})
     found: dict[int, dict] = {}
@@ -129,7 +149,7 @@ def _digest_items(conn, delivery_ids: list[int]) -> dict[int, list[dict]]:
     return {d: [found[i] for i in ids if i in found] for d, ids in lists.items()}
 
 
-_SET = update(deliveries).where(D.id == bindparam("_id")).values(
+_SET = update(deliveries).where(D.id == bindparam("_id"), D.state == DeliveryState.SENDING).values(
     state=bindparam("_state"), attempts=D.attempts + bindparam("_inc"),
     next_attempt_at=bindparam("_next", type_=UTCDateTime()), sent_at=bindparam("_sent", type_=UTCDateTime()),
     finished_at=bindparam("_fin", type_=UTCDateTime()), bounced=bindparam("_bounced"),
@@ -147,7 +167,7 @@ _SET_PG = text(
     "FROM unnest(CAST(:ids AS integer[]), CAST(:states AS varchar[]), CAST(:incs AS integer[]), "
     "CAST(:nexts AS timestamp[]), CAST(:sents AS timestamp[]), CAST(:fins AS timestamp[]), "
     "CAST(:bounced AS boolean[]), CAST(:exts AS text[]), CAST(:errors AS text[])) "
-    "AS v(id, state, inc, next, sent, fin, bounced, ext, error) WHERE deliveries.id = v.id")
+    "AS v(id, state, inc, next, sent, fin, bounced, ext, error) WHERE deliveries.id = v.id AND deliveries.state = 'sending'")
 
 
 def _naive(when: datetime | None) -> datetime | None:
@@ -165,8 +185,9 @@ def _set_from_arrays(params: list[dict]) -> dict:
 def record(engine: Engine, results: list[Outcome], bounce_limit: int, now: datetime | None = None) -> list[int]:
     """Write a batch of outcomes in one transaction; returns subscriber ids suppressed by this batch.
 
-    Each result: id, state, inc (attempts to add), error, next, sent, ext, and optionally item_id/channel
-    (latency trail) and bounce_subscriber (a hard bounce to count). Final rows get finished_at (their
+    Each result: id, state, inc (attempts to add), error, next, sent, ext, its group (item_id, digest_id,
+    channel, revision: the summary and the latency trail) and optionally bounce_subscriber (a hard
+    bounce to count). Only rows still `sending` (claimed) change. Final rows get finished_at (their
     sent time, else `now`), and sends, failures and bounces are counted in the stats table.
     """
     if not results:
@@ -177,10 +198,15 @@ def record(engine: Engine, results: list[Outcome], bounce_limit: int, now: datet
                "_fin": (r.get("sent") or now) if r["state"] in FINAL_STATES else None,
                "_bounced": bool(r.get("bounce_subscriber"))} for r in results]
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(_SET_PG, _set_from_arrays(params))  # one statement, one round trip, for the batch
+        if conn.dialect.name == "postgresql":  # one statement, one round trip, for the batch
+            changed = conn.execute(_SET_PG, _set_from_arrays(params)).rowcount
         else:
-            conn.execute(_SET, params)
+            changed = conn.execute(_SET, params).rowcount
+        keys = summary.keys_of(conn, [r["id"] for r in results])
+        if changed == len(results) == len(keys):
+            summary.recorded(conn, results, keys, [p["_fin"] for p in params])
+        else:  # one of them was not `sending` (another process changed it meanwhile): recount their groups
+            summary_rebuild.rebuild(conn, {summary.subject(k[0], k[1]) for k in keys.values()})
         stats.bump(conn, stats.DELIVERY, ((p["_fin"], r["channel"], _outcome(r)) for p, r in zip(params, results)
                                           if r["state"] in (DeliveryState.SENT, DeliveryState.FAILED)))
         _latency(conn, [r for r in results if r["state"] == DeliveryState.SENT and r.get("item_id")])
@@ -217,9 +243,8 @@ def _bounces(conn, bounced: list[dict], limit: int, now: datetime) -> list[int]:
     if over:
         conn.execute(update(subscribers).where(S.id.in_(over)).values(status="suppressed"))
         stats.bump(conn, stats.SUBSCRIBER, [(now, "", SubscriberEvent.SUPPRESS)], n=len(over))
-        conn.execute(update(deliveries).where(D.subscriber_id.in_(over), D.state.in_(DUE_STATES))
-                     .values(state=DeliveryState.CANCELLED, finished_at=now,
-                             last_error="subscriber suppressed after hard bounces"))
+        summary.move(conn, D.subscriber_id.in_(over), DUE_STATES, state=DeliveryState.CANCELLED, finished_at=now,
+                     last_error="subscriber suppressed after hard bounces")
     return over
 
 
@@ -229,9 +254,8 @@ def cancel_item(engine: Engine, item_id: int) -> int:
     """Stop an alert: the item is marked cancelled and its unsent rows cancelled; returns rows cancelled."""
     with engine.begin() as conn:
         set_alert_state(conn, item_id, AlertState.CANCELLED)
-        return conn.execute(update(deliveries).where(D.item_id == item_id, D.state.in_(DUE_STATES))
-                            .values(state=DeliveryState.CANCELLED, finished_at=utcnow(),
-                                    last_error="alert cancelled by an operator")).rowcount or 0
+        return summary.move(conn, D.item_id == item_id, DUE_STATES, state=DeliveryState.CANCELLED, finished_at=utcnow(),
+                            last_error="alert cancelled by an operator")
 
 
 def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
@@ -245,10 +269,8 @@ def retry_deliveries(engine: Engine, ids: Iterable[int]) -> int:
         return 0
     left = select(S.id).where(S.status != "active")
     with engine.begin() as conn:
-        n = conn.execute(
-            update(deliveries).where(D.id.in_(ids), D.state.in_(RETRYABLE))
-            .where(or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left)))
-            .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(), finished_at=None,
-                    bounced=False)).rowcount or 0
+        n = summary.move(conn, and_(D.id.in_(ids), or_(D.subscriber_id.is_(None), ~D.subscriber_id.in_(left))),
+                         RETRYABLE, state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(), finished_at=None,
+                         bounced=False)
         notify(conn)
         return n

@@ -16,15 +16,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from bot.models import DUE_STATES, OUTCOME_RANK, BounceKind, DeliveryOutcome, DeliveryState, InboundState, SubscriberEvent
-from bot.store import signups, stats
+from bot.store import signups, stats, summary
 from bot.store.schema import bounce_mails, deliveries, subscribers
+from bot.store.schema_summary import delivery_counts, delivery_groups, subscriber_counts
 
 D, S, B = deliveries.c, subscribers.c, bounce_mails.c
+G, C, SC = delivery_groups.c, delivery_counts.c, subscriber_counts.c
 OUTCOME = {BounceKind.HARD: DeliveryOutcome.BOUNCED, BounceKind.SOFT: DeliveryOutcome.SOFT_BOUNCED,
            BounceKind.COMPLAINT: DeliveryOutcome.COMPLAINED}
 _SUBSCRIBER_COLUMNS = (S.id, S.email, S.status, S.token_nonce)
 
-_DELIVERY = (select(D.id, D.subscriber_id, D.state, D.outcome, D.channel, S.email, S.status, S.token_nonce)
+_DELIVERY = (select(D.id, D.subscriber_id, D.state, D.outcome, D.channel, D.item_id, D.digest_id, D.revision, D.bounced,
+                    S.email, S.status, S.token_nonce)
              .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id)).where(D.id == bindparam("id")))
 _SUBSCRIBER_BY_ID = select(*_SUBSCRIBER_COLUMNS).where(S.id == bindparam("id"))
 _SUBSCRIBER_BY_EMAIL = select(*_SUBSCRIBER_COLUMNS).where(S.email == bindparam("email"))
@@ -32,9 +35,6 @@ _BY_MESSAGE_ID = select(D.id).where(D.subscriber_id == bindparam("sid"), D.chann
                                     D.external_id == bindparam("mid")).limit(1)
 _LATEST_SENT = (select(D.id).where(D.subscriber_id == bindparam("sid"), D.channel == "email", D.state == DeliveryState.SENT)
                 .order_by(D.sent_at.desc(), D.id.desc()).limit(1))
-_CANCEL_DUE = (update(deliveries).where(D.subscriber_id == bindparam("sid"), D.state.in_(DUE_STATES))
-               .values(state=DeliveryState.CANCELLED, last_error=bindparam("why"), next_attempt_at=None,
-                       finished_at=bindparam("at")))
 _STATUS = select(S.status).where(S.id == bindparam("sid"))
 _SUPPRESS = (update(subscribers).where(S.id == bindparam("sid"), S.status == "active")
              .values(status="suppressed", status_reason=bindparam("reason")))
@@ -85,11 +85,54 @@ def find_delivery(conn, subscriber_id: int, message_id: str | None) -> dict | No
     return delivery(conn, found) if found is not None else None
 
 
+def matches(dlv: dict | None, ref) -> bool:
+    """Whether a live row is the message a return path names (`ref`: a bot.tokens.BounceRef): same subscriber
+    and group. A row compacted away may have left its id to another (SQLite reuses the highest id)."""
+    return dlv is not None and (ref.subscriber_id is None or (
+        dlv["subscriber_id"] == ref.subscriber_id and dlv["channel"] == "email" and dlv["item_id"] == ref.item_id
+        and dlv["digest_id"] == ref.digest_id and (dlv["revision"] or 0) == ref.revision))
+
+
+def revive(conn, ref) -> dict | None:
+    """The row of a message a return path names whose row compaction deleted (`ref`: a BounceRef carrying
+    its subscriber and group): its live row if one was brought back before, else the row brought back —
+    sent, its group's compacted count and the subscriber's counter giving it back, so no number
+    changes. None when nothing of it is left (its alert pruned, nothing compacted, the subscriber erased)."""
+    key, sid = (ref.item_id, ref.digest_id, "email", ref.revision), ref.subscriber_id
+    same = [D.item_id == ref.item_id, D.revision == ref.revision] if ref.item_id is not None else [D.digest_id == ref.digest_id]
+    if ref.item_id is not None or ref.digest_id is not None:  # summary mails have no unique key
+        found = conn.execute(select(D.id).where(*same, D.channel == "email", D.recipient == str(sid))).scalar()
+        if found is not None:
+            return delivery(conn, found)
+    group = conn.execute(select(G.id, G.created_at).join(delivery_counts, C.group_id == G.id).where(
+        G.subject == summary.subject(ref.item_id, ref.digest_id), G.channel == "email", G.revision == ref.revision,
+        C.state == DeliveryState.SENT, C.outcome == "", C.compacted > 0)).first()
+    person = subscriber(conn, sid)
+    if group is None or person is None or not person["email"]:
+        return None
+    taken = conn.execute(select(D.id).where(D.id == ref.delivery_id)).scalar() is not None
+    kind = "summary" if key[:2] == (None, None) else "digest" if ref.digest_id is not None else "update" if ref.revision else "alert"
+    row = conn.execute(deliveries.insert().values(
+        **({} if taken else {"id": ref.delivery_id}), item_id=ref.item_id, digest_id=ref.digest_id, channel="email",
+        recipient=str(sid), subscriber_id=sid, revision=ref.revision, kind=kind, state=DeliveryState.SENT, attempts=1,
+        created_at=group.created_at)).inserted_primary_key[0]
+    summary.add(conn, {}, {(group.id, summary.part_of(DeliveryState.SENT)): -1})  # counted live again, not twice
+    conn.execute(update(subscriber_counts).where(SC.subscriber_id == sid, SC.state == DeliveryState.SENT, SC.n > 0)
+                 .values(n=SC.n - 1))
+    return delivery(conn, row)
+
+
+def _cancel_due(conn, subscriber_id: int, why: str, now: datetime) -> None:
+    # Queued mail never goes out after this; the delivery summary follows the rows (bot/store/summary.py).
+    summary.move(conn, D.subscriber_id == subscriber_id, DUE_STATES, state=DeliveryState.CANCELLED, last_error=why,
+                 next_attempt_at=None, finished_at=now)
+
+
 def suppress(conn, subscriber_id: int, reason: str, counter: str, now: datetime, tally: Counter) -> bool:
     """Active → suppressed with the reason; queued mail cancelled. False if it was not active."""
     if conn.execute(_SUPPRESS, {"sid": subscriber_id, "reason": reason[:500]}).rowcount != 1:
         return False
-    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber suppressed after bounces", "at": now})
+    _cancel_due(conn, subscriber_id, "subscriber suppressed after bounces", now)
     tally[f"suppressed:{counter}"] += 1
     return True
 
@@ -101,7 +144,7 @@ def unsubscribe(conn, subscriber_id: int, reason: str, counter: str, now: dateti
     res = conn.execute(_UNSUBSCRIBE, {"sid": subscriber_id, "at": now, "reason": reason[:500], "nonce": secrets.token_hex(8)})
     if res.rowcount != 1:
         return False
-    conn.execute(_CANCEL_DUE, {"sid": subscriber_id, "why": "subscriber left", "at": now})
+    _cancel_due(conn, subscriber_id, "subscriber left", now)
     signups.forget(conn, subscriber_id)  # a confirmation link mailed before must not subscribe them again
     tally[f"unsubscribed:{counter}"] += 1
     if was == "active":  # the subscribers chart counts departures of active subscribers (bot.store.subscribers)
@@ -133,6 +176,9 @@ def record(conn, kind: BounceKind, sub_id: int, dlv: dict | None, status: str | 
                                           "diag": (diagnostic or status or how)[:1000]})
         if res.rowcount != 1:
             return f"already counted: delivery {dlv['id']} is already {dlv['outcome'] or outcome}"
+        # Its alert's counts per outcome follow (bot/store/summary.py: the same before and after compaction).
+        summary.moved(conn, {(summary.key_of(dlv), summary.part_of(dlv["state"], dlv["bounced"], dlv["outcome"]),
+                              summary.part_of(dlv["state"], dlv["bounced"], outcome)): 1})
     tally[f"{_BOUNCE}{kind}"] += 1
     what = f"{status or ''} {diagnostic or ''}".strip()[:300] or how
     if kind == BounceKind.COMPLAINT:

@@ -1,21 +1,24 @@
-"""Read models of the outbox for operators: live fan-out progress per alert, counts, failures.
+"""Read models of the outbox for operators: the live fan-out progress per alert, the CLI's bar total,
+the ids `deliveries --retry-failed` requeues.
 
-Every listing is a bounded query (grouped counts over the rows of a few alerts, LIMIT), never a
-query per row.
+The progress reads the delivery summary (bot/store/summary.py), never the log: the same numbers while
+a million rows go out and after compaction has folded them, at the cost of a few rows per alert.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, func, select
 
 from bot.models import DUE_STATES, UNFINISHED_STATES, DeliveryState
+from bot.store import summary
 from bot.store.db import utcnow
-from bot.store.outbox import RETRYABLE
-from bot.store.schema import deliveries, digests, items, sources, subscribers
+from bot.store.schema import deliveries, digests, items, sources
+from bot.store.schema_summary import delivery_counts, delivery_groups
+from bot.store.summary import BOUNCED
 
-D, S = deliveries.c, subscribers.c
+D, G, C = deliveries.c, delivery_groups.c, delivery_counts.c
 LIVE_HOURS = 6  # the overview shows the alerts and digest runs of the last hours (and any still running)
 RATE_WINDOW = 30  # seconds: throughput is measured over the last half-minute while a fan-out runs
 _PARTS = ("sent", "failed", "bounced", "folded", "pending", "cancelled")
@@ -55,19 +58,20 @@ def _group(row: dict, now: datetime) -> dict:
 
 
 def _counts(conn, key, ids: list[int], now: datetime) -> dict[int, list[dict]]:
-    """{id: [per (revision, channel) progress]} for the rows of these items (key=D.item_id) or digests."""
-    recent = func.sum(case((D.finished_at >= now - timedelta(seconds=RATE_WINDOW), 1), else_=0))
-    q = (select(key, D.revision, D.channel, D.state, D.bounced, func.count(), func.min(D.created_at),
-                func.max(D.finished_at), recent)
-         .where(key.in_(ids)).group_by(key, D.revision, D.channel, D.state, D.bounced))
+    """{id: [per (revision, channel) progress]} of these items (key=G.item_id) or digests, from the summary."""
+    if not ids:
+        return {}
+    q = (select(key, G.revision, G.channel, G.created_at, G.finished_at, G.recent, C.state, C.outcome, C.n)
+         .join(delivery_counts, C.group_id == G.id).where(key.in_(ids)))
+    since = int((now - timedelta(seconds=RATE_WINDOW)).timestamp())
     groups: dict[tuple, dict] = {}
-    for owner, rev, channel, state, bounced, n, started, last, rec in conn.execute(q):
-        g = groups.setdefault((owner, rev, channel), {"revision": rev, "channel": channel, "started_at": started,
-                                                      "last_at": last, "recent": 0, **{p: 0 for p in _PARTS}})
-        g[_part(state, bool(bounced))] += n
-        g["recent"] += rec or 0
-        g["started_at"] = _pick(min, g["started_at"], started)
-        g["last_at"] = _pick(max, g["last_at"], last)
+    for owner, rev, channel, started, last, recent, state, outcome, n in conn.execute(q):
+        g = groups.get((owner, rev, channel))
+        if g is None:
+            g = groups[(owner, rev, channel)] = {
+                "revision": rev, "channel": channel, "started_at": started, "last_at": last,
+                "recent": sum(v for k, v in (recent or {}).items() if int(k) >= since), **{p: 0 for p in _PARTS}}
+        g[_part(state, outcome == BOUNCED)] += n
     out: dict[int, list[dict]] = {}
     for (owner, _rev, _ch), g in sorted(groups.items()):
         out.setdefault(owner, []).append(_group(g, now))
@@ -96,11 +100,10 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
     with no unsent row left cannot change, so it is not counted again (its rows may be many)."""
     settled = settled or {}
     since = now - timedelta(hours=hours)
-    running = select(D.item_id, D.digest_id).where(D.state.in_(UNFINISHED_STATES)).distinct().limit(200)
     with engine.connect() as conn:
-        busy = conn.execute(running).all()
-        busy_items = {i for i, _ in busy if i is not None}
-        busy_digests = {d for _, d in busy if d is not None}
+        busy = summary.unfinished_subjects(conn)
+        busy_items = {s for s in busy if s > 0}
+        busy_digests = {-s for s in busy if s < 0}
         alert_rows = conn.execute(
             select(items.c.id, items.c.title, items.c.headline, items.c.label, items.c.link, items.c.alert_state, items.c.revision,
                    items.c.published_at, items.c.detected_at, items.c.first_telegram_at, items.c.first_email_at,
@@ -116,8 +119,8 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
                     if ("alert", r["id"]) in settled and r["id"] not in busy_items}
         per_digest = {r["id"]: settled[("digest", r["id"])] for r in digest_rows
                       if ("digest", r["id"]) in settled and r["id"] not in busy_digests}
-        per_item |= _counts(conn, D.item_id, [r["id"] for r in alert_rows if r["id"] not in per_item], now)
-        per_digest |= _counts(conn, D.digest_id, [r["id"] for r in digest_rows if r["id"] not in per_digest], now)
+        per_item |= _counts(conn, G.item_id, [r["id"] for r in alert_rows if r["id"] not in per_item], now)
+        per_digest |= _counts(conn, G.digest_id, [r["id"] for r in digest_rows if r["id"] not in per_digest], now)
     out = [{"kind": "alert", **r, "at": r["detected_at"], "groups": per_item.get(r["id"], []), "latency": _latency(r)}
            for r in alert_rows]
     out += [{"kind": "digest", **r, "at": r["created_at"], "groups": per_digest.get(r["id"], [])}
@@ -126,42 +129,6 @@ def fanouts(engine: Engine, now: datetime, hours: float = LIVE_HOURS, limit: int
         entry["running"] = any(g["running"] for g in entry["groups"])
     out.sort(key=lambda e: e["at"] or now, reverse=True)
     return out[:limit]
-
-
-def counts(engine: Engine, since: datetime | None = None, item_id: int | None = None) -> list[dict]:
-    """Rows per (item or digest, channel, state): item_id, digest_id, title, channel, state, count. A
-    broadcast channel's rows (no subscriber: one per Telegram chat) are counted per chat, "telegram @chat"."""
-    target = case((D.subscriber_id.is_(None), D.channel + " " + D.recipient), else_=D.channel)
-    q = (select(D.item_id, D.digest_id, items.c.title, target.label("channel"), D.state, func.count().label("count"))
-         .select_from(deliveries.outerjoin(items, items.c.id == D.item_id))
-         .group_by(D.item_id, D.digest_id, items.c.title, target, D.state)
-         .order_by(D.item_id.desc(), D.digest_id.desc(), target, D.state))
-    if since is not None:
-        q = q.where(D.created_at >= since)
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def failures(engine: Engine, limit: int = 50, offset: int = 0, item_id: int | None = None,
-             states: Iterable[str] = RETRYABLE) -> list[dict]:
-    """Latest rows in `states` (newest first) with their errors, item title and recipient address (never a token)."""
-    q = (select(D.id, D.item_id, D.digest_id, D.channel, D.kind, D.state, D.attempts, D.last_error,
-                D.next_attempt_at, D.created_at, items.c.title, S.email,
-                func.coalesce(S.email, D.recipient).label("recipient"))
-         .select_from(deliveries.outerjoin(subscribers, S.id == D.subscriber_id).outerjoin(items, items.c.id == D.item_id))
-         .where(D.state.in_(list(states))).order_by(D.id.desc()).limit(limit).offset(offset))
-    if item_id is not None:
-        q = q.where(D.item_id == item_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def count_in_states(engine: Engine, states: Iterable[str]) -> int:
-    """How many rows are in `states` (the failures page's total)."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(deliveries).where(D.state.in_(list(states)))).scalar_one()
 
 
 def count_due(engine: Engine, channels: Iterable[str], now: datetime | None = None) -> int:

@@ -5,7 +5,7 @@ from datetime import timezone
 
 from sqlalchemy import (
     JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, false, text,
+    UniqueConstraint, false, literal_column, text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -13,7 +13,7 @@ metadata = MetaData()
 # The schema is versioned by Alembic revisions in bot/store/migrations/versions/ (see
 # bot/store/migrate.py). This number is the count of revisions up to head; it is also written to
 # meta.schema_version, so a release from before Alembic refuses a database newer than itself.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class UTCDateTime(TypeDecorator):
@@ -124,6 +124,7 @@ items = Table(
     _ts("last_email_at"),
     UniqueConstraint("source_id", "key", name="uq_items_source_key"),
     Index("ix_items_detected", "detected_at"),
+    Index("ix_items_alert_state", "alert_state", "detected_at"),  # the dashboard's held alerts (v7)
     Index("ix_items_norm_title", "norm_title"),
 )
 
@@ -196,6 +197,14 @@ deliveries = Table(
     UniqueConstraint("digest_id", "channel", "recipient", name="uq_deliveries_digest"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_subscriber", "subscriber_id"),  # export, erasure, subscribers show
+    # The failures pages, newest first, overall and per alert: only failed rows are in them (v7).
+    Index("ix_deliveries_failed", "state", "id", sqlite_where=literal_column("state = 'failed'"),
+          postgresql_where=literal_column("state = 'failed'")),
+    Index("ix_deliveries_failed_item", "item_id", "state", "id", sqlite_where=literal_column("state = 'failed'"),
+          postgresql_where=literal_column("state = 'failed'")),
+    # Summary mails (bot/store/limits.py) in queueing order: what compaction sweeps of them (v7).
+    Index("ix_deliveries_summary", "id", sqlite_where=literal_column("kind = 'summary'"),
+          postgresql_where=literal_column("kind = 'summary'")),
 )
 
 # Which items went into which subscriber's digest or summary mail: an item at most once per subscriber.
@@ -205,6 +214,8 @@ digest_items = Table(
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("delivery_id", Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
     UniqueConstraint("subscriber_id", "item_id", name="uq_digest_items"),
+    # A digest's items by its delivery (composing it), and the cascade when its row is compacted (v7).
+    Index("ix_digest_items_delivery", "delivery_id"),
 )
 
 # Hand-written alerts (the newsroom desk): who wrote or corrected each one, when, and from where.

@@ -10,10 +10,10 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from bot.addresses import InvalidAddress, normalize_email, normalize_topics  # noqa: F401 - re-exported
 from bot.i18n import available
 from bot.models import SubscriberEvent
-from bot.store import signups, stats
+from bot.store import signups, stats, summary
 from bot.store.db import utcnow
-from bot.store.limits import LIMIT_COLUMNS
 from bot.store.schema import bounce_mails, deliveries, items, subscribers
+from bot.store.schema_summary import subscriber_counts
 from bot.store.signups import confirm, signup  # noqa: F401 - re-exported: sign-up lives with its requests
 
 MODES = ("instant", "digest", "both")
@@ -49,12 +49,8 @@ def _event(conn, now: datetime, event: SubscriberEvent, n: int = 1) -> None:
 
 def _cancel_deliveries(conn, subscriber_id: int) -> int:
     # Queued and retrying messages must never go out after an unsubscription.
-    res = conn.execute(update(deliveries)
-                       .where(deliveries.c.subscriber_id == subscriber_id,
-                              deliveries.c.state.in_(("pending", "retry")))
-                       .values(state="cancelled", last_error="subscriber left", next_attempt_at=None,
-                               finished_at=utcnow()))
-    return res.rowcount
+    return summary.move(conn, deliveries.c.subscriber_id == subscriber_id, ("pending", "retry"),
+                        state="cancelled", last_error="subscriber left", next_attempt_at=None, finished_at=utcnow())
 
 
 def unsubscribe(engine: Engine, subscriber_id: int, nonce: str | None = None,
@@ -132,8 +128,12 @@ def export_data(engine: Engine, subscriber_id: int) -> dict | None:
                    deliveries.c.item_id, items.c.title)
             .select_from(deliveries.outerjoin(items, items.c.id == deliveries.c.item_id))
             .where(deliveries.c.subscriber_id == subscriber_id).order_by(deliveries.c.id)).mappings().all()
+        compacted = dict(conn.execute(select(subscriber_counts.c.state, subscriber_counts.c.n)
+                                      .where(subscriber_counts.c.subscriber_id == subscriber_id, subscriber_counts.c.n > 0)).all())
     row.pop("token_nonce", None)
+    # Deliveries older than `delivery.detail_days` are compacted: only their number per state is kept.
     return {"subscriber": _jsonable(row), "deliveries": [_jsonable(dict(r)) for r in rows],
+            "compacted_deliveries": compacted,
             "signups": [_jsonable(r) for r in signups.requests_of(engine, subscriber_id)]}
 
 
@@ -164,30 +164,9 @@ def add(engine: Engine, emails: Sequence[str], mode: str = "both", language: str
 
 def insert_many(engine: Engine, records: Sequence[dict], origin: str = "import") -> int:
     """Insert active subscribers in one executemany, skipping known addresses; return rows inserted."""
-    if not records:
-        return 0
-    now = utcnow()
-    rows = [dict(email=r["email"], status="active", mode=r.get("mode") or "both",
-                 language=r.get("language") or "fr", topics=r.get("topics") or [], origin=origin,
-                 bounces=0, token_nonce=new_nonce(), created_at=now, confirmed_at=now,
-                 **{k: r.get(k) for k in LIMIT_COLUMNS}) for r in records]
-    stmt = _insert_ignore(engine)
-    with engine.begin() as conn:
-        before = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
-        conn.execute(stmt, rows)
-        after = conn.execute(select(func.count()).select_from(subscribers)).scalar_one()
-        _event(conn, now, SubscriberEvent.SIGNUP, after - before)
-        _event(conn, now, SubscriberEvent.CONFIRM, after - before)
-    return after - before
+    from bot.store.subscriber_batches import insert_active
 
-
-def _insert_ignore(engine: Engine):
-    # ON CONFLICT DO NOTHING keeps imports idempotent and never revives an unsubscribed address.
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(subscribers).on_conflict_do_nothing(index_elements=["email"])
+    return insert_active(engine, records, origin)
 
 
 def remove(engine: Engine, email: str, erase_data: bool = False) -> str | None:
@@ -229,8 +208,13 @@ def counts(engine: Engine) -> dict[str, dict[str, int]]:
 
 
 def delivery_counts(engine: Engine, subscriber_id: int) -> dict[str, int]:
-    """{state: n} of one subscriber's deliveries."""
+    """{state: n} of one subscriber's deliveries: the rows there are plus the compacted ones."""
     with engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.state, func.count()).where(deliveries.c.subscriber_id == subscriber_id)
                             .group_by(deliveries.c.state)).all()
-    return {s: n for s, n in rows}
+        folded = conn.execute(select(subscriber_counts.c.state, subscriber_counts.c.n)
+                              .where(subscriber_counts.c.subscriber_id == subscriber_id)).all()
+    out: dict[str, int] = {}
+    for state, n in (*rows, *folded):
+        out[state] = out.get(state, 0) + n
+    return {s: n for s, n in out.items() if n}

@@ -16,7 +16,7 @@ from bot import pipeline
 from bot.models import DeliveryState
 from bot.store import channels as channel_store
 from bot.store import instances as instance_store
-from bot.store import dashboard, outbox, ratelimit, reports, sessions, utcnow
+from bot.store import dashboard, delivery_log, outbox, ratelimit, sessions, utcnow
 from bot.web import charts, live
 from bot.web.context import Web, web
 from bot.web.public import read_form
@@ -149,10 +149,25 @@ async def failures_page(request: Request) -> Response:
     """Failed deliveries with their errors and a retry action."""
     w = web(request)
     page = _page(request)
-    rows = await w.db(reports.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
-    total = await w.db(reports.count_in_states, w.engine, (DeliveryState.FAILED,))
+    rows = await w.db(delivery_log.failures, w.engine, PAGE, (page - 1) * PAGE, None, (DeliveryState.FAILED,))
+    total = await w.db(delivery_log.live_in_states, w.engine, (DeliveryState.FAILED,))
     return w.render(request, "admin/failures.html", {"rows": rows, "total": total, "page": page,
                                                      "pages": max(1, -(-total // PAGE))})
+
+
+@protected
+async def item_page(request: Request) -> Response:
+    """One alert: its deliveries per channel and revision (from the summary), sends, latency, failures."""
+    w = web(request)
+    item_id = request.path_params["id"]
+    view = await w.db(delivery_log.alert, w.engine, item_id)
+    if view is None:
+        return w.message(request, "adm_item", "alv_unknown", status=404)
+    failed = (DeliveryState.FAILED,)
+    ctx = {"item": view, "detail_days": w.cfg.delivery.detail_days,
+           "failures": await w.db(delivery_log.failures, w.engine, PAGE, 0, item_id, failed),
+           "failed": await w.db(delivery_log.live_in_states, w.engine, failed, item_id)}
+    return w.render(request, "admin/item.html", ctx)
 
 
 def back(path: str, notice: str, **numbers: int) -> RedirectResponse:
@@ -221,6 +236,7 @@ def routes() -> list[Route]:
         Route("/admin/sources/{id:rowid}/{action:str}", source_action, methods=["POST"]),
         Route("/admin/failures", failures_page, methods=["GET"]),
         Route("/admin/deliveries/retry", retry, methods=["POST"]),
+        Route("/admin/items/{id:rowid}", item_page, methods=["GET"]),
         Route("/admin/items/{id:rowid}/{action:str}", item_action, methods=["POST"]),
         Route("/admin/channels/{name:str}/resume", channel_action, methods=["POST"]),
     ]

@@ -19,7 +19,7 @@ PAGE_KEYS = (
     N_("bad_link_title"), N_("bad_link_body"), N_("unsubscribed_title"), N_("unsubscribed_body"),
     N_("resubscribe"), N_("delete_title"), N_("delete_need_check"), N_("deleted_title"), N_("deleted_body"),
     N_("not_found_title"), N_("not_found_body"), N_("error_title"), N_("error_body"),
-    N_("adm_login_wrong"), N_("adm_login_limited"), N_("adm_reason_operator"),
+    N_("adm_login_wrong"), N_("adm_login_limited"), N_("adm_reason_operator"), N_("alv_unknown"),
 )
 # The newsroom desk's and the alert pace's form errors (bot.ingest.desk.problems, bot.web.pace.read) and
 # the preview's notice, passed to the templates by name.
@@ -38,6 +38,7 @@ LABEL_KEYS = (
     N_("status_pending"), N_("status_active"), N_("status_unsubscribed"), N_("status_suppressed"),
     N_("status_deleted"),
     N_("smode_instant"), N_("smode_digest"), N_("smode_both"),
+    N_("outcome_refused"), N_("outcome_bounced"), N_("outcome_soft-bounced"), N_("outcome_complained"),
     N_("kind_alert"), N_("kind_update"), N_("kind_digest"), N_("kind_confirm"), N_("kind_summary"),
     N_("origin_web"), N_("origin_operator"), N_("origin_import"),
     N_("websub_pending"), N_("websub_active"), N_("websub_denied"),

@@ -47,7 +47,7 @@ class StoreCollector(Collector):
         for is_flash, n in sorted(dashboard.item_counts(self.engine).items()):
             items.add_metric(["true" if is_flash else "false"], n)
         yield items
-        dels = GaugeMetricFamily("flashbot_deliveries", "Delivery rows by channel and state", labels=["channel", "state"])
+        dels = GaugeMetricFamily("flashbot_deliveries", "Deliveries by channel and state (compacted ones included)", labels=["channel", "state"])
         for channel, states in sorted(dashboard.delivery_counts(self.engine).items()):
             for state, n in sorted(states.items()):
                 dels.add_metric([channel, state], n)
