@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select, update
 
 from bot.store.db import utcnow
-from bot.store.schema import instances
+from bot.store.schema_cluster import instances
 
 I = instances.c
 STALE_AFTER = timedelta(seconds=30)  # no heartbeat for this long: the process is gone

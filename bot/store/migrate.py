@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 
-from bot.store import schema_summary  # noqa: F401 - the summary's tables join the metadata
+from bot.store import schema_cluster, schema_summary  # noqa: F401 - their tables join the metadata
 from bot.store.db import make_engine
 from bot.store.schema import meta, metadata
 

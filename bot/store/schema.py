@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timezone
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
     UniqueConstraint, false, literal_column, text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -327,27 +327,4 @@ bounce_mails = Table(
     _ts("processed_at"),
     Index("ix_bounce_mails_state", "state", "id"),
     Index("ix_bounce_mails_received", "received_at"),
-)
-
-# One row per running `flashbot run` process (any machine): its roles and heartbeat. The live ones
-# are listed by `flashbot stats` and the dashboard; `leader` marks the active scheduler.
-instances = Table(
-    "instances", metadata,
-    Column("id", String(64), primary_key=True),  # host:pid:random, fresh at every start
-    Column("host", String(255), nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("roles", String(64), nullable=False),  # e.g. "scheduler,worker,web"
-    Column("version", String(32), nullable=False, default=""),
-    Column("leader", Boolean, nullable=False, default=False),
-    Column("sent", Integer, nullable=False, default=0),  # deliveries this process recorded as sent
-    _ts("started_at"),
-    _ts("heartbeat_at"),
-)
-
-# Cluster-wide send rates: `next_at` (seconds since the epoch, the database's clock) is when the
-# next message of that channel may go; workers reserve slots from it (bot/store/throttle.py).
-throttle = Table(
-    "throttle", metadata,
-    Column("channel", String(32), primary_key=True),
-    Column("next_at", Float, nullable=False, default=0.0),
 )

@@ -1,7 +1,7 @@
 """Alembic environment: bot.store.migrate hands over an open connection (it holds the upgrade lock)."""
 from alembic import context
 
-from bot.store import schema_summary  # noqa: F401 - the summary's tables join the metadata
+from bot.store import schema_cluster, schema_summary  # noqa: F401 - their tables join the metadata
 from bot.store.schema import metadata
 
 
