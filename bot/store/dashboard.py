@@ -25,7 +25,10 @@ def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, 
 def broadcast_counts(engine: Engine, since: datetime | None = None) -> dict[tuple[str, str], dict[str, int]]:
     """{(channel, chat): {state: n}} of the rows addressed to a chat, not a subscriber (Telegram)."""
     q = (select(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state, func.count())
-         .where(deliveries.c.subscriber_id.is_(None), deliveries.c.digest_id.is_(None))
+         # digest_id tested through coalesce(): a plain `IS NULL` lets SQLite's planner (without
+         # statistics) pick the unique index led by digest_id, NULL on every alert row, i.e. scan the
+         # whole log; the chat rows are the few the subscriber index finds without a subscriber.
+         .where(deliveries.c.subscriber_id.is_(None), func.coalesce(deliveries.c.digest_id, 0) == 0)
          .group_by(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state))
     if since is not None:
         q = q.where(deliveries.c.created_at >= since)

@@ -17,12 +17,19 @@ RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)
 PERCENTILES = (50, 90, 99)
 
 
-def _chats(conn, where: list) -> list:
+def _chats(conn, since: datetime | None = None, item_id: int | None = None) -> list:
     """(item_id, revision, channel, chat, state, n) of the rows addressed to a chat, not a subscriber (one per
     alert, correction and Telegram chat, never compacted before retention), through the subscriber index."""
+    # Every filter but subscriber_id goes through coalesce(): without statistics SQLite's planner would
+    # take a unique index led by item_id or digest_id, reading every recipient row of an alert (or of
+    # the whole log) to find the few rows without a subscriber.
+    where = [D.subscriber_id.is_(None), func.coalesce(D.digest_id, 0) == 0, func.coalesce(D.item_id, 0) != 0]
+    if since is not None:
+        where.append(D.created_at >= since)
+    if item_id is not None:
+        where.append(func.coalesce(D.item_id, 0) == item_id)
     q = (select(D.item_id, D.revision, D.channel, D.recipient, D.state, func.count())
-         .where(D.subscriber_id.is_(None), D.digest_id.is_(None), D.item_id.is_not(None), *where)
-         .group_by(D.item_id, D.revision, D.channel, D.recipient, D.state))
+         .where(*where).group_by(D.item_id, D.revision, D.channel, D.recipient, D.state))
     return conn.execute(q).all()
 
 
@@ -34,14 +41,13 @@ def counts(engine: Engine, since: datetime | None = None, item_id: int | None = 
     q = (select(G.item_id, G.digest_id, items.c.title, G.channel, C.state, func.sum(C.n).label("count"))
          .select_from(delivery_groups.join(delivery_counts, C.group_id == G.id).outerjoin(items, items.c.id == G.item_id))
          .where(C.n > 0).group_by(G.item_id, G.digest_id, items.c.title, G.channel, C.state))
-    where = []
     if since is not None:
-        q, where = q.where(G.created_at >= since), [D.created_at >= since]
+        q = q.where(G.created_at >= since)
     if item_id is not None:
-        q, where = q.where(G.item_id == item_id), where + [D.item_id == item_id]
+        q = q.where(G.item_id == item_id)
     with engine.connect() as conn:
         rows = {(r["item_id"], r["digest_id"], r["channel"], r["state"]): dict(r) for r in conn.execute(q).mappings()}
-        for item, _rev, channel, chat, state, n in _chats(conn, where):  # corrections of a post add up per chat
+        for item, _rev, channel, chat, state, n in _chats(conn, since, item_id):  # corrections of a post add up per chat
             whole = rows.get((item, None, channel, state))
             if whole is not None:
                 whole["count"] -= n
@@ -58,7 +64,7 @@ def item_counts(conn, item_id: int) -> list[dict]:
          .where(G.item_id == item_id, C.n > 0).group_by(G.channel, G.revision, C.state))
     rows = {(channel, "", rev, state): {"channel": channel, "chat": "", "revision": rev, "state": state, "n": int(n)}
             for channel, rev, state, n in conn.execute(q)}
-    for _item, rev, channel, chat, state, n in _chats(conn, [D.item_id == item_id]):
+    for _item, rev, channel, chat, state, n in _chats(conn, item_id=item_id):
         whole = rows.get((channel, "", rev, state))
         if whole is not None:
             whole["n"] -= n
