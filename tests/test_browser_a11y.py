@@ -100,11 +100,15 @@ def test_pages_pass_axe_core(tmp_path, smtp_inbox, live_socket, lang):
                 if os.environ.get("FLASHBOT_UPDATE_SCREENSHOTS"):
                     shutil.copy(shot, SCREENSHOT)
             page.fill("#email", f"someone-{lang}@example.org")
-            page.click("button[type=submit]")
+            # Each submit waits for the page it leads to: axe injected while the old document is torn
+            # down finds no <head> (a race a loaded machine loses).
+            with page.expect_navigation():
+                page.click("button[type=submit]")
             found["check-your-inbox"] = violations(page)
             page.goto(links["confirm"])
             found["confirm"] = violations(page)
-            page.click("#confirm")
+            with page.expect_navigation():
+                page.click("#confirm")
             assert page.is_visible("#prefs")
             found["confirmed"] = violations(page)
             page.goto(links["preferences"])
@@ -115,7 +119,8 @@ def test_pages_pass_axe_core(tmp_path, smtp_inbox, live_socket, lang):
             page.goto(f"{live_socket.url}/admin/login?lang={lang}")
             found["login"] = violations(page)
             page.fill("#password", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
             for name in ("", "/sources", "/subscribers", "/failures", "/bounces"):
                 page.goto(f"{live_socket.url}/admin{name}")
                 assert page.get_attribute("html", "lang") == lang
