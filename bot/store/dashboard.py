@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select, true, update
 from bot.models import UNFINISHED_STATES, AlertState
 from bot.store import delivery_log
 from bot.store.db import utcnow
-from bot.store.schema import deliveries, items, meta, sources
+from bot.store.schema import items, meta, sources
 
 
 def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, dict[str, int]]:
@@ -24,18 +24,11 @@ def delivery_counts(engine: Engine, since: datetime | None = None) -> dict[str, 
 
 def broadcast_counts(engine: Engine, since: datetime | None = None) -> dict[tuple[str, str], dict[str, int]]:
     """{(channel, chat): {state: n}} of the rows addressed to a chat, not a subscriber (Telegram)."""
-    q = (select(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state, func.count())
-         # digest_id tested through coalesce(): a plain `IS NULL` lets SQLite's planner (without
-         # statistics) pick the unique index led by digest_id, NULL on every alert row, i.e. scan the
-         # whole log; the chat rows are the few the subscriber index finds without a subscriber.
-         .where(deliveries.c.subscriber_id.is_(None), func.coalesce(deliveries.c.digest_id, 0) == 0)
-         .group_by(deliveries.c.channel, deliveries.c.recipient, deliveries.c.state))
-    if since is not None:
-        q = q.where(deliveries.c.created_at >= since)
     out: dict[tuple[str, str], dict[str, int]] = {}
     with engine.connect() as conn:
-        for ch, chat, st, n in conn.execute(q):
-            out.setdefault((ch, chat), {})[st] = n
+        for _item, _rev, ch, chat, st, n in delivery_log.chat_rows(conn, since):
+            states = out.setdefault((ch, chat), {})
+            states[st] = states.get(st, 0) + n
     return out
 
 

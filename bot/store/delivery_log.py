@@ -17,7 +17,7 @@ RETRYABLE = (DeliveryState.FAILED, DeliveryState.RETRY)
 PERCENTILES = (50, 90, 99)
 
 
-def _chats(conn, since: datetime | None = None, item_id: int | None = None) -> list:
+def chat_rows(conn, since: datetime | None = None, item_id: int | None = None) -> list:
     """(item_id, revision, channel, chat, state, n) of the rows addressed to a chat, not a subscriber (one per
     alert, correction and Telegram chat, never compacted before retention), through the subscriber index."""
     # Every filter but subscriber_id goes through coalesce(): without statistics SQLite's planner would
@@ -47,7 +47,7 @@ def counts(engine: Engine, since: datetime | None = None, item_id: int | None = 
         q = q.where(G.item_id == item_id)
     with engine.connect() as conn:
         rows = {(r["item_id"], r["digest_id"], r["channel"], r["state"]): dict(r) for r in conn.execute(q).mappings()}
-        for item, _rev, channel, chat, state, n in _chats(conn, since, item_id):  # corrections of a post add up per chat
+        for item, _rev, channel, chat, state, n in chat_rows(conn, since, item_id):  # corrections of a post add up per chat
             whole = rows.get((item, None, channel, state))
             if whole is not None:
                 whole["count"] -= n
@@ -64,7 +64,7 @@ def item_counts(conn, item_id: int) -> list[dict]:
          .where(G.item_id == item_id, C.n > 0).group_by(G.channel, G.revision, C.state))
     rows = {(channel, "", rev, state): {"channel": channel, "chat": "", "revision": rev, "state": state, "n": int(n)}
             for channel, rev, state, n in conn.execute(q)}
-    for _item, rev, channel, chat, state, n in _chats(conn, item_id=item_id):
+    for _item, rev, channel, chat, state, n in chat_rows(conn, item_id=item_id):
         whole = rows.get((channel, "", rev, state))
         if whole is not None:
             whole["n"] -= n
